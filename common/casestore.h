@@ -1,0 +1,60 @@
+/*
+ * casestore: the one way any service changes a case.
+ *
+ * casestore_apply() runs inside the caller's transaction: it locks the case
+ * row, checks the expected status(es), the transition table and the
+ * expected version, bumps version and history sequence, appends the
+ * case_events row and the outgoing outbox message. The state change, its
+ * history and its message therefore commit together or not at all.
+ */
+#ifndef KESU_CASESTORE_H
+#define KESU_CASESTORE_H
+
+#include <stdint.h>
+
+#include "pg.h"
+#include "proto.h"
+
+typedef enum {
+    CASESTORE_OK = 0,
+    CASESTORE_NOT_FOUND = 1, /**< no such case */
+    CASESTORE_CONFLICT = 2,  /**< status not one of `from`, or transition not allowed */
+    CASESTORE_STALE = 3,     /**< version is not expect_version */
+    CASESTORE_ERROR = -1,    /**< database error (see pg->sqlstate) */
+} casestore_rc_t;
+
+typedef struct casestore_change {
+    const char *case_id;      /**< required */
+    const char *const *from;  /**< allowed current statuses, NULL-terminated; NULL = any */
+    const char *to;           /**< new status, NULL keeps the status */
+    int64_t expect_version;   /**< > 0: the current version must equal it (If-Match) */
+    int bump_version;         /**< bump the version without a status change */
+    const char *producer;     /**< service name (outbox producer, case_events.producer) */
+    const char *actor;        /**< token id or service, never a person's name */
+    const char *topic;        /**< topic of the event; NULL: history row only, no outbox row */
+} casestore_change_t;
+
+typedef struct casestore_result {
+    char status_before[24]; /**< status before the change */
+    char status_after[24];  /**< status after */
+    int64_t version;        /**< version after */
+    int64_t seq;            /**< history seq of the appended event */
+} casestore_result_t;
+
+/**
+ * @brief Apply a change and append its event (pe: payload set by the caller;
+ *        case number, trace id, version and seq are filled in here).
+ * @returns a casestore_rc_t; errstr explains anything but OK.
+ */
+int casestore_apply(pg_t *pg, const casestore_change_t *ch, proto_env_t *pe,
+                    casestore_result_t *out, char *errstr, size_t errstr_size);
+
+/**
+ * @brief Append an event to a case's history without changing its status or
+ *        version (SLA events, notifications). Same guarantees as apply.
+ */
+int casestore_append(pg_t *pg, const char *case_id, const char *producer, const char *actor,
+                     const char *topic, proto_env_t *pe, casestore_result_t *out, char *errstr,
+                     size_t errstr_size);
+
+#endif

@@ -1,0 +1,550 @@
+/*
+ * kafka: producer setup, batch produce with delivery reports, and the
+ * consumer loop every consuming service runs.
+ */
+#include "kafka.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "outbox.h"
+#include "util.h"
+
+const char *const kafka_topics_all[] = {KAFKA_TOPIC_INTAKE,   KAFKA_TOPIC_CLASSIFIER,
+                                        KAFKA_TOPIC_DISPATCHER, KAFKA_TOPIC_SLA,
+                                        KAFKA_TOPIC_NOTIFIER, KAFKA_TOPIC_PUBLIC,
+                                        KAFKA_TOPIC_DLQ,      NULL};
+
+#define KC_RETRY_MIN_MS 200
+#define KC_RETRY_MAX_MS 10000
+#define KC_RETRY_POISON_AFTER 5 /* non-transient handler retries before DLQ */
+
+static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    if (level <= 3)
+        LOG_ERROR("librdkafka %s: %s", fac, buf);
+    else if (level <= 5)
+        LOG_WARN("librdkafka %s: %s", fac, buf);
+    else
+        LOG_DEBUG("librdkafka %s: %s", fac, buf);
+}
+
+static void kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    LOG_WARN("kafka error %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+rd_kafka_conf_t *kafka_conf_new(const config_t *cfg, char *errstr, size_t errstr_size)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
+    rd_kafka_conf_set_error_cb(conf, kafka_error_cb);
+    for (size_t i = 0; cfg && i < cfg->kafka_cnt; i++) {
+        if (rd_kafka_conf_set(conf, cfg->kafka[i].key, cfg->kafka[i].value, errstr,
+                              errstr_size) != RD_KAFKA_CONF_OK) {
+            char tmp[512];
+            snprintf(tmp, sizeof(tmp), "kafka.%s: %s", cfg->kafka[i].key, errstr);
+            snprintf(errstr, errstr_size, "%s", tmp);
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+    }
+    return conf;
+}
+
+/* a setting the operator did not give gets our default */
+static int conf_default(rd_kafka_conf_t *conf, const config_t *cfg, const char *key,
+                        const char *value, char *errstr, size_t errstr_size)
+{
+    if (cfg && config_kafka_get(cfg, key))
+        return 0;
+    return rd_kafka_conf_set(conf, key, value, errstr, errstr_size) == RD_KAFKA_CONF_OK ? 0 : -1;
+}
+
+static void kafka_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
+{
+    kafka_msg_t *m = rkm->_private;
+    if (!m)
+        return;
+    m->err = rkm->err;
+    m->done = 1;
+}
+
+rd_kafka_t *kafka_producer_new(const config_t *cfg, char *errstr, size_t errstr_size)
+{
+    rd_kafka_conf_t *conf = kafka_conf_new(cfg, errstr, errstr_size);
+    rd_kafka_t *rk;
+    if (!conf)
+        return NULL;
+    /* durability is not negotiable: the operator may not turn these off */
+    if (rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr, errstr_size) ||
+        rd_kafka_conf_set(conf, "acks", "all", errstr, errstr_size) ||
+        conf_default(conf, cfg, "compression.codec", "lz4", errstr, errstr_size) ||
+        conf_default(conf, cfg, "linger.ms", "5", errstr, errstr_size) ||
+        conf_default(conf, cfg, "message.timeout.ms", "30000", errstr, errstr_size)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, kafka_dr_cb);
+    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    return rk; /* rd_kafka_new took the conf */
+}
+
+size_t kafka_produce_batch(rd_kafka_t *rk, kafka_msg_t *msgs, size_t n, int timeout_ms)
+{
+    size_t pending = 0, ok = 0;
+    int64_t deadline = util_mono_ms() + timeout_ms;
+    int purged = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        kafka_msg_t *m = &msgs[i];
+        rd_kafka_headers_t *hdrs = NULL;
+        rd_kafka_resp_err_t err;
+        m->done = 0;
+        m->err = RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (m->headers) {
+            const char *k;
+            json_t *v;
+            hdrs = rd_kafka_headers_new(json_object_size(m->headers));
+            json_object_foreach(m->headers, k, v)
+            {
+                if (json_is_string(v))
+                    rd_kafka_header_add(hdrs, k, -1, json_string_value(v), -1);
+            }
+        }
+        for (;;) {
+            err = rd_kafka_producev(
+                rk, RD_KAFKA_V_TOPIC(m->topic), RD_KAFKA_V_KEY(m->key, m->key ? strlen(m->key) : 0),
+                RD_KAFKA_V_VALUE((void *)m->payload, m->len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(m), RD_KAFKA_V_END);
+            if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                break;
+            rd_kafka_poll(rk, 10);
+        }
+        if (err) {
+            if (hdrs)
+                rd_kafka_headers_destroy(hdrs); /* not taken on failure */
+            m->err = err;
+            m->done = 1;
+        } else {
+            pending++;
+        }
+    }
+    /* every queued message gets exactly one report: wait for all of them,
+     * since their opaque points into the caller's array */
+    for (;;) {
+        size_t left = 0;
+        for (size_t i = 0; i < n; i++)
+            left += !msgs[i].done;
+        if (!left)
+            break;
+        if (!purged && util_mono_ms() > deadline) {
+            rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+            purged = 1;
+        }
+        rd_kafka_poll(rk, 5);
+    }
+    for (size_t i = 0; i < n; i++)
+        ok += msgs[i].err == RD_KAFKA_RESP_ERR_NO_ERROR;
+    (void)pending;
+    return ok;
+}
+
+int kafka_producer_close(rd_kafka_t *rk, int timeout_ms)
+{
+    int left;
+    if (!rk)
+        return 0;
+    rd_kafka_flush(rk, timeout_ms);
+    left = rd_kafka_outq_len(rk);
+    if (left > 0)
+        LOG_ERROR("%d messages left undelivered in the producer queue", left);
+    rd_kafka_destroy(rk);
+    return left;
+}
+
+/* ---- consumer loop ---- */
+
+static const pg_stmt_t kc_inbox_claim = {
+    "kc_inbox_claim",
+    "INSERT INTO inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", 2};
+
+typedef struct kc_state {
+    rd_kafka_t *rk;
+    int revoked; /**< set when partitions were revoked; the loop drops work taken before */
+} kc_state_t;
+
+static int kc_dead_letter(pg_t *pg, const kafka_consumer_opts_t *o, const rd_kafka_message_t *rkm,
+                          const Kesu__V1__Envelope *env, const char *reason, int attempts,
+                          char *errstr, size_t errstr_size)
+{
+    char part[16], off[32], att[16];
+    char key[256] = "";
+    json_t *h;
+    int rc;
+    snprintf(part, sizeof(part), "%d", rkm->partition);
+    snprintf(off, sizeof(off), "%lld", (long long)rkm->offset);
+    snprintf(att, sizeof(att), "%d", attempts);
+    if (rkm->key && rkm->key_len)
+        snprintf(key, sizeof(key), "%.*s", (int)(rkm->key_len < 255 ? rkm->key_len : 255),
+                 (const char *)rkm->key);
+    h = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "dlq_service", o->service,
+                  "dlq_consumer", o->group, "dlq_source_topic", rd_kafka_topic_name(rkm->rkt),
+                  "dlq_source_partition", part, "dlq_source_offset", off, "dlq_error", reason,
+                  "dlq_attempts", att);
+    if (env) {
+        json_object_set_new(h, "event_type", json_string(env->event_type));
+        json_object_set_new(h, "event_id", json_string(env->event_id));
+    }
+    rc = outbox_append(pg, o->service, KAFKA_TOPIC_DLQ, key, rkm->payload, rkm->len, h, errstr,
+                       errstr_size);
+    json_decref(h);
+    if (rc == 0) {
+        LOG_WARN("message sent to %s: %s", KAFKA_TOPIC_DLQ, reason);
+        metrics_counter_add(metrics_counter("kesu_dlq_messages_total",
+                                            "Messages this service sent to the DLQ", NULL),
+                            1);
+    }
+    return rc;
+}
+
+int kc_apply_batch(pg_t *pg, const kafka_consumer_opts_t *o, rd_kafka_message_t **msgs, size_t n,
+                   kc_outcome_t *outcomes, char *errstr, size_t errstr_size)
+{
+    char why[1024];
+    if (pg_ensure(pg, errstr, errstr_size) != 0)
+        return -1;
+    if (pg_begin(pg, errstr, errstr_size) != 0)
+        return -1;
+
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_message_t *rkm = msgs[i];
+        const char *topic = rd_kafka_topic_name(rkm->rkt);
+        Kesu__V1__Envelope *env;
+        PGresult *res;
+        kc_result_t r;
+
+        log_ctx_set(NULL, NULL, topic, rkm->partition, rkm->offset);
+        env = proto_env_unpack(rkm->payload, rkm->len, why, sizeof(why));
+        if (!env) {
+            if (kc_dead_letter(pg, o, rkm, NULL, why, 1, errstr, errstr_size) != 0)
+                goto fail;
+            outcomes[i] = KC_DEAD;
+            continue;
+        }
+        log_ctx_set(env->case_id, env->event_id, topic, rkm->partition, rkm->offset);
+
+        if (pg_command(pg, "SAVEPOINT kc_msg", errstr, errstr_size) != 0)
+            goto fail_env;
+        const char *claim[2] = {o->group, env->event_id};
+        res = pg_exec_stmt(pg, &kc_inbox_claim, claim, PGRES_COMMAND_OK, errstr, errstr_size);
+        if (!res)
+            goto fail_env;
+        int fresh = strcmp(PQcmdTuples(res), "1") == 0;
+        PQclear(res);
+        if (!fresh) {
+            outcomes[i] = KC_DUPLICATE;
+            LOG_DEBUG("duplicate event ignored");
+            if (pg_command(pg, "RELEASE SAVEPOINT kc_msg", errstr, errstr_size) != 0)
+                goto fail_env;
+            kesu__v1__envelope__free_unpacked(env, NULL);
+            continue;
+        }
+
+        kc_msg_t m = {rkm, env, topic};
+        why[0] = '\0';
+        r = o->handler(o->opaque, pg, &m, why, sizeof(why));
+        if (r == KC_OK || r == KC_SKIP) {
+            if (pg_command(pg, "RELEASE SAVEPOINT kc_msg", errstr, errstr_size) != 0)
+                goto fail_env;
+            outcomes[i] = r == KC_OK ? KC_APPLIED : KC_SKIPPED;
+        } else if (r == KC_POISON) {
+            if (pg_command(pg, "ROLLBACK TO SAVEPOINT kc_msg", errstr, errstr_size) != 0)
+                goto fail_env;
+            if (kc_dead_letter(pg, o, rkm, env, why[0] ? why : "handler refused the event", 1,
+                               errstr, errstr_size) != 0)
+                goto fail_env;
+            outcomes[i] = KC_DEAD;
+        } else {
+            snprintf(errstr, errstr_size, "%s", why[0] ? why : "handler asked for a retry");
+            goto fail_env;
+        }
+        kesu__v1__envelope__free_unpacked(env, NULL);
+        continue;
+    fail_env:
+        kesu__v1__envelope__free_unpacked(env, NULL);
+        goto fail;
+    }
+    log_ctx_clear();
+    if (pg_commit(pg, errstr, errstr_size) != 0)
+        return -1;
+    return 0;
+fail:
+    log_ctx_clear();
+    pg_rollback(pg);
+    return -1;
+}
+
+static void kc_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                            rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    kc_state_t *st = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        LOG_INFO("partitions assigned: %d", parts->cnt);
+        rd_kafka_assign(rk, parts);
+    } else {
+        LOG_INFO("partitions revoked: %d", parts->cnt);
+        st->revoked = 1;
+        rd_kafka_assign(rk, NULL);
+    }
+}
+
+static void kc_batch_free(rd_kafka_message_t **batch, size_t *n)
+{
+    for (size_t i = 0; i < *n; i++)
+        rd_kafka_message_destroy(batch[i]);
+    *n = 0;
+}
+
+static void kc_pause(rd_kafka_t *rk, int pause)
+{
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    if (rd_kafka_assignment(rk, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR || !parts)
+        return;
+    if (pause)
+        rd_kafka_pause_partitions(rk, parts);
+    else
+        rd_kafka_resume_partitions(rk, parts);
+    rd_kafka_topic_partition_list_destroy(parts);
+}
+
+int kafka_consumer_run(const config_t *cfg, pg_t *pg, const kafka_consumer_opts_t *o,
+                       char *errstr, size_t errstr_size)
+{
+    kc_state_t st = {0};
+    rd_kafka_conf_t *conf = kafka_conf_new(cfg, errstr, errstr_size);
+    rd_kafka_topic_partition_list_t *subs = NULL;
+    rd_kafka_message_t **batch = NULL;
+    kc_outcome_t *outcomes = NULL;
+    size_t nbatch = 0;
+    int held = 0, retry_delay = KC_RETRY_MIN_MS, attempts = 0, rc = -1;
+    int64_t retry_at = 0, last_tick = 0;
+    metrics_counter_t *m_in = metrics_counter("kesu_events_in_total", "Events consumed", NULL);
+    metrics_counter_t *m_dup =
+        metrics_counter("kesu_events_duplicate_total", "Redelivered events ignored", NULL);
+    metrics_counter_t *m_err =
+        metrics_counter("kesu_batch_failures_total", "Batches rolled back for a retry", NULL);
+    metrics_histogram_t *m_lat = metrics_histogram(
+        "kesu_batch_apply_seconds", "Time to apply one consumer batch in PostgreSQL", NULL);
+
+    if (!conf)
+        return -1;
+    if (rd_kafka_conf_set(conf, "group.id", o->group, errstr, errstr_size) ||
+        rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", errstr, errstr_size) ||
+        rd_kafka_conf_set(conf, "enable.auto.commit", "true", errstr, errstr_size) ||
+        conf_default(conf, cfg, "auto.offset.reset", "earliest", errstr, errstr_size) ||
+        conf_default(conf, cfg, "auto.commit.interval.ms", "1000", errstr, errstr_size) ||
+        conf_default(conf, cfg, "session.timeout.ms", "10000", errstr, errstr_size) ||
+        conf_default(conf, cfg, "heartbeat.interval.ms", "1000", errstr, errstr_size) ||
+        conf_default(conf, cfg, "fetch.wait.max.ms", "10", errstr, errstr_size)) {
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    rd_kafka_conf_set_rebalance_cb(conf, kc_rebalance_cb);
+    rd_kafka_conf_set_opaque(conf, &st);
+    st.rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size);
+    if (!st.rk) {
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    conf = NULL; /* taken by rd_kafka_new */
+    rd_kafka_poll_set_consumer(st.rk);
+
+    subs = rd_kafka_topic_partition_list_new(8);
+    for (const char *const *t = o->topics; *t; t++)
+        rd_kafka_topic_partition_list_add(subs, *t, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t err = rd_kafka_subscribe(st.rk, subs);
+    rd_kafka_topic_partition_list_destroy(subs);
+    if (err) {
+        snprintf(errstr, errstr_size, "subscribe failed: %s", rd_kafka_err2str(err));
+        goto out;
+    }
+
+    /* twice batch_max: room for a message that slips in while paused */
+    batch = calloc((size_t)o->batch_max * 2, sizeof(*batch));
+    outcomes = calloc((size_t)o->batch_max * 2, sizeof(*outcomes));
+    if (!batch || !outcomes) {
+        snprintf(errstr, errstr_size, "out of memory");
+        goto out;
+    }
+    if (o->ready)
+        atomic_store(o->ready, 1);
+    LOG_INFO("consumer group %s started", o->group);
+
+    while (*o->run) {
+        int64_t now = util_mono_ms();
+        if (o->tick && now - last_tick >= o->tick_ms && !held) {
+            last_tick = now;
+            o->tick(o->opaque, pg);
+        }
+        if (!held) {
+            /* fill a batch: wait up to 100 ms for the first message, then
+             * up to batch_ms for the rest */
+            int64_t first_at = 0;
+            while (nbatch < (size_t)o->batch_max && *o->run) {
+                int timeout = 100;
+                if (nbatch) {
+                    int64_t left = first_at + o->batch_ms - util_mono_ms();
+                    if (left <= 0)
+                        break;
+                    timeout = (int)left;
+                }
+                st.revoked = 0;
+                rd_kafka_message_t *rkm = rd_kafka_consumer_poll(st.rk, timeout);
+                if (st.revoked && nbatch) {
+                    /* taken before the revoke: never stored, so redelivered to
+                     * whoever owns the partitions now (possibly us again) */
+                    LOG_INFO("partitions revoked while filling a batch: dropping %zu messages "
+                             "for redelivery",
+                             nbatch);
+                    kc_batch_free(batch, &nbatch);
+                }
+                if (!rkm) {
+                    if (nbatch || o->tick)
+                        break;
+                    continue;
+                }
+                if (rkm->err) {
+                    if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                        LOG_WARN("consumer error: %s", rd_kafka_message_errstr(rkm));
+                    rd_kafka_message_destroy(rkm);
+                    continue;
+                }
+                if (!nbatch)
+                    first_at = util_mono_ms();
+                batch[nbatch++] = rkm;
+            }
+            if (!nbatch)
+                continue;
+        } else {
+            rd_kafka_message_t *rkm;
+            st.revoked = 0;
+            rkm = rd_kafka_consumer_poll(st.rk, 100);
+            if (rkm) {
+                /* paused partitions should deliver nothing; keep order if one slips in */
+                if (!rkm->err && nbatch < (size_t)o->batch_max * 2) {
+                    batch[nbatch++] = rkm;
+                } else {
+                    if (!rkm->err)
+                        LOG_ERROR("message at offset %lld arrived while paused with no room; "
+                                  "it is redelivered after a restart",
+                                  (long long)rkm->offset);
+                    rd_kafka_message_destroy(rkm);
+                    rkm = NULL;
+                }
+            }
+            if (st.revoked) {
+                if (rkm && nbatch && batch[nbatch - 1] == rkm)
+                    nbatch--; /* from the new assignment: keep it out of the drop */
+                else
+                    rkm = NULL;
+                LOG_INFO("rebalance during retry: dropping %zu held messages for redelivery",
+                         nbatch);
+                kc_batch_free(batch, &nbatch);
+                if (rkm && !rkm->err)
+                    batch[nbatch++] = rkm;
+                held = 0;
+                attempts = 0;
+                retry_delay = KC_RETRY_MIN_MS;
+                continue;
+            }
+            if (util_mono_ms() < retry_at)
+                continue;
+        }
+
+        int64_t t0 = util_mono_ms();
+        attempts++;
+        if (kc_apply_batch(pg, o, batch, nbatch, outcomes, errstr, errstr_size) != 0) {
+            metrics_counter_add(m_err, 1);
+            if (!pg_failure_transient(pg) && attempts >= KC_RETRY_POISON_AFTER && nbatch == 1) {
+                /* a single event that keeps failing without the database being down */
+                LOG_ERROR("event keeps failing (%s): sending it to the DLQ", errstr);
+                char e2[512];
+                if (pg_begin(pg, e2, sizeof(e2)) == 0 &&
+                    kc_dead_letter(pg, o, batch[0], NULL, errstr, attempts, e2, sizeof(e2)) == 0 &&
+                    pg_commit(pg, e2, sizeof(e2)) == 0) {
+                    outcomes[0] = KC_DEAD;
+                    goto committed;
+                }
+                pg_rollback(pg);
+            }
+            if (o->ready)
+                atomic_store(o->ready, 0);
+            if (!held) {
+                LOG_WARN("batch of %zu rolled back, pausing and retrying: %s", nbatch, errstr);
+                kc_pause(st.rk, 1);
+                held = 1;
+            } else {
+                LOG_WARN("retry %d failed: %s", attempts, errstr);
+            }
+            /* a batch that keeps failing is retried one message at a time so
+             * that one bad event cannot hold back the others */
+            if (attempts >= 2 && nbatch > 1 && !pg_failure_transient(pg)) {
+                LOG_INFO("splitting batch of %zu to find the failing event", nbatch);
+                /* hold the first message only; the rest are redelivered after
+                 * the partitions are resumed (their offsets were never stored) */
+                for (size_t i = 1; i < nbatch; i++)
+                    rd_kafka_message_destroy(batch[i]);
+                nbatch = 1;
+                /* rewind the consumer to the held message's successor */
+                rd_kafka_topic_partition_list_t *pos = rd_kafka_topic_partition_list_new(1);
+                rd_kafka_topic_partition_list_add(pos, rd_kafka_topic_name(batch[0]->rkt),
+                                                  batch[0]->partition)
+                    ->offset = batch[0]->offset + 1;
+                rd_kafka_seek_partitions(st.rk, pos, 5000);
+                rd_kafka_topic_partition_list_destroy(pos);
+            }
+            retry_at = util_mono_ms() + retry_delay + (rand() % (retry_delay / 2 + 1));
+            retry_delay = retry_delay * 2 > KC_RETRY_MAX_MS ? KC_RETRY_MAX_MS : retry_delay * 2;
+            continue;
+        }
+    committed:
+        metrics_histogram_observe(m_lat, (double)(util_mono_ms() - t0) / 1000.0);
+        for (size_t i = 0; i < nbatch; i++) {
+            rd_kafka_offset_store(batch[i]->rkt, batch[i]->partition, batch[i]->offset);
+            if (outcomes[i] == KC_DUPLICATE)
+                metrics_counter_add(m_dup, 1);
+        }
+        metrics_counter_add(m_in, nbatch);
+        kc_batch_free(batch, &nbatch);
+        if (held) {
+            LOG_INFO("retry succeeded after %d attempts, resuming", attempts);
+            kc_pause(st.rk, 0);
+            held = 0;
+        }
+        attempts = 0;
+        retry_delay = KC_RETRY_MIN_MS;
+        if (o->ready)
+            atomic_store(o->ready, 1);
+        if (o->after_commit)
+            o->after_commit(o->after_commit_arg);
+    }
+    rc = 0;
+out:
+    if (o->ready)
+        atomic_store(o->ready, 0);
+    kc_batch_free(batch, &nbatch);
+    free(batch);
+    free(outcomes);
+    LOG_INFO("closing consumer group %s", o->group);
+    rd_kafka_consumer_close(st.rk);
+    rd_kafka_destroy(st.rk);
+    return rc;
+}

@@ -1,0 +1,132 @@
+/*
+ * kafka: the one producer setup and the one consumer loop.
+ *
+ * Producer: idempotent (acks=all), lz4, a few ms linger; kafka_produce_batch
+ * waits for every delivery report, so the caller knows exactly which
+ * messages the broker has.
+ *
+ * Consumer loop: takes up to batch_max messages (or batch_ms), applies them
+ * in ONE PostgreSQL transaction with a savepoint per message, records each
+ * event in the inbox (a redelivery is a no-op), sends poison messages to
+ * kesu.dlq.v1 through the outbox in the same transaction, commits, and only
+ * then stores the offsets (enable.auto.offset.store=false). A transient
+ * failure (database down) rolls back, pauses the partitions and retries the
+ * same batch with backoff; readiness is false meanwhile. A rebalance drops
+ * a held batch: its offsets were never stored, so it is redelivered.
+ */
+#ifndef KESU_KAFKA_H
+#define KESU_KAFKA_H
+
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "config.h"
+#include "pg.h"
+#include "proto.h"
+
+#define KAFKA_TOPIC_INTAKE "kesu.intake.v1"
+#define KAFKA_TOPIC_CLASSIFIER "kesu.classifier.v1"
+#define KAFKA_TOPIC_DISPATCHER "kesu.dispatcher.v1"
+#define KAFKA_TOPIC_SLA "kesu.sla.v1"
+#define KAFKA_TOPIC_NOTIFIER "kesu.notifier.v1"
+#define KAFKA_TOPIC_PUBLIC "kesu.public.v1"
+#define KAFKA_TOPIC_DLQ "kesu.dlq.v1"
+
+/** @brief Every Kesu topic, NULL-terminated. */
+extern const char *const kafka_topics_all[];
+
+/** One message of a produce batch. */
+typedef struct kafka_msg {
+    const char *topic;     /**< borrowed */
+    const char *key;       /**< borrowed, may be NULL */
+    const void *payload;   /**< borrowed */
+    size_t len;            /**< payload length */
+    json_t *headers;       /**< borrowed object of string values, may be NULL */
+    rd_kafka_resp_err_t err; /**< set from the delivery report */
+    int done;              /**< 1 once the delivery report arrived */
+} kafka_msg_t;
+
+/**
+ * @brief A librdkafka conf with the kafka.* pass-through settings of cfg applied.
+ * @returns the conf (caller owns) or NULL with errstr.
+ */
+rd_kafka_conf_t *kafka_conf_new(const config_t *cfg, char *errstr, size_t errstr_size);
+
+/** @brief An idempotent producer (acks=all, lz4, linger.ms=5 unless overridden). */
+rd_kafka_t *kafka_producer_new(const config_t *cfg, char *errstr, size_t errstr_size);
+
+/**
+ * @brief Produce n messages and wait for all their delivery reports (or purge
+ *        them after timeout_ms and wait for the purge reports).
+ * @returns how many were delivered; each msgs[i].err tells.
+ */
+size_t kafka_produce_batch(rd_kafka_t *rk, kafka_msg_t *msgs, size_t n, int timeout_ms);
+
+/** @brief Flush for up to timeout_ms and destroy. @returns messages left undelivered. */
+int kafka_producer_close(rd_kafka_t *rk, int timeout_ms);
+
+/** What a handler decided about one message. */
+typedef enum {
+    KC_OK = 0,     /**< applied */
+    KC_SKIP = 1,   /**< not for this consumer / already reflected: nothing to do */
+    KC_POISON = 2, /**< can never be applied: to the DLQ with errstr as reason */
+    KC_RETRY = 3,  /**< transient (database): roll back the batch and retry later */
+} kc_result_t;
+
+typedef struct kc_msg {
+    const rd_kafka_message_t *rkm;   /**< the raw message */
+    const Kesu__V1__Envelope *env;   /**< decoded and validated */
+    const char *topic;               /**< its topic */
+} kc_msg_t;
+
+/** Apply one event inside the open transaction (never COMMIT/ROLLBACK here). */
+typedef kc_result_t (*kc_handler_fn)(void *opaque, pg_t *pg, const kc_msg_t *m, char *errstr,
+                                     size_t errstr_size);
+
+/** Housekeeping between polls (timer scans, retries); own transactions allowed. */
+typedef void (*kc_tick_fn)(void *opaque, pg_t *pg);
+
+typedef struct kafka_consumer_opts {
+    const char *service;          /**< producer name for DLQ rows, log context */
+    const char *group;            /**< consumer group id, also the inbox consumer name */
+    const char *const *topics;    /**< NULL-terminated */
+    int batch_max;                /**< messages per transaction */
+    int batch_ms;                 /**< max wait to fill a batch */
+    kc_handler_fn handler;        /**< required */
+    kc_tick_fn tick;              /**< may be NULL */
+    int tick_ms;                  /**< tick period */
+    void *opaque;                 /**< passed to handler and tick */
+    void (*after_commit)(void *arg); /**< e.g. wake the relay; may be NULL */
+    void *after_commit_arg;       /**< its argument */
+    volatile sig_atomic_t *run;   /**< loop while *run */
+    atomic_int *ready;            /**< set to 1/0 as the loop is healthy/retrying; may be NULL */
+} kafka_consumer_opts_t;
+
+/** Per-message outcome of kc_apply_batch. */
+typedef enum {
+    KC_APPLIED = 0,
+    KC_DUPLICATE = 1,
+    KC_SKIPPED = 2,
+    KC_DEAD = 3,
+} kc_outcome_t;
+
+/**
+ * @brief Apply a batch in one transaction (the heart of the loop, callable
+ *        without a broker). outcomes[i] receives what happened to msgs[i].
+ * @returns 0 committed, -1 rolled back (retry later; errstr says why).
+ */
+int kc_apply_batch(pg_t *pg, const kafka_consumer_opts_t *o, rd_kafka_message_t **msgs, size_t n,
+                   kc_outcome_t *outcomes, char *errstr, size_t errstr_size);
+
+/**
+ * @brief Run the consumer loop until *o->run becomes 0, then close the
+ *        consumer (committing stored offsets).
+ * @returns 0 on clean shutdown, -1 on a fatal setup error.
+ */
+int kafka_consumer_run(const config_t *cfg, pg_t *pg, const kafka_consumer_opts_t *o,
+                       char *errstr, size_t errstr_size);
+
+#endif

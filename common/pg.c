@@ -1,0 +1,238 @@
+/*
+ * pg: libpq connection management. One pg_t per thread; libpq connections
+ * are not shared between threads.
+ */
+#include "pg.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+
+#define PG_BACKOFF_MIN_MS 100
+#define PG_BACKOFF_MAX_MS 5000
+
+pg_t *pg_new(const char *conninfo)
+{
+    pg_t *pg = calloc(1, sizeof(*pg));
+    if (!pg)
+        return NULL;
+    pg->conninfo = strdup(conninfo ? conninfo : "");
+    pg->backoff_ms = PG_BACKOFF_MIN_MS;
+    return pg;
+}
+
+void pg_destroy(pg_t *pg)
+{
+    if (!pg)
+        return;
+    if (pg->conn)
+        PQfinish(pg->conn);
+    free(pg->conninfo);
+    free(pg);
+}
+
+static int pg_connect_once(pg_t *pg, char *errstr, size_t errstr_size)
+{
+    if (pg->conn)
+        PQfinish(pg->conn);
+    pg->prepared_cnt = 0;
+    pg->in_tx = 0;
+    pg->conn = PQconnectdb(pg->conninfo);
+    if (PQstatus(pg->conn) != CONNECTION_OK) {
+        snprintf(errstr, errstr_size, "cannot connect to PostgreSQL: %s",
+                 PQerrorMessage(pg->conn));
+        /* strip libpq's trailing newline */
+        size_t n = strlen(errstr);
+        while (n && (errstr[n - 1] == '\n' || errstr[n - 1] == ' '))
+            errstr[--n] = '\0';
+        PQfinish(pg->conn);
+        pg->conn = NULL;
+        snprintf(pg->sqlstate, sizeof(pg->sqlstate), "08006");
+        return -1;
+    }
+    pg->backoff_ms = PG_BACKOFF_MIN_MS;
+    pg->sqlstate[0] = '\0';
+    return 0;
+}
+
+int pg_connect(pg_t *pg, int wait_ms, char *errstr, size_t errstr_size)
+{
+    int64_t deadline = util_mono_ms() + wait_ms;
+    int delay = PG_BACKOFF_MIN_MS;
+    for (;;) {
+        if (pg_connect_once(pg, errstr, errstr_size) == 0)
+            return 0;
+        if (util_mono_ms() + delay > deadline)
+            return -1;
+        util_sleep_ms(delay);
+        delay = delay * 2 > PG_BACKOFF_MAX_MS ? PG_BACKOFF_MAX_MS : delay * 2;
+    }
+}
+
+int pg_ensure(pg_t *pg, char *errstr, size_t errstr_size)
+{
+    if (pg->conn && PQstatus(pg->conn) == CONNECTION_OK)
+        return 0;
+    if (pg->conn) {
+        PQreset(pg->conn);
+        pg->prepared_cnt = 0;
+        pg->in_tx = 0;
+        if (PQstatus(pg->conn) == CONNECTION_OK) {
+            LOG_INFO("reconnected to PostgreSQL");
+            return 0;
+        }
+    }
+    util_sleep_ms(pg->backoff_ms);
+    if (pg_connect_once(pg, errstr, errstr_size) == 0) {
+        LOG_INFO("reconnected to PostgreSQL");
+        return 0;
+    }
+    pg->backoff_ms = pg->backoff_ms * 2 > PG_BACKOFF_MAX_MS ? PG_BACKOFF_MAX_MS : pg->backoff_ms * 2;
+    return -1;
+}
+
+static void pg_fail(pg_t *pg, const PGresult *res, const char *what, char *errstr,
+                    size_t errstr_size)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = res ? PQresultErrorMessage(res) : NULL;
+    if (!msg || !*msg)
+        msg = pg->conn ? PQerrorMessage(pg->conn) : "not connected";
+    if (state)
+        snprintf(pg->sqlstate, sizeof(pg->sqlstate), "%s", state);
+    else if (!pg->conn || PQstatus(pg->conn) != CONNECTION_OK)
+        snprintf(pg->sqlstate, sizeof(pg->sqlstate), "08006");
+    else
+        snprintf(pg->sqlstate, sizeof(pg->sqlstate), "XX000");
+    snprintf(errstr, errstr_size, "%s: %s", what, msg);
+    size_t n = strlen(errstr);
+    while (n && (errstr[n - 1] == '\n' || errstr[n - 1] == ' '))
+        errstr[--n] = '\0';
+}
+
+static int pg_prepare(pg_t *pg, const pg_stmt_t *stmt, char *errstr, size_t errstr_size)
+{
+    for (int i = 0; i < pg->prepared_cnt; i++)
+        if (pg->prepared[i] == stmt)
+            return 0;
+    if (!pg->conn) {
+        pg_fail(pg, NULL, stmt->name, errstr, errstr_size);
+        return -1;
+    }
+    PGresult *res = PQprepare(pg->conn, stmt->name, stmt->sql, stmt->nparams, NULL);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        pg_fail(pg, res, stmt->name, errstr, errstr_size);
+        PQclear(res);
+        return -1;
+    }
+    PQclear(res);
+    if (pg->prepared_cnt < PG_MAX_PREPARED)
+        pg->prepared[pg->prepared_cnt++] = stmt;
+    return 0;
+}
+
+PGresult *pg_exec_stmt_bin(pg_t *pg, const pg_stmt_t *stmt, const char *const *values,
+                           const int *lengths, const int *formats, int result_format,
+                           ExecStatusType expect, char *errstr, size_t errstr_size)
+{
+    if (pg_prepare(pg, stmt, errstr, errstr_size) != 0)
+        return NULL;
+    PGresult *res = PQexecPrepared(pg->conn, stmt->name, stmt->nparams, values, lengths, formats,
+                                   result_format);
+    if (PQresultStatus(res) != expect) {
+        pg_fail(pg, res, stmt->name, errstr, errstr_size);
+        PQclear(res);
+        return NULL;
+    }
+    pg->sqlstate[0] = '\0';
+    return res;
+}
+
+PGresult *pg_exec_stmt(pg_t *pg, const pg_stmt_t *stmt, const char *const *values,
+                       ExecStatusType expect, char *errstr, size_t errstr_size)
+{
+    return pg_exec_stmt_bin(pg, stmt, values, NULL, NULL, 0, expect, errstr, errstr_size);
+}
+
+int pg_command(pg_t *pg, const char *sql, char *errstr, size_t errstr_size)
+{
+    if (!pg->conn) {
+        pg_fail(pg, NULL, sql, errstr, errstr_size);
+        return -1;
+    }
+    PGresult *res = PQexec(pg->conn, sql);
+    int ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
+    if (!ok)
+        pg_fail(pg, res, sql, errstr, errstr_size);
+    PQclear(res);
+    return ok ? 0 : -1;
+}
+
+int pg_begin(pg_t *pg, char *errstr, size_t errstr_size)
+{
+    if (pg_command(pg, "BEGIN", errstr, errstr_size) != 0)
+        return -1;
+    pg->in_tx = 1;
+    return 0;
+}
+
+int pg_commit(pg_t *pg, char *errstr, size_t errstr_size)
+{
+    if (!pg->conn) {
+        pg_fail(pg, NULL, "COMMIT", errstr, errstr_size);
+        return -1;
+    }
+    PGresult *res = PQexec(pg->conn, "COMMIT");
+    int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    /* COMMIT of an aborted transaction answers ROLLBACK: that is a failure */
+    if (ok && strcmp(PQcmdStatus(res), "COMMIT") != 0) {
+        snprintf(errstr, errstr_size, "COMMIT: transaction was aborted");
+        snprintf(pg->sqlstate, sizeof(pg->sqlstate), "25P02");
+        ok = 0;
+    } else if (!ok) {
+        pg_fail(pg, res, "COMMIT", errstr, errstr_size);
+    }
+    PQclear(res);
+    pg->in_tx = 0;
+    return ok ? 0 : -1;
+}
+
+void pg_rollback(pg_t *pg)
+{
+    if (pg->conn && PQstatus(pg->conn) == CONNECTION_OK &&
+        PQtransactionStatus(pg->conn) != PQTRANS_IDLE) {
+        PGresult *res = PQexec(pg->conn, "ROLLBACK");
+        PQclear(res);
+    }
+    pg->in_tx = 0;
+}
+
+int pg_failure_transient(const pg_t *pg)
+{
+    const char *s = pg->sqlstate;
+    if (!pg->conn || PQstatus(pg->conn) != CONNECTION_OK)
+        return 1;
+    return strncmp(s, "08", 2) == 0 ||   /* connection exception */
+           strcmp(s, "40001") == 0 ||    /* serialization failure */
+           strcmp(s, "40P01") == 0 ||    /* deadlock */
+           strncmp(s, "53", 2) == 0 ||   /* insufficient resources */
+           strncmp(s, "57P", 3) == 0 ||  /* operator intervention: shutdown */
+           strcmp(s, "55P03") == 0;      /* lock not available */
+}
+
+const char *pg_get(const PGresult *res, int row, const char *column)
+{
+    int col = PQfnumber(res, column);
+    if (col < 0 || row >= PQntuples(res) || PQgetisnull(res, row, col))
+        return "";
+    return PQgetvalue(res, row, col);
+}
+
+int pg_isnull(const PGresult *res, int row, const char *column)
+{
+    int col = PQfnumber(res, column);
+    return col < 0 || row >= PQntuples(res) || PQgetisnull(res, row, col);
+}

@@ -1,0 +1,87 @@
+/*
+ * pg: one PostgreSQL connection with reconnect, backoff and prepared
+ * statements that are re-prepared on every new connection.
+ *
+ * Statements are declared once as static pg_stmt_t constants at the top of
+ * the file that uses them and passed by pointer; pg prepares each lazily on
+ * first use on the current connection. Every call checks the result against
+ * the one status it expects.
+ */
+#ifndef KESU_PG_H
+#define KESU_PG_H
+
+#include <libpq-fe.h>
+#include <stddef.h>
+
+typedef struct pg_stmt {
+    const char *name; /**< unique statement name */
+    const char *sql;  /**< the SQL with $1.. parameters */
+    int nparams;      /**< number of parameters */
+} pg_stmt_t;
+
+#define PG_MAX_PREPARED 128
+
+typedef struct pg {
+    PGconn *conn;                               /**< NULL while disconnected */
+    char *conninfo;                             /**< owned */
+    const pg_stmt_t *prepared[PG_MAX_PREPARED]; /**< prepared on this connection */
+    int prepared_cnt;                           /**< used entries */
+    char sqlstate[6];                           /**< SQLSTATE of the last failed call, "" if none */
+    int in_tx;                                  /**< 1 between pg_begin and commit/rollback */
+    int backoff_ms;                             /**< current reconnect backoff */
+} pg_t;
+
+/** @brief Allocate; does not connect. */
+pg_t *pg_new(const char *conninfo);
+
+/** @brief Close and free (NULL is fine). */
+void pg_destroy(pg_t *pg);
+
+/**
+ * @brief Connect now, retrying with backoff for up to wait_ms.
+ * @returns 0 or -1 with the server's message in errstr.
+ */
+int pg_connect(pg_t *pg, int wait_ms, char *errstr, size_t errstr_size);
+
+/**
+ * @brief Make sure the connection is usable: one reconnect attempt (with the
+ *        current backoff delay) if it went bad. @returns 0 or -1.
+ */
+int pg_ensure(pg_t *pg, char *errstr, size_t errstr_size);
+
+/** @brief Execute a prepared statement; text parameters. */
+PGresult *pg_exec_stmt(pg_t *pg, const pg_stmt_t *stmt, const char *const *values,
+                       ExecStatusType expect, char *errstr, size_t errstr_size);
+
+/**
+ * @brief Execute a prepared statement with explicit lengths and formats
+ *        (for bytea parameters). lengths/formats may be NULL.
+ * @returns the result (caller PQclear()s) if its status is expect, else NULL
+ *          with errstr set and pg->sqlstate filled.
+ */
+PGresult *pg_exec_stmt_bin(pg_t *pg, const pg_stmt_t *stmt, const char *const *values,
+                           const int *lengths, const int *formats, int result_format,
+                           ExecStatusType expect, char *errstr, size_t errstr_size);
+
+/** @brief Run one parameterless command expecting PGRES_COMMAND_OK. @returns 0 or -1. */
+int pg_command(pg_t *pg, const char *sql, char *errstr, size_t errstr_size);
+
+int pg_begin(pg_t *pg, char *errstr, size_t errstr_size);
+int pg_commit(pg_t *pg, char *errstr, size_t errstr_size);
+/** @brief Roll back if a transaction is open; never fails loudly. */
+void pg_rollback(pg_t *pg);
+
+/**
+ * @brief 1 if the last failure was transient (connection lost, server
+ *        shutting down, serialization failure, deadlock, too many connections):
+ *        retry later rather than treat the input as bad.
+ */
+int pg_failure_transient(const pg_t *pg);
+
+/** @brief Read a column of row 0..n by name; "" for NULL. */
+const char *pg_get(const PGresult *res, int row, const char *column);
+
+/** @brief 1 if the named column is NULL in that row (or missing). */
+int pg_isnull(const PGresult *res, int row, const char *column);
+
+#endif

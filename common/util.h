@@ -1,0 +1,53 @@
+/*
+ * util: small helpers every module needs: time, UUIDs, random codes, a
+ * growable string buffer.
+ */
+#ifndef KESU_UTIL_H
+#define KESU_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/** @brief Wall-clock time in Unix milliseconds. */
+int64_t util_now_ms(void);
+
+/** @brief Monotonic time in milliseconds (for timeouts and latencies). */
+int64_t util_mono_ms(void);
+
+/** @brief Write a random (v4) UUID, 36 chars + NUL, into out[37]. */
+void util_uuid(char out[37]);
+
+/** @brief 1 if s is a canonical lower- or upper-case UUID. */
+int util_is_uuid(const char *s);
+
+/** @brief n random characters from alphabet into out (NUL-terminated, out has n+1). */
+void util_random_code(char *out, size_t n, const char *alphabet);
+
+/** @brief Format Unix ms as RFC 3339 UTC ("2026-12-01T08:00:00.123Z"). */
+void util_fmt_time(int64_t ms, char *out, size_t out_size);
+
+/** @brief 1 if the n bytes at s are valid UTF-8 without NUL bytes. */
+int util_utf8_valid(const char *s, size_t n);
+
+/** @brief Sleep for ms milliseconds (interrupted early by signals). */
+void util_sleep_ms(int ms);
+
+/** @brief Lower-case hex of n bytes into out (2n+1). */
+void util_hex(const uint8_t *in, size_t n, char *out);
+
+/** @brief Parse hex into out; @returns number of bytes or -1. */
+int util_unhex(const char *hex, uint8_t *out, size_t out_size);
+
+/** @brief A growable NUL-terminated buffer. */
+typedef struct strbuf {
+    char *s;    /**< always NUL-terminated once strbuf_init ran */
+    size_t len; /**< bytes used, not counting NUL */
+    size_t cap; /**< bytes allocated */
+} strbuf_t;
+
+void strbuf_init(strbuf_t *b);
+void strbuf_append(strbuf_t *b, const char *s, size_t n);
+void strbuf_appendf(strbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void strbuf_free(strbuf_t *b);
+
+#endif

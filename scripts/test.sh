@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Run every test on this machine, with nothing done by hand first:
+#   1. install missing Debian packages, build (build/) and an ASan+UBSan build (build-asan/)
+#   2. start PostgreSQL and Kafka (scripts/infra.sh up: topics, migrations)
+#   3. unit + integration tests under ASan/UBSan (leak checks on)
+#   4. every test (unit, integration, end-to-end with all six services) on the
+#      normal build; ctest's summary is the last thing printed.
+#   scripts/test.sh [ctest args, e.g. -R e2e]
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+[[ "${1:-}" == -h || "${1:-}" == --help ]] && { sed -n '2,8p' "$0"; exit 0; }
+
+kesu_install_packages
+bash "$KESU_ROOT/scripts/build.sh"
+bash "$KESU_ROOT/scripts/infra.sh" up
+# services from scripts/up.sh would compete with the tests' own instances
+if compgen -G "$KESU_RUN/pids/*.pid" >/dev/null; then
+  log_step "stopping the services of scripts/up.sh so the tests run their own"
+  bash "$KESU_ROOT/scripts/down.sh"
+fi
+
+export KESU_PG KESU_KAFKA
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:strict_string_checks=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
+export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$KESU_ROOT/tests/lsan.supp:print_suppressions=0}"
+
+if [[ -z "${KESU_SKIP_ASAN:-}" ]]; then
+  bash "$KESU_ROOT/scripts/build.sh" --asan
+  log_step "unit + integration tests under ASan/UBSan"
+  (cd "$KESU_ROOT/build-asan" && ctest --output-on-failure -L 'unit|integration' "$@")
+fi
+
+log_step "all tests"
+cd "$KESU_BUILD_DIR"
+ctest --output-on-failure "$@"

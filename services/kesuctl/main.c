@@ -1,0 +1,93 @@
+/*
+ * kesuctl: the operator's command line.
+ *
+ *   kesuctl migrate                       apply deploy/migrations, sync the transition table
+ *   kesuctl topics create [--partitions N]
+ *   kesuctl token create --role ROLE [--department D] [--label L]
+ *   kesuctl token list | token revoke ID
+ *   kesuctl events tail [--topic T] [--from-beginning] [--max N] [--timeout_ms MS]
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "kesuctl.h"
+#include "log.h"
+
+static const char kesuctl_usage[] =
+    "usage: kesuctl COMMAND [options]\n"
+    "\n"
+    "Commands:\n"
+    "  migrate                 apply pending deploy/migrations/*.sql (each once, in order)\n"
+    "                          and sync case_transitions with the state machine\n"
+    "  topics create           create every kesu.* topic (idempotent)\n"
+    "  token create            print a new API token: --role agent|handler|supervisor|auditor|\n"
+    "                          admin|integrator [--department CODE (handlers)] [--label TEXT]\n"
+    "  token list              list tokens (never their secrets)\n"
+    "  token revoke ID         revoke a token\n"
+    "  events tail             print envelopes of a topic as JSON lines\n"
+    "                          [--topic kesu.public.v1] [--from-beginning] [--max N]\n"
+    "                          [--timeout_ms MS: stop when idle that long]\n"
+    "\n"
+    "Examples:\n"
+    "  kesuctl migrate --pg 'host=127.0.0.1 port=55432 dbname=kesu user=postgres'\n"
+    "  TOKEN=$(kesuctl token create --role agent --label hotline-desk-1)\n"
+    "  kesuctl events tail --topic kesu.public.v1 --from-beginning --timeout_ms 2000";
+
+int main(int argc, char **argv)
+{
+    kesuctl_t k;
+    char errstr[512];
+    memset(&k, 0, sizeof(k));
+    config_key_t keys[] = {
+        {"pg", CONFIG_STR, &k.pg, "host=127.0.0.1 port=55432 dbname=kesu user=postgres",
+         "PostgreSQL connection string", 1},
+        {"migrations", CONFIG_STR, &k.migrations, KESU_SOURCE_DIR "/deploy/migrations",
+         "folder of numbered migration files", 0},
+        {"role", CONFIG_STR, &k.role, NULL, "token create: role", 0},
+        {"department", CONFIG_STR, &k.department, NULL, "token create: department code", 0},
+        {"label", CONFIG_STR, &k.label, NULL, "token create: free label", 0},
+        {"partitions", CONFIG_INT, &k.partitions, "6", "topics create: partitions per topic", 0},
+        {"replication", CONFIG_INT, &k.replication, "1", "topics create: replication factor", 0},
+        {"topic", CONFIG_STR, &k.topic, "kesu.public.v1", "events tail: topic", 0},
+        {"from-beginning", CONFIG_BOOL, &k.from_beginning, "false",
+         "events tail: start at the oldest message", 0},
+        {"max", CONFIG_INT, &k.max, "0", "events tail: stop after N messages", 0},
+        {"timeout_ms", CONFIG_INT, &k.timeout_ms, "0", "events tail: stop when idle this long",
+         0},
+        {NULL, 0, NULL, NULL, NULL, 0},
+    };
+    int rc;
+
+    log_init("kesuctl", LOG_LVL_WARN);
+    config_init(&k.cfg, "kesuctl", kesuctl_usage);
+    config_add_table(&k.cfg, keys);
+    config_set(&k.cfg, "kafka.bootstrap.servers", "127.0.0.1:59092", "default", errstr,
+               sizeof(errstr));
+    rc = config_load(&k.cfg, argc, argv, errstr, sizeof(errstr));
+    if (rc != 0) {
+        if (rc < 0)
+            fprintf(stderr, "kesuctl: %s\n", errstr);
+        config_free(&k.cfg);
+        return rc < 0 ? 2 : 0;
+    }
+    const char *cmd = k.cfg.arg_cnt > 0 ? k.cfg.args[0] : NULL;
+    const char *sub = k.cfg.arg_cnt > 1 ? k.cfg.args[1] : "";
+    if (!cmd) {
+        fprintf(stderr, "%s\n", kesuctl_usage);
+        rc = 2;
+    } else if (strcmp(cmd, "migrate") == 0) {
+        rc = kesuctl_migrate(&k);
+    } else if (strcmp(cmd, "topics") == 0 && strcmp(sub, "create") == 0) {
+        rc = kesuctl_topics_create(&k);
+    } else if (strcmp(cmd, "token") == 0) {
+        rc = kesuctl_token(&k, 1);
+    } else if (strcmp(cmd, "events") == 0 && strcmp(sub, "tail") == 0) {
+        rc = kesuctl_events_tail(&k);
+    } else {
+        fprintf(stderr, "kesuctl: unknown command \"%s%s%s\"; see kesuctl --help\n", cmd,
+                *sub ? " " : "", sub);
+        rc = 2;
+    }
+    config_free(&k.cfg);
+    return rc;
+}

@@ -1,0 +1,168 @@
+/*
+ * itest: helpers for integration tests against the real PostgreSQL and
+ * Kafka that scripts/infra.sh starts (KESU_PG, KESU_KAFKA). Header-only so
+ * each test stays one file.
+ */
+#ifndef KESU_ITEST_H
+#define KESU_ITEST_H
+
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "pg.h"
+#include "util.h"
+
+static inline const char *itest_pg(void)
+{
+    const char *s = getenv("KESU_PG");
+    return s && *s ? s : "host=127.0.0.1 port=55432 dbname=kesu user=postgres";
+}
+
+static inline const char *itest_kafka(void)
+{
+    const char *s = getenv("KESU_KAFKA");
+    return s && *s ? s : "127.0.0.1:59092";
+}
+
+/* a config_t whose kafka pass-through points at the test broker */
+static inline void itest_config(config_t *cfg)
+{
+    char err[256];
+    config_init(cfg, "itest", "itest");
+    config_set(cfg, "kafka.bootstrap.servers", itest_kafka(), "itest", err, sizeof(err));
+}
+
+static inline int itest_sql(pg_t *pg, const char *sql)
+{
+    char err[512];
+    if (pg_command(pg, sql, err, sizeof(err)) != 0) {
+        fprintf(stderr, "itest sql failed: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* one integer from a query */
+static inline long long itest_scalar(pg_t *pg, const char *sql)
+{
+    PGresult *res = PQexec(pg->conn, sql);
+    long long v = -1;
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+        v = atoll(PQgetvalue(res, 0, 0));
+    else
+        fprintf(stderr, "itest scalar failed: %s: %s\n", sql, PQresultErrorMessage(res));
+    PQclear(res);
+    return v;
+}
+
+/* create a fresh topic (name written to out) */
+static inline int itest_topic_create(const char *prefix, int partitions, char *out, size_t n)
+{
+    char err[512], uuid[37];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", itest_kafka(), err, sizeof(err));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    util_uuid(uuid);
+    snprintf(out, n, "%s.%.8s", prefix, uuid);
+    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(out, partitions, 1, err, sizeof(err));
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+    int rc = -1;
+    if (ev) {
+        size_t cnt;
+        const rd_kafka_topic_result_t **r =
+            rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &cnt);
+        rc = (cnt == 1 && !rd_kafka_topic_result_error(r[0])) ? 0 : -1;
+        if (rc)
+            fprintf(stderr, "create topic %s: %s\n", out,
+                    cnt ? rd_kafka_topic_result_error_string(r[0]) : "no result");
+        rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_queue_destroy(q);
+    rd_kafka_NewTopic_destroy(nt);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+static inline void itest_topic_delete(const char *topic)
+{
+    char err[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", itest_kafka(), err, sizeof(err));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    rd_kafka_DeleteTopic_t *dt = rd_kafka_DeleteTopic_new(topic);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_DeleteTopics(rk, &dt, 1, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_DeleteTopic_destroy(dt);
+    rd_kafka_destroy(rk);
+}
+
+/* produce raw values (synchronously, idempotent producer) */
+static inline int itest_produce(const char *topic, const char *key, const void *val, size_t len)
+{
+    char err[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", itest_kafka(), err, sizeof(err));
+    rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof(err));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
+        RD_KAFKA_V_VALUE((void *)val, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_END);
+    rd_kafka_flush(rk, 10000);
+    int left = rd_kafka_outq_len(rk);
+    rd_kafka_destroy(rk);
+    return e || left ? -1 : 0;
+}
+
+/*
+ * Read every message of a topic from the beginning until idle_ms pass with
+ * nothing new; cb gets each message. @returns the count.
+ */
+static inline int itest_consume_all(const char *topic, int idle_ms,
+                                    void (*cb)(const rd_kafka_message_t *, void *), void *arg)
+{
+    char err[512], group[64], uuid[37];
+    util_uuid(uuid);
+    snprintf(group, sizeof(group), "itest-read-%.8s", uuid);
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", itest_kafka(), err, sizeof(err));
+    rd_kafka_conf_set(conf, "group.id", group, err, sizeof(err));
+    rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", err, sizeof(err));
+    rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof(err));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    rd_kafka_poll_set_consumer(rk);
+    rd_kafka_topic_partition_list_t *s = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(s, topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_subscribe(rk, s);
+    rd_kafka_topic_partition_list_destroy(s);
+    int n = 0, got_any = 0;
+    int64_t last = util_mono_ms();
+    /* the first message can take a while (group join); wait longer for it */
+    while (util_mono_ms() - last < (got_any ? idle_ms : idle_ms + 15000)) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (!m)
+            continue;
+        if (!m->err) {
+            if (cb)
+                cb(m, arg);
+            n++;
+            got_any = 1;
+            last = util_mono_ms();
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return n;
+}
+
+#endif

@@ -1,0 +1,203 @@
+/*
+ * Integration: the transactional outbox against the real PostgreSQL and
+ * Kafka. Rows survive a relay that stops, a relay that dies while holding
+ * locks, and rows committed out of id order are never skipped.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "itest.h"
+#include "kafka.h"
+#include "outbox.h"
+
+static char topic[128], producer[64];
+static config_t cfg;
+static rd_kafka_t *rk;
+
+static int setup(void **state)
+{
+    char err[512], uuid[37];
+    util_uuid(uuid);
+    snprintf(producer, sizeof(producer), "itest-outbox-%.8s", uuid);
+    if (itest_topic_create("kesu.itest.outbox", 3, topic, sizeof(topic)) != 0)
+        return -1;
+    itest_config(&cfg);
+    rk = kafka_producer_new(&cfg, err, sizeof(err));
+    if (!rk) {
+        fprintf(stderr, "producer: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    kafka_producer_close(rk, 5000);
+    itest_topic_delete(topic);
+    config_free(&cfg);
+    return 0;
+}
+
+static void append_rows(pg_t *pg, int from, int to)
+{
+    char err[512], payload[32], key[32];
+    assert_int_equal(pg_begin(pg, err, sizeof(err)), 0);
+    for (int i = from; i < to; i++) {
+        snprintf(payload, sizeof(payload), "msg-%05d", i);
+        snprintf(key, sizeof(key), "k%d", i % 7);
+        assert_int_equal(outbox_append(pg, producer, topic, key, payload, strlen(payload), NULL,
+                                       err, sizeof(err)),
+                         0);
+    }
+    assert_int_equal(pg_commit(pg, err, sizeof(err)), 0);
+}
+
+static long long backlog(pg_t *pg)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM outbox WHERE producer = '%s'", producer);
+    return itest_scalar(pg, sql);
+}
+
+typedef struct seen {
+    int count[400];
+    int other;
+} seen_t;
+
+static void on_msg(const rd_kafka_message_t *m, void *arg)
+{
+    seen_t *s = arg;
+    int i;
+    if (m->len == 9 && sscanf((const char *)m->payload, "msg-%05d", &i) == 1 && i >= 0 && i < 400)
+        s->count[i]++;
+    else
+        s->other++;
+}
+
+static void test_relay_restart_and_crash(void **state)
+{
+    char err[512];
+    pg_t *pg = pg_new(itest_pg());
+    assert_int_equal(pg_connect(pg, 5000, err, sizeof(err)), 0);
+
+    append_rows(pg, 0, 300);
+    assert_int_equal(backlog(pg), 300);
+
+    /* relay A publishes one batch of 100 and is stopped */
+    outbox_relay_t *a = outbox_relay_new(itest_pg(), producer, rk, 100, 20, err, sizeof(err));
+    assert_non_null(a);
+    assert_int_equal(outbox_relay_once(a, err, sizeof(err)), 100);
+    assert_int_equal(outbox_relay_stop(a, 0), 200); /* stop without draining: 200 left */
+    assert_int_equal(backlog(pg), 200);
+
+    /* a relay "dies" holding locks on the next 50 rows: another relay skips them */
+    pg_t *dying = pg_new(itest_pg());
+    assert_int_equal(pg_connect(dying, 5000, err, sizeof(err)), 0);
+    char sql[512];
+    snprintf(sql, sizeof(sql),
+             "BEGIN; SELECT id FROM outbox WHERE producer = '%s' ORDER BY id LIMIT 50 "
+             "FOR UPDATE SKIP LOCKED",
+             producer);
+    PQclear(PQexec(dying->conn, sql));
+
+    outbox_relay_t *b = outbox_relay_new(itest_pg(), producer, rk, 1000, 20, err, sizeof(err));
+    assert_non_null(b);
+    assert_int_equal(outbox_relay_once(b, err, sizeof(err)), 150);
+    assert_int_equal(backlog(pg), 50);
+
+    /* its connection drops (crash): the locks go, the rows are published */
+    pg_destroy(dying);
+    assert_int_equal(outbox_relay_once(b, err, sizeof(err)), 50);
+    assert_int_equal(backlog(pg), 0);
+    assert_int_equal(outbox_relay_stop(b, 1000), 0);
+
+    seen_t s;
+    memset(&s, 0, sizeof(s));
+    int n = itest_consume_all(topic, 3000, on_msg, &s);
+    assert_int_equal(n, 300);
+    assert_int_equal(s.other, 0);
+    for (int i = 0; i < 300; i++)
+        if (s.count[i] != 1)
+            fail_msg("message %d seen %d times", i, s.count[i]);
+    pg_destroy(pg);
+}
+
+static void test_out_of_order_commit_not_skipped(void **state)
+{
+    char err[512];
+    pg_t *slow = pg_new(itest_pg()), *fast = pg_new(itest_pg()), *pg = pg_new(itest_pg());
+    assert_int_equal(pg_connect(slow, 5000, err, sizeof(err)), 0);
+    assert_int_equal(pg_connect(fast, 5000, err, sizeof(err)), 0);
+    assert_int_equal(pg_connect(pg, 5000, err, sizeof(err)), 0);
+
+    /* slow takes the lower id but commits last */
+    assert_int_equal(pg_begin(slow, err, sizeof(err)), 0);
+    assert_int_equal(outbox_append(slow, producer, topic, "k", "msg-00300", 9, NULL, err,
+                                   sizeof(err)),
+                     0);
+    append_rows(fast, 301, 302);
+
+    outbox_relay_t *r = outbox_relay_new(itest_pg(), producer, rk, 100, 20, err, sizeof(err));
+    assert_non_null(r);
+    assert_int_equal(outbox_relay_once(r, err, sizeof(err)), 1); /* 301 out */
+    assert_int_equal(pg_commit(slow, err, sizeof(err)), 0);
+    assert_int_equal(outbox_relay_once(r, err, sizeof(err)), 1); /* 300 not skipped */
+    assert_int_equal(backlog(pg), 0);
+    outbox_relay_stop(r, 0);
+
+    seen_t s;
+    memset(&s, 0, sizeof(s));
+    itest_consume_all(topic, 3000, on_msg, &s);
+    assert_int_equal(s.count[300], 1);
+    assert_int_equal(s.count[301], 1);
+    pg_destroy(slow);
+    pg_destroy(fast);
+    pg_destroy(pg);
+}
+
+static void test_broker_unreachable_keeps_rows(void **state)
+{
+    /* a producer pointed at a closed port: delivery fails, rows stay, attempts counted */
+    char err[512];
+    config_t bad;
+    config_init(&bad, "itest", "itest");
+    config_set(&bad, "kafka.bootstrap.servers", "127.0.0.1:1", "itest", err, sizeof(err));
+    config_set(&bad, "kafka.message.timeout.ms", "1500", "itest", err, sizeof(err));
+    rd_kafka_t *badrk = kafka_producer_new(&bad, err, sizeof(err));
+    assert_non_null(badrk);
+    pg_t *pg = pg_new(itest_pg());
+    assert_int_equal(pg_connect(pg, 5000, err, sizeof(err)), 0);
+    append_rows(pg, 310, 315);
+
+    outbox_relay_t *r = outbox_relay_new(itest_pg(), producer, badrk, 100, 20, err, sizeof(err));
+    assert_non_null(r);
+    assert_int_equal(outbox_relay_once(r, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "delivery failed"));
+    assert_int_equal(backlog(pg), 5);
+    char sql[256];
+    snprintf(sql, sizeof(sql), "SELECT min(attempts) FROM outbox WHERE producer = '%s'", producer);
+    assert_int_equal(itest_scalar(pg, sql), 1);
+    outbox_relay_stop(r, 0);
+    kafka_producer_close(badrk, 100);
+    config_free(&bad);
+
+    /* the real broker takes them */
+    r = outbox_relay_new(itest_pg(), producer, rk, 100, 20, err, sizeof(err));
+    assert_int_equal(outbox_relay_once(r, err, sizeof(err)), 5);
+    assert_int_equal(backlog(pg), 0);
+    outbox_relay_stop(r, 0);
+    pg_destroy(pg);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_relay_restart_and_crash),
+        cmocka_unit_test(test_out_of_order_commit_not_skipped),
+        cmocka_unit_test(test_broker_unreachable_keeps_rows),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
