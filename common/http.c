@@ -413,6 +413,8 @@ const char *http_req_body(http_req_t *r, size_t *len)
 {
     if (!r->body) {
         struct evbuffer *in = r->req ? evhttp_request_get_input_buffer(r->req) : NULL;
+        if (!in)
+            r->body_len = 0; /* asked only after the reply: libevent's buffer is gone */
         r->body = malloc(r->body_len + 1);
         if (!r->body) {
             if (len)
@@ -776,7 +778,7 @@ static void http_ops_readyz(http_req_t *r, void *opaque)
     http_ops_t *ops = opaque;
     char why[256] = "";
 
-    if (!ops->ready || ops->ready(ops->opaque, why, sizeof(why)) == 0) {
+    if (!ops->ready || ops->ready(ops->opaque, why, sizeof(why)) > 0) {
         http_reply_json(r, 200, json_pack("{s:s}", "status", "ready"));
         return;
     }

@@ -14,9 +14,13 @@
  * A handler replies exactly once with one of the http_reply_* calls before
  * it returns (a handler that does not gets an automatic 500 and a
  * LOG_ERROR line), or calls http_req_defer and replies later from the same
- * event loop thread (group commit). Every reply carries Content-Type and
- * X-Content-Type-Options: nosniff; JSON replies also Cache-Control:
- * no-store. Errors are {"error":{"code":"...","field":"...","message":"..."}}.
+ * event loop thread (group commit). Read what you need before replying:
+ * once the reply is sent libevent owns its request again, so headers, and
+ * a query or body not fetched before, are no longer available (path,
+ * captures and strings already returned stay valid until r is freed).
+ *
+ * Every reply carries Content-Type and X-Content-Type-Options: nosniff;
+ * JSON replies also Cache-Control: no-store. Errors are {"error":{"code":"...","field":"...","message":"..."}}.
  *
  * Threads: a server and its requests belong to the thread running its
  * event_base. To serve one port from several threads, create the socket
@@ -184,7 +188,9 @@ void http_reply_error(http_req_t *r, int status, const char *code, const char *f
 /**
  * Readiness check, called on the ops thread for every GET /readyz, so it
  * must be thread-safe and quick (read a flag the service maintains).
- * @returns 0 when ready, anything else when not, with a reason in why.
+ * A predicate, not a 0/-1 call: it answers "is the service ready?".
+ * @returns 1 (any value > 0) when ready; 0 (or < 0) when not, with the
+ * reason in why.
  */
 typedef int (*http_ready_fn)(void *opaque, char *why, size_t why_size);
 
