@@ -26,6 +26,11 @@ static const pg_stmt_t outbox_lock = {
     "ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
     2};
 
+/* one relay per producer at a time keeps each case's events in commit order
+ * on its topic (decision 0001); other instances wait for the next pass */
+static const pg_stmt_t outbox_turn = {
+    "outbox_turn", "SELECT pg_try_advisory_xact_lock(hashtext('kesu-outbox:' || $1)) AS mine", 1};
+
 static const pg_stmt_t outbox_delete = {
     "outbox_delete", "DELETE FROM outbox WHERE id = ANY($1::bigint[])", 1};
 
@@ -155,6 +160,18 @@ int outbox_relay_once(outbox_relay_t *r, char *errstr, size_t errstr_size)
         return -1;
     if (pg_begin(r->pg, errstr, errstr_size) != 0)
         return -1;
+    {
+        const char *tv[1] = {r->producer};
+        PGresult *t = pg_exec_stmt(r->pg, &outbox_turn, tv, PGRES_TUPLES_OK, errstr, errstr_size);
+        if (!t)
+            goto out;
+        int mine = strcmp(pg_get(t, 0, "mine"), "t") == 0;
+        PQclear(t);
+        if (!mine) {
+            rc = 0; /* another instance is publishing this producer's rows */
+            goto out;
+        }
+    }
     snprintf(limit, sizeof(limit), "%d", r->batch_max);
     const char *lv[2] = {r->producer, limit};
     res = pg_exec_stmt(r->pg, &outbox_lock, lv, PGRES_TUPLES_OK, errstr, errstr_size);

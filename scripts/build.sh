@@ -20,10 +20,11 @@ for a in "$@"; do
   esac
 done
 log_step "build ($type${opts[*]:+ ${opts[*]}}) in $dir"
-cmake -S "$KESU_ROOT" -B "$dir" -DCMAKE_BUILD_TYPE="$type" "${opts[@]}" >"$dir.cmake.log" 2>&1 ||
-  { cat "$dir.cmake.log" >&2; die "cmake configure failed"; }
-if ! cmake --build "$dir" -j"$(nproc)" >"$dir.build.log" 2>&1; then
-  grep -E -B2 -A6 'error|Error' "$dir.build.log" | head -80 >&2
-  die "build failed (full log: $dir.build.log)"
+mkdir -p "$dir"
+cmake -S "$KESU_ROOT" -B "$dir" -DCMAKE_BUILD_TYPE="$type" "${opts[@]}" >"$dir/cmake-configure.log" 2>&1 ||
+  { cat "$dir/cmake-configure.log" >&2; die "cmake configure failed"; }
+if ! cmake --build "$dir" -j"$(nproc)" >"$dir/cmake-build.log" 2>&1; then
+  grep -E -B2 -A6 'error|Error' "$dir/cmake-build.log" | head -80 >&2
+  die "build failed (full log: $dir/cmake-build.log)"
 fi
 log_info "binaries in $dir/bin"

@@ -157,12 +157,15 @@ def main():
 
     # --- the public feed -------------------------------------------------------------
     def feed_complete():
+        # notices may still be appended after CaseArchived (the "closed" notice):
+        # re-read each history and wait until the feed has caught up with it
+        history_complete()
         feed = kc.tail("kesu.public.v1", timeout_ms=3000)
         per = {}
         for e in feed:
             if e.get("case_id") in histories:
                 per.setdefault(e["case_id"], []).append(e)
-        if all(len(per.get(cid, [])) >= len(h) for cid, h in histories.items()):
+        if all(len(per.get(cid, [])) == len(h) for cid, h in histories.items()):
             return per
         return None
 

@@ -1,0 +1,81 @@
+/*
+ * archive: the archiver's logic, linked by kesu-archiver and the tests.
+ *
+ * The archiver consumes every stage topic and republishes each case's
+ * events on kesu.public.v1 in case_seq order, without gaps and without
+ * personal data or free text (docs/decisions/0004-public-feed-order.md):
+ *  - archive_order_decide: the pure "publish now / hold / skip" decision;
+ *  - archive_scrub_envelope: the privacy filter every public copy passes;
+ *  - archive_handle: the consumer handler that feeds events through
+ *    public_feed_state / public_feed_pending, and on a published CaseClosed
+ *    writes the immutable archive record and appends CaseArchived, which
+ *    then takes its turn in the same ordering.
+ */
+#ifndef KESU_ARCHIVE_H
+#define KESU_ARCHIVE_H
+
+#include <stdint.h>
+
+#include "kafka.h"
+#include "metrics.h"
+#include "pg.h"
+#include "proto.h"
+
+/** What to do with an event at history position seq when next_seq is due. */
+typedef enum {
+    ARCHIVE_ORDER_PUBLISH = 0, /**< seq == next_seq: publish, advance, drain held ones */
+    ARCHIVE_ORDER_HOLD = 1,    /**< seq > next_seq: an earlier event is missing, keep it */
+    ARCHIVE_ORDER_SKIP = 2,    /**< seq < next_seq: already published */
+    ARCHIVE_ORDER_INVALID = 3, /**< seq < 1: not from a case history, cannot be placed */
+} archive_order_t;
+
+/** @brief The ordering decision (pure). @returns an archive_order_t. */
+archive_order_t archive_order_decide(int64_t seq, int64_t next_seq);
+
+/**
+ * @brief Clear personal data and free text from an envelope in place: every
+ *        string of the payload that is not on the allow-list of codes and ids
+ *        (titles, bodies, addresses, replies, comments, notes, free-text
+ *        reasons, error texts), and the coordinates of a location (the
+ *        district code stays). Unknown (newly added) string fields are
+ *        cleared until someone puts them on the list. Codes that are kept
+ *        only if they look like codes are cleared when they hold prose.
+ *        The envelope must come from kesu__v1__envelope__unpack with the
+ *        default allocator (cleared strings are freed).
+ * @returns how many fields were cleared.
+ */
+int archive_scrub_envelope(Kesu__V1__Envelope *env);
+
+/** The archiver's runtime. */
+typedef struct archive {
+    int gap_warn_ms;                /**< a gap held open this long is logged */
+    int64_t last_gap_warn_ms;       /**< mono ms of the last gap warning */
+    metrics_counter_t *m_published; /**< events put on kesu.public.v1 */
+    metrics_counter_t *m_held;      /**< events held for an earlier one */
+    metrics_counter_t *m_skipped;   /**< events already published */
+    metrics_counter_t *m_archived;  /**< archive records written */
+    metrics_gauge_t *m_pending;     /**< rows in public_feed_pending */
+    metrics_gauge_t *m_oldest;      /**< age in seconds of the oldest held row */
+} archive_t;
+
+/** @brief Look up the metrics series once. */
+void archive_metrics_init(archive_t *ar);
+
+/**
+ * @brief Feed one scrubbed envelope into the ordering of its case, inside
+ *        the caller's transaction (publish / hold / skip, drain, archive on
+ *        CaseClosed). env is borrowed.
+ * @returns KC_OK, KC_SKIP, KC_POISON (no case_seq) or KC_RETRY (database),
+ *          errstr set for the last two.
+ */
+kc_result_t archive_feed(archive_t *ar, pg_t *pg, Kesu__V1__Envelope *env, char *errstr,
+                         size_t errstr_size);
+
+/** @brief Consumer handler (kc_handler_fn): scrub a copy and archive_feed it. */
+kc_result_t archive_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errstr,
+                           size_t errstr_size);
+
+/** @brief Tick (kc_tick_fn): pending gauges, and a warning for gaps held open too long. */
+void archive_tick(void *opaque, pg_t *pg);
+
+#endif

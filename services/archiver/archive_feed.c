@@ -1,0 +1,340 @@
+/*
+ * archive_feed: the public feed and the archive record, in the consumer's
+ * batch transaction.
+ *
+ * Events of one case arrive from five topics in no particular order, so
+ * each carries its case_seq (the gap-free history position). The row of
+ * the case in public_feed_state is locked FOR UPDATE while its event is
+ * placed, so archiver instances that hold different topics' partitions
+ * serialise per case instead of publishing out of order.
+ *
+ * Publishing is an outbox row for kesu.public.v1 (producer "archiver"),
+ * committed with the state change: the feed advances exactly when its
+ * message is sure to go out.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "archive.h"
+#include "casestore.h"
+#include "log.h"
+#include "outbox.h"
+#include "util.h"
+
+static const pg_stmt_t ar_state_init = {
+    "ar_state_init",
+    "INSERT INTO public_feed_state (case_id) VALUES ($1::uuid) ON CONFLICT DO NOTHING", 1};
+
+static const pg_stmt_t ar_state_lock = {
+    "ar_state_lock", "SELECT next_seq FROM public_feed_state WHERE case_id = $1::uuid FOR UPDATE",
+    1};
+
+static const pg_stmt_t ar_state_set = {
+    "ar_state_set", "UPDATE public_feed_state SET next_seq = $2::bigint WHERE case_id = $1::uuid",
+    2};
+
+static const pg_stmt_t ar_hold = {
+    "ar_hold",
+    "INSERT INTO public_feed_pending (case_id, seq, envelope) VALUES ($1::uuid, $2::bigint, "
+    "$3::bytea) ON CONFLICT DO NOTHING",
+    3};
+
+static const pg_stmt_t ar_take = {
+    "ar_take",
+    "DELETE FROM public_feed_pending WHERE case_id = $1::uuid AND seq = $2::bigint "
+    "RETURNING envelope",
+    2};
+
+/* The record: the case row without encrypted or hashed columns (whatever
+ * migrations add later), the whole history, the notifications (without
+ * their target: a complainant's webhook address is contact data), the SLA
+ * timers and their trail, and the feedback. */
+static const pg_stmt_t ar_record = {
+    "ar_record",
+    "INSERT INTO archive_records (case_id, case_version, case_no, closed_at, record) "
+    "SELECT c.id, $2::bigint, c.case_no, "
+    "  COALESCE(c.closed_at, to_timestamp($4::double precision / 1000)), "
+    "  jsonb_build_object("
+    "    'format', 'kesu.archive.v1', "
+    "    'case_version', $2::bigint, "
+    "    'closed_seq', $3::bigint, "
+    "    'case', (SELECT jsonb_object_agg(k, v) FROM jsonb_each(to_jsonb(c)) AS x(k, v) "
+    "             WHERE k NOT LIKE '%\\_enc' AND k NOT LIKE '%\\_hash'), "
+    "    'history', COALESCE((SELECT jsonb_agg(jsonb_build_object("
+    "        'seq', e.seq, 'event_id', e.event_id, 'event_type', e.event_type, "
+    "        'version', e.version, 'status', e.status, 'producer', e.producer, "
+    "        'actor', e.actor, 'occurred_at', e.occurred_at, 'payload', e.summary) "
+    "        ORDER BY e.seq) FROM case_events e WHERE e.case_id = c.id), '[]'::jsonb), "
+    "    'notifications', COALESCE((SELECT jsonb_agg(to_jsonb(n) - 'target' - 'case_id' "
+    "        ORDER BY n.id) FROM notifications n WHERE n.case_id = c.id), '[]'::jsonb), "
+    "    'sla_timers', COALESCE((SELECT jsonb_agg(to_jsonb(t) - 'case_id' ORDER BY t.id) "
+    "        FROM sla_timers t WHERE t.case_id = c.id), '[]'::jsonb), "
+    "    'sla_timer_log', COALESCE((SELECT jsonb_agg(to_jsonb(l) - 'case_id' ORDER BY l.id) "
+    "        FROM sla_timer_log l WHERE l.case_id = c.id), '[]'::jsonb), "
+    "    'feedback', CASE WHEN c.satisfaction IS NULL THEN NULL ELSE jsonb_build_object("
+    "        'satisfaction', c.satisfaction, 'comment', c.feedback_comment) END) "
+    "FROM cases c WHERE c.id = $1::uuid "
+    "ON CONFLICT (case_id, case_version) DO NOTHING "
+    "RETURNING jsonb_array_length(record -> 'history') AS events",
+    4};
+
+static const pg_stmt_t ar_pending_stats = {
+    "ar_pending_stats",
+    "SELECT count(*) AS n, "
+    "COALESCE(EXTRACT(EPOCH FROM now() - min(held_at)), 0) AS oldest_s FROM public_feed_pending",
+    0};
+
+static const pg_stmt_t ar_gaps = {
+    "ar_gaps",
+    "SELECT p.case_id, s.next_seq, min(p.seq) AS first_held, count(*) AS held "
+    "FROM public_feed_pending p JOIN public_feed_state s ON s.case_id = p.case_id "
+    "GROUP BY p.case_id, s.next_seq "
+    "HAVING min(p.held_at) < now() - $1::bigint * interval '1 millisecond' "
+    "ORDER BY min(p.held_at) LIMIT 20",
+    1};
+
+void archive_metrics_init(archive_t *ar)
+{
+    ar->m_published =
+        metrics_counter("kesu_public_events_total", "Events published on kesu.public.v1", NULL);
+    ar->m_held = metrics_counter("kesu_public_held_total",
+                                 "Events held until an earlier one of their case arrived", NULL);
+    ar->m_skipped = metrics_counter("kesu_public_skipped_total",
+                                    "Events whose history position was already published", NULL);
+    ar->m_archived = metrics_counter("kesu_archive_records_total", "Archive records written", NULL);
+    ar->m_pending =
+        metrics_gauge("kesu_public_pending", "Events held in public_feed_pending", NULL);
+    ar->m_oldest =
+        metrics_gauge("kesu_public_pending_oldest_seconds", "Age of the oldest held event", NULL);
+}
+
+static kc_result_t archive_db_failure(pg_t *pg)
+{
+    return pg_failure_transient(pg) ? KC_RETRY : KC_POISON;
+}
+
+static int archive_hold(pg_t *pg, const Kesu__V1__Envelope *env, char *errstr, size_t errstr_size)
+{
+    size_t len;
+    char seq[24];
+    uint8_t *buf = proto_env_pack(env, &len);
+    if (!buf) {
+        snprintf(errstr, errstr_size, "out of memory packing an envelope");
+        return -1;
+    }
+    snprintf(seq, sizeof(seq), "%" PRId64, env->case_seq);
+    const char *v[3] = {env->case_id, seq, (const char *)buf};
+    int lengths[3] = {0, 0, (int)len};
+    int formats[3] = {0, 0, 1};
+    PGresult *res = pg_exec_stmt_bin(pg, &ar_hold, v, lengths, formats, 0, PGRES_COMMAND_OK, errstr,
+                                     errstr_size);
+    free(buf);
+    if (!res)
+        return -1;
+    if (strcmp(PQcmdTuples(res), "1") != 0)
+        LOG_WARN("history position %" PRId64 " of the case is already held", env->case_seq);
+    PQclear(res);
+    return 0;
+}
+
+/* CaseClosed just went out: write the record, append CaseArchived (history
+ * only) and hold it, so the drain that is running publishes it in its turn */
+static int archive_close(archive_t *ar, pg_t *pg, const Kesu__V1__Envelope *closed, char *errstr,
+                         size_t errstr_size)
+{
+    char ver[24], seq[24], at[24];
+    PGresult *res;
+    snprintf(ver, sizeof(ver), "%" PRId64, closed->case_version);
+    snprintf(seq, sizeof(seq), "%" PRId64, closed->case_seq);
+    snprintf(at, sizeof(at), "%" PRId64, closed->occurred_at_ms);
+    const char *v[4] = {closed->case_id, ver, seq, at};
+    res = pg_exec_stmt(pg, &ar_record, v, PGRES_TUPLES_OK, errstr, errstr_size);
+    if (!res)
+        return -1;
+    if (PQntuples(res) == 0) {
+        /* this close (case version) was archived before, CaseArchived with it;
+         * or the case row is gone */
+        LOG_WARN("no archive record written for case version %s: already archived, or no such "
+                 "case",
+                 ver);
+        PQclear(res);
+        return 0;
+    }
+    int events = atoi(pg_get(res, 0, "events"));
+    PQclear(res);
+
+    Kesu__V1__CaseArchived ca = KESU__V1__CASE_ARCHIVED__INIT;
+    proto_env_t pe;
+    casestore_result_t cr;
+    ca.events = events;
+    proto_env_init(&pe, "archiver");
+    proto_env_set_payload(&pe, KESU__V1__ENVELOPE__PAYLOAD_CASE_ARCHIVED, &ca.base);
+    /* topic NULL: the history row only; the public copy comes from the feed */
+    if (casestore_append(pg, closed->case_id, "archiver", "archiver", NULL, &pe, &cr, errstr,
+                         errstr_size) != CASESTORE_OK)
+        return -1;
+    metrics_counter_add(ar->m_archived, 1);
+    LOG_INFO("case %s archived at version %s with %d events", pe.case_no, ver, events);
+    return archive_hold(pg, &pe.env, errstr, errstr_size);
+}
+
+static int archive_publish(archive_t *ar, pg_t *pg, const Kesu__V1__Envelope *env, char *errstr,
+                           size_t errstr_size)
+{
+    if (outbox_append_env(pg, "archiver", KAFKA_TOPIC_PUBLIC, env, errstr, errstr_size) != 0)
+        return -1;
+    metrics_counter_add(ar->m_published, 1);
+    if (env->payload_case == KESU__V1__ENVELOPE__PAYLOAD_CASE_CLOSED)
+        return archive_close(ar, pg, env, errstr, errstr_size);
+    return 0;
+}
+
+/* publish the held events that now follow on without a gap; *next advances */
+static int archive_drain(archive_t *ar, pg_t *pg, const char *case_id, int64_t *next, char *errstr,
+                         size_t errstr_size)
+{
+    for (;;) {
+        char seq[24], why[256];
+        size_t len = 0;
+        snprintf(seq, sizeof(seq), "%" PRId64, *next);
+        const char *v[2] = {case_id, seq};
+        PGresult *res = pg_exec_stmt(pg, &ar_take, v, PGRES_TUPLES_OK, errstr, errstr_size);
+        if (!res)
+            return -1;
+        if (PQntuples(res) == 0) {
+            PQclear(res);
+            return 0;
+        }
+        unsigned char *buf =
+            PQunescapeBytea((const unsigned char *)pg_get(res, 0, "envelope"), &len);
+        PQclear(res);
+        Kesu__V1__Envelope *env = buf ? proto_env_unpack(buf, len, why, sizeof(why)) : NULL;
+        PQfreemem(buf);
+        if (!env) {
+            /* we wrote it ourselves, so this is damage, not a bad producer */
+            snprintf(errstr, errstr_size, "held event %s of case %s cannot be decoded", seq,
+                     case_id);
+            return -1;
+        }
+        int rc = archive_publish(ar, pg, env, errstr, errstr_size);
+        kesu__v1__envelope__free_unpacked(env, NULL);
+        if (rc != 0)
+            return -1;
+        (*next)++;
+    }
+}
+
+kc_result_t archive_feed(archive_t *ar, pg_t *pg, Kesu__V1__Envelope *env, char *errstr,
+                         size_t errstr_size)
+{
+    PGresult *res;
+    const char *cv[1] = {env->case_id};
+    int64_t next;
+    char nv[24];
+
+    if (archive_order_decide(env->case_seq, 1) == ARCHIVE_ORDER_INVALID) {
+        snprintf(errstr, errstr_size,
+                 "%s has no case_seq: not from a case history, cannot be ordered", env->event_type);
+        return KC_POISON;
+    }
+    res = pg_exec_stmt(pg, &ar_state_init, cv, PGRES_COMMAND_OK, errstr, errstr_size);
+    if (!res)
+        return archive_db_failure(pg);
+    PQclear(res);
+    res = pg_exec_stmt(pg, &ar_state_lock, cv, PGRES_TUPLES_OK, errstr, errstr_size);
+    if (!res)
+        return archive_db_failure(pg);
+    next = strtoll(pg_get(res, 0, "next_seq"), NULL, 10);
+    PQclear(res);
+
+    switch (archive_order_decide(env->case_seq, next)) {
+    case ARCHIVE_ORDER_SKIP:
+        metrics_counter_add(ar->m_skipped, 1);
+        LOG_DEBUG("history position %" PRId64 " already published (next %" PRId64 ")",
+                  env->case_seq, next);
+        return KC_SKIP;
+    case ARCHIVE_ORDER_HOLD:
+        if (archive_hold(pg, env, errstr, errstr_size) != 0)
+            return archive_db_failure(pg);
+        metrics_counter_add(ar->m_held, 1);
+        LOG_DEBUG("history position %" PRId64 " held until %" PRId64 " is published", env->case_seq,
+                  next);
+        return KC_OK;
+    case ARCHIVE_ORDER_PUBLISH:
+        break;
+    case ARCHIVE_ORDER_INVALID:
+        return KC_POISON; /* checked above */
+    }
+    if (archive_publish(ar, pg, env, errstr, errstr_size) != 0)
+        return archive_db_failure(pg);
+    next++;
+    if (archive_drain(ar, pg, env->case_id, &next, errstr, errstr_size) != 0)
+        return archive_db_failure(pg);
+    snprintf(nv, sizeof(nv), "%" PRId64, next);
+    const char *sv[2] = {env->case_id, nv};
+    res = pg_exec_stmt(pg, &ar_state_set, sv, PGRES_COMMAND_OK, errstr, errstr_size);
+    if (!res)
+        return archive_db_failure(pg);
+    PQclear(res);
+    return KC_OK;
+}
+
+kc_result_t archive_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errstr,
+                           size_t errstr_size)
+{
+    archive_t *ar = opaque;
+    /* a private copy: the loop's envelope is read-only and the scrub edits */
+    Kesu__V1__Envelope *env =
+        kesu__v1__envelope__unpack(NULL, m->rkm->len, (const uint8_t *)m->rkm->payload);
+    kc_result_t r;
+    if (!env) {
+        snprintf(errstr, errstr_size, "value is not a kesu.v1.Envelope");
+        return KC_POISON;
+    }
+    archive_scrub_envelope(env);
+    r = archive_feed(ar, pg, env, errstr, errstr_size);
+    kesu__v1__envelope__free_unpacked(env, NULL);
+    return r;
+}
+
+void archive_tick(void *opaque, pg_t *pg)
+{
+    archive_t *ar = opaque;
+    char errstr[512], ms[24];
+    PGresult *res;
+    if (pg_ensure(pg, errstr, sizeof(errstr)) != 0)
+        return;
+    res = pg_exec_stmt(pg, &ar_pending_stats, NULL, PGRES_TUPLES_OK, errstr, sizeof(errstr));
+    if (!res) {
+        LOG_WARN("cannot count held events: %s", errstr);
+        return;
+    }
+    metrics_gauge_set(ar->m_pending, atof(pg_get(res, 0, "n")));
+    metrics_gauge_set(ar->m_oldest, atof(pg_get(res, 0, "oldest_s")));
+    int held = atoi(pg_get(res, 0, "n"));
+    PQclear(res);
+    if (!held || util_mono_ms() - ar->last_gap_warn_ms < ar->gap_warn_ms)
+        return;
+    /* a gap that stays open means a history event never reached a stage
+     * topic (or was produced without its topic): tell the operator which */
+    snprintf(ms, sizeof(ms), "%d", ar->gap_warn_ms);
+    const char *v[1] = {ms};
+    res = pg_exec_stmt(pg, &ar_gaps, v, PGRES_TUPLES_OK, errstr, sizeof(errstr));
+    if (!res) {
+        LOG_WARN("cannot list feed gaps: %s", errstr);
+        return;
+    }
+    for (int i = 0; i < PQntuples(res); i++) {
+        log_ctx_set(pg_get(res, i, "case_id"), NULL, NULL, -1, -1);
+        LOG_WARN("public feed of the case waits for history position %s for over %d ms (%s "
+                 "later events held, first %s)",
+                 pg_get(res, i, "next_seq"), ar->gap_warn_ms, pg_get(res, i, "held"),
+                 pg_get(res, i, "first_held"));
+    }
+    log_ctx_clear();
+    if (PQntuples(res))
+        ar->last_gap_warn_ms = util_mono_ms();
+    PQclear(res);
+}

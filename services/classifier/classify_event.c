@@ -1,0 +1,150 @@
+/*
+ * classify_event: CaseReceived -> CaseClassified.
+ *
+ * The classification columns are written with a guard on status =
+ * 'received' before casestore_apply() moves the case: the consumer loop
+ * releases (does not roll back) the savepoint of a skipped message, so a
+ * case that was withdrawn meanwhile must not get its columns touched.
+ */
+#include "classify_event.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "casestore.h"
+#include "log.h"
+#include "util.h"
+
+static const pg_stmt_t ce_update = {
+    "ce_update",
+    "UPDATE cases SET domain = $2, request_type = $3, category = $4, urgency = $5, "
+    "flags = $6::text[], confidence = $7::double precision, needs_review = $8::boolean, "
+    "classified_at = now() WHERE id = $1::uuid AND status = 'received'",
+    8};
+
+static const pg_stmt_t ce_status = {"ce_status", "SELECT status FROM cases WHERE id = $1::uuid", 1};
+
+void classify_ctx_init(classify_ctx_t *ctx, const classify_rules_t *rules)
+{
+    ctx->rules = rules;
+    ctx->m_classified = metrics_counter("kesu_classifier_cases_total", "Cases classified", NULL);
+    ctx->m_review = metrics_counter("kesu_classifier_needs_review_total",
+                                    "Cases classified with low confidence (needs_review)", NULL);
+    ctx->m_skipped = metrics_counter("kesu_classifier_skipped_total",
+                                     "CaseReceived events for cases that had moved on", NULL);
+}
+
+/* a database failure: retry when it may pass, else the event can never apply */
+static kc_result_t ce_db_failure(pg_t *pg)
+{
+    return pg_failure_transient(pg) ? KC_RETRY : KC_POISON;
+}
+
+kc_result_t classify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errstr,
+                            size_t errstr_size)
+{
+    classify_ctx_t *ctx = opaque;
+    const Kesu__V1__Envelope *env = m->env;
+    const Kesu__V1__CaseReceived *cr;
+    classify_result_t res;
+    PGresult *pres = NULL;
+    kc_result_t rc = KC_POISON;
+    char flags[256], conf[32];
+    size_t off = 0;
+
+    if (env->payload_case != KESU__V1__ENVELOPE__PAYLOAD_CASE_RECEIVED)
+        return KC_SKIP;
+    cr = env->case_received;
+    if (classify_text(ctx->rules, cr->title, cr->body, &res) != 0) {
+        snprintf(errstr, errstr_size, "out of memory while classifying");
+        return KC_RETRY;
+    }
+
+    /* flag codes were checked against a fixed list at load: safe in an array literal */
+    flags[off++] = '{';
+    for (size_t i = 0; i < res.nflags; i++)
+        off +=
+            (size_t)snprintf(flags + off, sizeof(flags) - off, "%s%s", i ? "," : "", res.flags[i]);
+    snprintf(flags + off, sizeof(flags) - off, "}");
+    snprintf(conf, sizeof(conf), "%.4f", res.confidence);
+    const char *uv[8] = {env->case_id,
+                         res.domain,
+                         res.request_type,
+                         res.category,
+                         res.urgency,
+                         flags,
+                         conf,
+                         res.needs_review ? "true" : "false"};
+    pres = pg_exec_stmt(pg, &ce_update, uv, PGRES_COMMAND_OK, errstr, errstr_size);
+    if (!pres)
+        return ce_db_failure(pg);
+    int updated = strcmp(PQcmdTuples(pres), "1") == 0;
+    PQclear(pres);
+    pres = NULL;
+    if (!updated) {
+        const char *sv[1] = {env->case_id};
+        pres = pg_exec_stmt(pg, &ce_status, sv, PGRES_TUPLES_OK, errstr, errstr_size);
+        if (!pres)
+            return ce_db_failure(pg);
+        if (PQntuples(pres) == 0) {
+            snprintf(errstr, errstr_size, "case %s not found", env->case_id);
+            rc = KC_POISON;
+        } else {
+            LOG_INFO("case is %s, no longer received: not classified", pg_get(pres, 0, "status"));
+            metrics_counter_add(ctx->m_skipped, 1);
+            rc = KC_SKIP;
+        }
+        goto out;
+    }
+
+    Kesu__V1__CaseClassified cc = KESU__V1__CASE_CLASSIFIED__INIT;
+    cc.domain = (char *)res.domain;
+    cc.request_type = (char *)res.request_type;
+    cc.category = (char *)res.category;
+    cc.urgency = (char *)res.urgency;
+    cc.flags = (char **)res.flags;
+    cc.n_flags = res.nflags;
+    cc.confidence = res.confidence;
+    cc.needs_review = res.needs_review;
+    cc.model = (char *)ctx->rules->model;
+
+    proto_env_t pe;
+    proto_env_init(&pe, CLASSIFY_PRODUCER);
+    proto_env_set_payload(&pe, KESU__V1__ENVELOPE__PAYLOAD_CASE_CLASSIFIED,
+                          (const ProtobufCMessage *)&cc);
+    static const char *const from[] = {"received", NULL};
+    casestore_change_t ch = {
+        .case_id = env->case_id,
+        .from = from,
+        .to = "classified",
+        .producer = CLASSIFY_PRODUCER,
+        .actor = CLASSIFY_PRODUCER,
+        .topic = KAFKA_TOPIC_CLASSIFIER,
+    };
+    switch (casestore_apply(pg, &ch, &pe, NULL, errstr, errstr_size)) {
+    case CASESTORE_OK:
+        LOG_INFO("classified domain=%s request_type=%s urgency=%s flags=%s confidence=%s%s",
+                 res.domain, res.request_type, res.urgency, flags, conf,
+                 res.needs_review ? " needs_review" : "");
+        metrics_counter_add(ctx->m_classified, 1);
+        if (res.needs_review)
+            metrics_counter_add(ctx->m_review, 1);
+        rc = KC_OK;
+        break;
+    case CASESTORE_CONFLICT:
+    case CASESTORE_STALE:
+        LOG_INFO("not classified: %s", errstr);
+        metrics_counter_add(ctx->m_skipped, 1);
+        rc = KC_SKIP;
+        break;
+    case CASESTORE_NOT_FOUND:
+        rc = KC_POISON;
+        break;
+    default:
+        rc = ce_db_failure(pg);
+        break;
+    }
+out:
+    PQclear(pres);
+    return rc;
+}

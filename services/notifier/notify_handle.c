@@ -1,0 +1,232 @@
+/*
+ * notify_handle: the consumer side of the notifier. An event becomes
+ * pending notifications rows and nothing is sent here, so the consumer
+ * batch never waits on a slow webhook and a redelivered event (a no-op in
+ * the inbox) can never send twice.
+ *
+ * Routing is decided now and stored with the row: the complainant's own
+ * webhook when they left one, else the log channel (the stand-in for SMS and
+ * e-mail in the spine); staff notices go to notify.staff_webhook_url when it
+ * is set, else to the log. A complainant who is anonymous or left no way to
+ * be reached gets no notices at all; their reply is "sent" on channel none,
+ * which is what moves the case on to replied.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "casestore.h"
+#include "log.h"
+#include "notify.h"
+#include "proto.h"
+
+static const pg_stmt_t nt_case = {
+    "nt_case",
+    "SELECT c.case_no, c.status, c.reply, c.department, "
+    "p.webhook_url, "
+    "(p.id IS NOT NULL AND p.purged_at IS NULL AND NOT c.anonymous AND "
+    " (p.phone_enc IS NOT NULL OR p.email_enc IS NOT NULL OR p.webhook_url IS NOT NULL)) "
+    "AS reachable "
+    "FROM cases c LEFT JOIN complainants p ON p.id = c.complainant_id WHERE c.id = $1::uuid",
+    1};
+
+static const pg_stmt_t nt_department = {"nt_department",
+                                        "SELECT name FROM departments WHERE code = $1", 1};
+
+static const pg_stmt_t nt_insert = {
+    "nt_insert",
+    "INSERT INTO notifications (case_id, trigger_event_id, event_type, channel, audience, "
+    "template, target, body) VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, NULLIF($7, ''), $8) "
+    "ON CONFLICT (trigger_event_id, channel, audience) DO NOTHING",
+    8};
+
+int notify_mark_replied(notify_t *nt, pg_t *pg, const char *case_id, const char *channel,
+                        char *errstr, size_t errstr_size)
+{
+    static const char *const from[] = {"resolved", NULL};
+    Kesu__V1__ReplySent rs = KESU__V1__REPLY_SENT__INIT;
+    proto_env_t pe;
+    casestore_result_t res;
+    casestore_change_t ch = {
+        .case_id = case_id,
+        .from = from,
+        .to = "replied",
+        .producer = "notifier",
+        .actor = "notifier",
+        .topic = KAFKA_TOPIC_NOTIFIER,
+    };
+    rs.channel = (char *)channel;
+    proto_env_init(&pe, "notifier");
+    proto_env_set_payload(&pe, KESU__V1__ENVELOPE__PAYLOAD_REPLY_SENT, &rs.base);
+    int rc = casestore_apply(pg, &ch, &pe, &res, errstr, errstr_size);
+    if (rc == CASESTORE_OK) {
+        metrics_counter_add(nt->m_replied, 1);
+        LOG_INFO("reply delivered on %s: case %s is replied (version %lld)", channel, pe.case_no,
+                 (long long)res.version);
+    } else if (rc == CASESTORE_CONFLICT || rc == CASESTORE_NOT_FOUND) {
+        /* the case moved on meanwhile (withdrawn, reopened, ...): the reply
+         * still went out, there is just no transition left to make */
+        LOG_INFO("reply delivered on %s, case not moved to replied: %s", channel, errstr);
+    }
+    return rc;
+}
+
+/* department code -> its name for the text; the code when the table does not know it */
+static int notify_department_name(pg_t *pg, const char *code, char **out, char *errstr,
+                                  size_t errstr_size)
+{
+    *out = NULL;
+    if (!code || !*code)
+        return 0;
+    const char *v[1] = {code};
+    PGresult *res = pg_exec_stmt(pg, &nt_department, v, PGRES_TUPLES_OK, errstr, errstr_size);
+    if (!res)
+        return -1;
+    *out = strdup(PQntuples(res) ? pg_get(res, 0, "name") : code);
+    PQclear(res);
+    return 0;
+}
+
+/* the department an event is about: the one it names, else the case's */
+static const char *notify_event_department(const Kesu__V1__Envelope *env, const char *case_dept)
+{
+    const char *d = NULL;
+    if (env->payload_case == KESU__V1__ENVELOPE__PAYLOAD_CASE_ASSIGNED && env->case_assigned)
+        d = env->case_assigned->department;
+    else if (env->payload_case == KESU__V1__ENVELOPE__PAYLOAD_CASE_RESOLVED && env->case_resolved)
+        d = env->case_resolved->department;
+    return d && *d ? d : case_dept;
+}
+
+static kc_result_t notify_db_failure(pg_t *pg, const char *what, char *errstr, size_t errstr_size)
+{
+    if (pg_failure_transient(pg))
+        return KC_RETRY;
+    /* a statement the database refuses for this event will refuse it again */
+    char tmp[512];
+    snprintf(tmp, sizeof(tmp), "%s: %s", what, errstr);
+    snprintf(errstr, errstr_size, "%s", tmp);
+    return KC_POISON;
+}
+
+kc_result_t notify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errstr,
+                          size_t errstr_size)
+{
+    notify_t *nt = opaque;
+    const Kesu__V1__Envelope *env = m->env;
+    PGresult *res = NULL;
+    char *dept_name = NULL;
+    strbuf_t text;
+    kc_result_t r = KC_SKIP;
+    size_t matched = 0;
+
+    strbuf_init(&text);
+    for (size_t i = 0; i < nt->cfg.n_templates; i++)
+        matched += strcmp(nt->cfg.templates[i].event, env->event_type) == 0;
+    if (!matched)
+        goto out; /* no notice for this event type */
+
+    const char *cv[1] = {env->case_id};
+    res = pg_exec_stmt(pg, &nt_case, cv, PGRES_TUPLES_OK, errstr, errstr_size);
+    if (!res) {
+        r = notify_db_failure(pg, "reading the case", errstr, errstr_size);
+        goto out;
+    }
+    if (PQntuples(res) == 0) {
+        /* the case row commits before its events are published: unknown is final */
+        snprintf(errstr, errstr_size, "case %s does not exist", env->case_id);
+        r = KC_POISON;
+        goto out;
+    }
+    const char *case_no = pg_get(res, 0, "case_no");
+    const char *webhook = pg_get(res, 0, "webhook_url");
+    int reachable = strcmp(pg_get(res, 0, "reachable"), "t") == 0;
+    const char *reply = pg_get(res, 0, "reply");
+    if (!*reply && env->payload_case == KESU__V1__ENVELOPE__PAYLOAD_CASE_RESOLVED &&
+        env->case_resolved && env->case_resolved->reply)
+        reply = env->case_resolved->reply;
+    if (notify_department_name(pg, notify_event_department(env, pg_get(res, 0, "department")),
+                               &dept_name, errstr, errstr_size) != 0) {
+        r = notify_db_failure(pg, "reading the department", errstr, errstr_size);
+        goto out;
+    }
+    const notify_var_t vars[] = {
+        {"case_no", case_no},
+        {"department", dept_name ? dept_name : ""},
+        {"reply", reply},
+    };
+
+    r = KC_OK;
+    for (size_t i = 0; i < nt->cfg.n_templates; i++) {
+        const notify_template_t *t = &nt->cfg.templates[i];
+        const notify_routing_t *rt;
+        const char *channel = NULL, *target = "";
+        int complainant;
+        if (strcmp(t->event, env->event_type) != 0)
+            continue;
+        complainant = strcmp(t->audience, NOTIFY_AUDIENCE_COMPLAINANT) == 0;
+        rt = notify_routing_find(&nt->cfg, t->audience);
+        for (int k = 0; rt && k < NOTIFY_MAX_ROUTES && rt->routes[k] && !channel; k++) {
+            switch (rt->routes[k]) {
+            case NOTIFY_ROUTE_COMPLAINANT_WEBHOOK:
+                if (reachable && *webhook) {
+                    channel = NOTIFY_CHANNEL_WEBHOOK;
+                    target = webhook;
+                }
+                break;
+            case NOTIFY_ROUTE_STAFF_WEBHOOK:
+                if (nt->staff_webhook_url && *nt->staff_webhook_url) {
+                    channel = NOTIFY_CHANNEL_WEBHOOK;
+                    target = nt->staff_webhook_url;
+                }
+                break;
+            case NOTIFY_ROUTE_LOG:
+                if (!complainant || reachable)
+                    channel = NOTIFY_CHANNEL_LOG;
+                break;
+            }
+        }
+        if (!channel) {
+            LOG_DEBUG("no channel reaches the %s for %s: notice %s not sent", t->audience,
+                      env->event_type, t->name);
+            if (complainant && env->payload_case == KESU__V1__ENVELOPE__PAYLOAD_CASE_RESOLVED) {
+                int rc = notify_mark_replied(nt, pg, env->case_id, NOTIFY_CHANNEL_NONE, errstr,
+                                             errstr_size);
+                if (rc == CASESTORE_ERROR) {
+                    r = notify_db_failure(pg, "moving the case to replied", errstr, errstr_size);
+                    goto out;
+                }
+            }
+            continue;
+        }
+
+        text.len = 0;
+        text.s[0] = '\0';
+        if (notify_render(t->text, vars, sizeof(vars) / sizeof(vars[0]), &text, errstr,
+                          errstr_size) != 0) {
+            /* the templates were checked at start, so this is a value (bad UTF-8) */
+            char tmp[512];
+            snprintf(tmp, sizeof(tmp), "template %s: %s", t->name, errstr);
+            snprintf(errstr, errstr_size, "%s", tmp);
+            r = KC_POISON;
+            goto out;
+        }
+        const char *iv[8] = {env->case_id, env->event_id, env->event_type, channel,
+                             t->audience,  t->name,       target,          text.s};
+        PGresult *ins = pg_exec_stmt(pg, &nt_insert, iv, PGRES_COMMAND_OK, errstr, errstr_size);
+        if (!ins) {
+            r = notify_db_failure(pg, "queueing a notification", errstr, errstr_size);
+            goto out;
+        }
+        if (strcmp(PQcmdTuples(ins), "1") == 0) {
+            metrics_counter_add(nt->m_queued, 1);
+            LOG_DEBUG("notice %s for the %s queued on %s", t->name, t->audience, channel);
+        }
+        PQclear(ins);
+    }
+out:
+    strbuf_free(&text);
+    free(dept_name);
+    PQclear(res);
+    return r;
+}

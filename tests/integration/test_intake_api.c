@@ -1,0 +1,1050 @@
+/*
+ * Integration test of kesu-intake against the real PostgreSQL and Kafka:
+ * starts the binary as a process on free ports, creates API tokens directly
+ * in api_tokens, and drives the public API over real HTTP (libcurl).
+ *
+ * Environment: KESU_PG (conninfo), KESU_KAFKA (bootstrap), KESU_BIN_DIR
+ * (where kesu-intake is; ctest sets it). The database must have been
+ * migrated (`kesuctl migrate`, which scripts/infra.sh runs).
+ *
+ * Other Kesu services may be running against the same database and topic;
+ * the test only relies on what intake owns and moves its own cases along
+ * the transition table the way the classifier and dispatcher would.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "crypto.h"
+#include "proto.h"
+#include "util.h"
+
+#define PHONE        "13812345678"
+#define PHONE_MASKED "138****5678"
+#define ID_NO        "110105199001010021"
+
+static struct {
+    char conninfo[512];
+    char kafka[256];
+    char bin[512];
+    char log[256];
+    PGconn *db;
+    pid_t pid;
+    int http_port, ops_port;
+    char base[64];
+    char run[16]; /* random suffix: keys and refs unique per run */
+    char agent[64], handler[64], other_handler[64], auditor[64]; /* token secrets */
+    /* the case of the main flow */
+    char case_id[40], case_no[64], access_code[16], idem_key[64];
+    char *submit_body;
+} T;
+
+/* ------------------------------------------------------------ helpers */
+
+static const char *env_or(const char *name, const char *def)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : def;
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* Run SQL with text parameters; the result must have the expected status. */
+static PGresult *sql(ExecStatusType expect, const char *q, int n, const char *const *v)
+{
+    PGresult *res = PQexecParams(T.db, q, n, NULL, v, NULL, NULL, 0);
+    if (PQresultStatus(res) != expect)
+        fail_msg("sql failed: %s\n%s", q, PQresultErrorMessage(res));
+    return res;
+}
+
+/* One text value of a one-row query (copied into out). */
+static void sql_value(char *out, size_t out_size, const char *q, int n, const char *const *v)
+{
+    PGresult *res = sql(PGRES_TUPLES_OK, q, n, v);
+    if (PQntuples(res) != 1)
+        fail_msg("expected one row, got %d: %s", PQntuples(res), q);
+    snprintf(out, out_size, "%s", PQgetisnull(res, 0, 0) ? "" : PQgetvalue(res, 0, 0));
+    PQclear(res);
+}
+
+static long sql_count(const char *q, int n, const char *const *v)
+{
+    char buf[32];
+    sql_value(buf, sizeof(buf), q, n, v);
+    return strtol(buf, NULL, 10);
+}
+
+/* A new API token; the secret goes to out. */
+static void make_token(const char *role, const char *dept, char *out, size_t out_size)
+{
+    char id[37], hex[65];
+    uint8_t sum[32];
+    util_random_code(out, 32, "abcdefghijklmnopqrstuvwxyz0123456789");
+    assert_true(out_size > 40);
+    memmove(out + 5, out, 33);
+    memcpy(out, "test_", 5);
+    crypto_sha256(out, strlen(out), sum);
+    util_hex(sum, 32, hex);
+    util_uuid(id);
+    const char *v[4] = {id, hex, role, dept};
+    PQclear(sql(PGRES_COMMAND_OK,
+                "INSERT INTO api_tokens (id, token_hash, role, department, label) "
+                "VALUES ($1::uuid, decode($2, 'hex'), $3, $4, 'test_intake_api')",
+                4, v));
+}
+
+typedef struct resp {
+    long status;
+    strbuf_t body;
+    strbuf_t headers;
+    json_t *json;
+} resp_t;
+
+static size_t on_body(char *p, size_t size, size_t n, void *arg)
+{
+    strbuf_append(arg, p, size * n);
+    return size * n;
+}
+
+static void resp_free(resp_t *r)
+{
+    strbuf_free(&r->body);
+    strbuf_free(&r->headers);
+    json_decref(r->json);
+    memset(r, 0, sizeof(*r));
+}
+
+/* A response header's value (first match, case-insensitive), into out. */
+static int resp_header(const resp_t *r, const char *name, char *out, size_t out_size)
+{
+    size_t n = strlen(name);
+    for (const char *p = r->headers.s; p && *p;) {
+        const char *eol = strstr(p, "\r\n");
+        if (!eol)
+            break;
+        if (strncasecmp(p, name, n) == 0 && p[n] == ':') {
+            const char *v = p + n + 1;
+            while (*v == ' ')
+                v++;
+            snprintf(out, out_size, "%.*s", (int)(eol - v), v);
+            return 1;
+        }
+        p = eol + 2;
+    }
+    out[0] = '\0';
+    return 0;
+}
+
+/*
+ * One HTTP request to the intake under test. token may be NULL; extra is a
+ * NULL-terminated list of "Name: value" headers (or NULL).
+ */
+static void call(resp_t *r, const char *method, const char *path, const char *token,
+                 const char *const *extra, const char *body)
+{
+    char url[1024], auth[256];
+    struct curl_slist *hdrs = NULL;
+    CURL *c = curl_easy_init();
+    memset(r, 0, sizeof(*r));
+    strbuf_init(&r->body);
+    strbuf_init(&r->headers);
+    snprintf(url, sizeof(url), "%s%s", T.base, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 15000L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r->body);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r->headers);
+    if (token) {
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+        hdrs = curl_slist_append(hdrs, auth);
+    }
+    for (const char *const *h = extra; h && *h; h++)
+        hdrs = curl_slist_append(hdrs, *h);
+    if (body) {
+        hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    CURLcode rc = curl_easy_perform(c);
+    if (rc != CURLE_OK)
+        fail_msg("%s %s: %s", method, path, curl_easy_strerror(rc));
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(c);
+    r->json = r->body.len ? json_loads(r->body.s, 0, NULL) : NULL;
+}
+
+#define EXPECT_STATUS(r, want)                                                                     \
+    do {                                                                                           \
+        if ((r)->status != (want))                                                                 \
+            fail_msg("expected HTTP %d, got %ld: %s", (want), (r)->status, (r)->body.s);           \
+    } while (0)
+
+static const char *jstr(json_t *o, const char *path)
+{
+    char buf[128];
+    snprintf(buf, sizeof(buf), "%s", path);
+    json_t *cur = o;
+    for (char *save = NULL, *k = strtok_r(buf, ".", &save); k && cur;
+         k = strtok_r(NULL, ".", &save))
+        cur = json_object_get(cur, k);
+    return cur && json_is_string(cur) ? json_string_value(cur) : NULL;
+}
+
+static void expect_error(resp_t *r, int status, const char *code, const char *field)
+{
+    EXPECT_STATUS(r, status);
+    const char *c = jstr(r->json, "error.code");
+    const char *f = jstr(r->json, "error.field");
+    if (!c || strcmp(c, code) != 0)
+        fail_msg("expected error code %s, got %s", code, r->body.s);
+    if (field && (!f || strcmp(f, field) != 0))
+        fail_msg("expected error field %s, got %s", field, r->body.s);
+    assert_non_null(jstr(r->json, "error.message"));
+}
+
+static void show_log_tail(void)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "tail -n 20 %s >&2", T.log);
+    if (system(cmd) != 0)
+        fprintf(stderr, "(no log at %s)\n", T.log);
+}
+
+/* Wait for /readyz of the started process. */
+static int wait_ready(int timeout_ms)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/readyz", T.ops_port);
+    int64_t deadline = util_mono_ms() + timeout_ms;
+    while (util_mono_ms() < deadline) {
+        int st;
+        if (waitpid(T.pid, &st, WNOHANG) == T.pid) {
+            T.pid = 0;
+            return -1;
+        }
+        CURL *c = curl_easy_init();
+        long code = 0;
+        strbuf_t sink;
+        strbuf_init(&sink);
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 1000L);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
+        if (curl_easy_perform(c) == CURLE_OK)
+            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+        curl_easy_cleanup(c);
+        strbuf_free(&sink);
+        if (code == 200)
+            return 0;
+        util_sleep_ms(100);
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------- setup/teardown */
+
+static int setup(void **state)
+{
+    char key_hex[65], arg_http[64], arg_ops[64], arg_kafka[300];
+    uint8_t key[32];
+    (void)state;
+    snprintf(T.conninfo, sizeof(T.conninfo), "%s",
+             env_or("KESU_PG", "host=127.0.0.1 port=55432 dbname=kesu user=postgres"));
+    snprintf(T.kafka, sizeof(T.kafka), "%s", env_or("KESU_KAFKA", "127.0.0.1:59092"));
+    snprintf(T.bin, sizeof(T.bin), "%s/kesu-intake",
+             env_or("KESU_BIN_DIR", KESU_SOURCE_DIR "/build-intake/bin"));
+    util_random_code(T.run, 8, "abcdefghijkmnpqrstuvwxyz23456789");
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+
+    if (access(T.bin, X_OK) != 0) {
+        fprintf(stderr, "kesu-intake not found at %s (set KESU_BIN_DIR)\n", T.bin);
+        return -1;
+    }
+    T.db = PQconnectdb(T.conninfo);
+    if (PQstatus(T.db) != CONNECTION_OK) {
+        fprintf(stderr, "cannot connect to %s: %s (is scripts/infra.sh up?)\n", T.conninfo,
+                PQerrorMessage(T.db));
+        return -1;
+    }
+    /* the schema is the migration command's business, not the test's: only check it */
+    PGresult *mig =
+        PQexec(T.db, "SELECT 1 FROM schema_migrations WHERE version = '0002_intake.sql'");
+    int migrated = PQresultStatus(mig) == PGRES_TUPLES_OK && PQntuples(mig) == 1;
+    PQclear(mig);
+    if (!migrated) {
+        fprintf(stderr, "the database is not migrated: run `kesuctl migrate` first\n");
+        return -1;
+    }
+    make_token("agent", NULL, T.agent, sizeof(T.agent));
+    make_token("handler", "d1", T.handler, sizeof(T.handler));
+    make_token("handler", "d2", T.other_handler, sizeof(T.other_handler));
+    make_token("auditor", NULL, T.auditor, sizeof(T.auditor));
+
+    crypto_random(key, sizeof(key));
+    util_hex(key, sizeof(key), key_hex);
+    T.http_port = free_port();
+    T.ops_port = free_port();
+    snprintf(T.base, sizeof(T.base), "http://127.0.0.1:%d", T.http_port);
+    snprintf(arg_http, sizeof(arg_http), "127.0.0.1:%d", T.http_port);
+    snprintf(arg_ops, sizeof(arg_ops), "127.0.0.1:%d", T.ops_port);
+    snprintf(arg_kafka, sizeof(arg_kafka), "bootstrap.servers=%s", T.kafka);
+    snprintf(T.log, sizeof(T.log), "/tmp/test_intake_api.%d.log", (int)getpid());
+
+    T.pid = fork();
+    assert_true(T.pid >= 0);
+    if (T.pid == 0) {
+        int fd = open(T.log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        char *const argv[] = {T.bin,      "--http.listen",
+                              arg_http,   "--ops.listen",
+                              arg_ops,    "--pii.key",
+                              key_hex,    "--pg",
+                              T.conninfo, "-X",
+                              arg_kafka,  "--http.threads",
+                              "4",        NULL};
+        execv(T.bin, argv);
+        _exit(127);
+    }
+    if (wait_ready(30000) != 0) {
+        fprintf(stderr, "kesu-intake did not become ready; its log:\n");
+        show_log_tail();
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    int rc = 0;
+    if (T.pid > 0) {
+        int st = 0;
+        kill(T.pid, SIGTERM);
+        int64_t deadline = util_mono_ms() + 20000;
+        while (waitpid(T.pid, &st, WNOHANG) == 0) {
+            if (util_mono_ms() > deadline) {
+                fprintf(stderr, "kesu-intake ignored SIGTERM for 20 s\n");
+                kill(T.pid, SIGKILL);
+                waitpid(T.pid, &st, 0);
+                rc = -1;
+                break;
+            }
+            util_sleep_ms(50);
+        }
+        if (rc == 0 && !(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+            fprintf(stderr, "kesu-intake did not exit 0 on SIGTERM (status %d)\n", st);
+            show_log_tail();
+            rc = -1;
+        }
+    }
+    if (T.db) {
+        PQclear(PQexec(T.db, "DELETE FROM api_tokens WHERE label = 'test_intake_api'"));
+        PQfinish(T.db);
+    }
+    free(T.submit_body);
+    curl_global_cleanup();
+    if (rc == 0)
+        unlink(T.log);
+    return rc;
+}
+
+/* -------------------------------------------------------------- kafka */
+
+/* A consumer assigned to the end of every partition of topic (before a submission). */
+static rd_kafka_t *kafka_tail(const char *topic)
+{
+    char errstr[512], group[64];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    snprintf(group, sizeof(group), "test-intake-%s", T.run);
+    rd_kafka_conf_set(conf, "bootstrap.servers", T.kafka, errstr, sizeof(errstr));
+    rd_kafka_conf_set(conf, "group.id", group, errstr, sizeof(errstr));
+    rd_kafka_conf_set(conf, "enable.auto.commit", "false", errstr, sizeof(errstr));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    assert_non_null(rk);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    assert_int_equal(rd_kafka_metadata(rk, 0, rkt, &md, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    assert_int_equal(md->topic_cnt, 1);
+    int parts = md->topics[0].partition_cnt;
+    assert_true(parts > 0);
+    rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(parts);
+    for (int p = 0; p < parts; p++) {
+        int64_t lo = 0, hi = 0;
+        assert_int_equal(rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000),
+                         RD_KAFKA_RESP_ERR_NO_ERROR);
+        rd_kafka_topic_partition_list_add(l, topic, p)->offset = hi;
+    }
+    assert_int_equal(rd_kafka_assign(rk, l), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_topic_partition_list_destroy(l);
+    return rk;
+}
+
+/* Wait for the envelope with this event id; returns it (caller frees) or fails. */
+static Kesu__V1__Envelope *kafka_expect(rd_kafka_t *rk, const char *event_id, int timeout_ms)
+{
+    char errstr[256];
+    int64_t deadline = util_mono_ms() + timeout_ms;
+    while (util_mono_ms() < deadline) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+        if (!m)
+            continue;
+        Kesu__V1__Envelope *env = NULL;
+        if (!m->err)
+            env = proto_env_unpack(m->payload, m->len, errstr, sizeof(errstr));
+        rd_kafka_message_destroy(m);
+        if (env && strcmp(env->event_id, event_id) == 0)
+            return env;
+        if (env)
+            kesu__v1__envelope__free_unpacked(env, NULL);
+    }
+    fail_msg("event %s did not arrive in Kafka within %d ms", event_id, timeout_ms);
+    return NULL;
+}
+
+/* --------------------------------------------------------------- tests */
+
+static char *complaint_body(const char *title, const char *ref)
+{
+    json_t *o = json_pack(
+        "{s:s, s:s, s:s, s:{s:s, s:s, s:f, s:f}, s:{s:s, s:s, s:s, s:s, s:s}}", "channel", "phone",
+        "title", title, "body",
+        "楼下商铺每晚噪音到凌晨，请回电 " PHONE "，身份证 " ID_NO "，邮箱 zhang.san@qq.com",
+        "location", "address", "朝阳路1号（联系 " PHONE "）", "district_code", "110105", "lat",
+        39.9, "lon", 116.4, "complainant", "name", "张三", "phone", "+86 138-1234-5678", "email",
+        "zhang.san@qq.com", "id_number", ID_NO, "callback_url", "http://127.0.0.1:9/kesu-test");
+    if (ref)
+        json_object_set_new(o, "external_ref", json_string(ref));
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return s;
+}
+
+static void test_submit(void **state)
+{
+    (void)state;
+    resp_t r;
+    char hdr[128], loc[128], event_id[40], buf[256];
+    rd_kafka_t *rk = kafka_tail("kesu.intake.v1");
+
+    snprintf(T.idem_key, sizeof(T.idem_key), "test-%s-1", T.run);
+    snprintf(hdr, sizeof(hdr), "Idempotency-Key: %s", T.idem_key);
+    const char *h[] = {hdr, NULL};
+    T.submit_body = complaint_body("噪音扰民 " PHONE, NULL);
+    call(&r, "POST", "/v1/complaints", T.agent, h, T.submit_body);
+    EXPECT_STATUS(&r, 201);
+    snprintf(T.case_id, sizeof(T.case_id), "%s", jstr(r.json, "case_id"));
+    snprintf(T.case_no, sizeof(T.case_no), "%s", jstr(r.json, "case_no"));
+    snprintf(T.access_code, sizeof(T.access_code), "%s", jstr(r.json, "access_code"));
+    assert_true(util_is_uuid(T.case_id));
+    assert_int_equal(strlen(T.access_code), 8);
+    assert_string_equal(jstr(r.json, "status"), "received");
+    assert_int_equal(json_integer_value(json_object_get(r.json, "version")), 1);
+    assert_non_null(jstr(r.json, "created_at"));
+    /* KS + yyyymmdd + "-" + 7 digits */
+    assert_int_equal(strncmp(T.case_no, "KS", 2), 0);
+    assert_int_equal(T.case_no[10], '-');
+    assert_true(strlen(T.case_no) >= 18);
+    assert_true(resp_header(&r, "Location", loc, sizeof(loc)));
+    snprintf(buf, sizeof(buf), "/v1/cases/%s", T.case_no);
+    assert_string_equal(loc, buf);
+    resp_free(&r);
+
+    /* the case row, its history row, its complainant */
+    const char *v[1] = {T.case_id};
+    sql_value(buf, sizeof(buf),
+              "SELECT status || ' ' || version || ' ' || event_seq FROM cases WHERE id = $1::uuid",
+              1, v);
+    assert_string_equal(buf, "received 1 1");
+    assert_int_equal(sql_count("SELECT count(*) FROM case_events WHERE case_id = $1::uuid AND "
+                               "seq = 1 AND event_type = 'CaseReceived' AND producer = 'intake'",
+                               1, v),
+                     1);
+    assert_int_equal(
+        sql_count("SELECT count(*) FROM cases c JOIN complainants p ON p.id = "
+                  "c.complainant_id WHERE c.id = $1::uuid AND p.phone_mask = '" PHONE_MASKED
+                  "' AND p.phone_index IS NOT NULL AND p.webhook_url = "
+                  "'http://127.0.0.1:9/kesu-test' AND position('" PHONE
+                  "'::bytea in p.phone_enc) = 0",
+                  1, v),
+        1);
+    assert_true(sql_count("SELECT length(access_code_enc) FROM cases WHERE id = $1::uuid", 1, v) >
+                8);
+
+    /* the outbox row for kesu.intake.v1 is published by the relay, then deleted */
+    sql_value(event_id, sizeof(event_id),
+              "SELECT event_id FROM case_events WHERE case_id = $1::uuid AND seq = 1", 1, v);
+    int64_t deadline = util_mono_ms() + 15000;
+    while (sql_count("SELECT count(*) FROM outbox WHERE producer = 'intake' AND topic = "
+                     "'kesu.intake.v1' AND msg_key = $1",
+                     1, v) > 0) {
+        if (util_mono_ms() > deadline)
+            fail_msg("the outbox row of case %s was not published within 15 s", T.case_no);
+        util_sleep_ms(50);
+    }
+    Kesu__V1__Envelope *env = kafka_expect(rk, event_id, 20000);
+    assert_string_equal(env->event_type, "CaseReceived");
+    assert_string_equal(env->case_id, T.case_id);
+    assert_string_equal(env->case_no, T.case_no);
+    assert_string_equal(env->producer, "intake");
+    assert_int_equal(env->case_version, 1);
+    assert_int_equal(env->case_seq, 1);
+    assert_int_equal(env->payload_case, KESU__V1__ENVELOPE__PAYLOAD_CASE_RECEIVED);
+    Kesu__V1__CaseReceived *cr = env->case_received;
+    assert_string_equal(cr->channel, "phone");
+    assert_null(strstr(cr->title, PHONE));
+    assert_null(strstr(cr->body, PHONE));
+    assert_null(strstr(cr->body, ID_NO));
+    assert_null(strstr(cr->body, "zhang.san@"));
+    assert_non_null(strstr(cr->body, PHONE_MASKED));
+    assert_non_null(cr->location);
+    assert_null(strstr(cr->location->address, PHONE));
+    assert_true(cr->location->has_coordinates);
+    assert_true(cr->has_contact);
+    kesu__v1__envelope__free_unpacked(env, NULL);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+}
+
+static void test_no_pii_stored(void **state)
+{
+    (void)state;
+    const char *v[1] = {T.case_id};
+    /* the phone number, ID number and e-mail of the text are masked wherever text is stored */
+    assert_int_equal(sql_count("SELECT count(*) FROM cases WHERE id = $1::uuid AND (body LIKE "
+                               "'%" PHONE "%' OR title LIKE '%" PHONE "%' OR address LIKE '%" PHONE
+                               "%' OR body LIKE '%" ID_NO "%' OR body LIKE '%zhang.san@%')",
+                               1, v),
+                     0);
+    assert_int_equal(sql_count("SELECT count(*) FROM cases WHERE id = $1::uuid AND body LIKE "
+                               "'%" PHONE_MASKED "%' AND title LIKE '%" PHONE_MASKED "%'",
+                               1, v),
+                     1);
+    assert_int_equal(sql_count("SELECT count(*) FROM case_events WHERE case_id = $1::uuid AND "
+                               "(summary::text LIKE '%" PHONE "%' OR summary::text LIKE '%" ID_NO
+                               "%' OR summary::text LIKE '%zhang.san@%' OR summary::text LIKE "
+                               "'%张三%')",
+                               1, v),
+                     0);
+}
+
+static void test_idempotent_replay(void **state)
+{
+    (void)state;
+    resp_t r;
+    char hdr[128];
+    snprintf(hdr, sizeof(hdr), "Idempotency-Key: %s", T.idem_key);
+    const char *h[] = {hdr, NULL};
+    call(&r, "POST", "/v1/complaints", T.agent, h, T.submit_body);
+    EXPECT_STATUS(&r, 200);
+    assert_string_equal(jstr(r.json, "case_no"), T.case_no);
+    assert_string_equal(jstr(r.json, "case_id"), T.case_id);
+    assert_string_equal(jstr(r.json, "access_code"), T.access_code);
+    resp_free(&r);
+    const char *v[1] = {T.idem_key};
+    assert_int_equal(sql_count("SELECT count(*) FROM idempotency_keys WHERE key = $1", 1, v), 1);
+
+    /* the same key with another body is refused */
+    char *other = complaint_body("another complaint", NULL);
+    call(&r, "POST", "/v1/complaints", T.agent, h, other);
+    expect_error(&r, 422, "idempotency_key_reused", "Idempotency-Key");
+    resp_free(&r);
+    free(other);
+}
+
+static void test_external_ref_duplicate(void **state)
+{
+    (void)state;
+    resp_t r;
+    char ref[64], no[64];
+    snprintf(ref, sizeof(ref), "HL-%s", T.run);
+    char *b = complaint_body("external ref", ref);
+    call(&r, "POST", "/v1/complaints", T.agent, NULL, b);
+    EXPECT_STATUS(&r, 201);
+    snprintf(no, sizeof(no), "%s", jstr(r.json, "case_no"));
+    resp_free(&r);
+    call(&r, "POST", "/v1/complaints", T.agent, NULL, b);
+    EXPECT_STATUS(&r, 200);
+    assert_string_equal(jstr(r.json, "case_no"), no);
+    assert_true(json_is_true(json_object_get(r.json, "duplicate")));
+    resp_free(&r);
+    free(b);
+    const char *v[1] = {ref};
+    assert_int_equal(sql_count("SELECT count(*) FROM cases WHERE external_ref = $1", 1, v), 1);
+}
+
+/* Concurrent identical submissions make exactly one case. */
+typedef struct racer {
+    const char *body;
+    const char *hdr;
+    long status;
+    char case_no[64];
+} racer_t;
+
+static void *race_one(void *arg)
+{
+    racer_t *x = arg;
+    resp_t r;
+    const char *h[] = {x->hdr, NULL};
+    call(&r, "POST", "/v1/complaints", T.agent, x->hdr ? h : NULL, x->body);
+    x->status = r.status;
+    const char *no = jstr(r.json, "case_no");
+    snprintf(x->case_no, sizeof(x->case_no), "%s", no ? no : "");
+    resp_free(&r);
+    return NULL;
+}
+
+static void race(const char *body, const char *hdr)
+{
+    enum { N = 8 };
+    racer_t x[N];
+    pthread_t t[N];
+    int created = 0;
+    for (int i = 0; i < N; i++) {
+        x[i] = (racer_t){.body = body, .hdr = hdr};
+        assert_int_equal(pthread_create(&t[i], NULL, race_one, &x[i]), 0);
+    }
+    for (int i = 0; i < N; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < N; i++) {
+        if (x[i].status == 201)
+            created++;
+        else if (x[i].status != 200)
+            fail_msg("racer %d got HTTP %ld", i, x[i].status);
+        assert_string_equal(x[i].case_no, x[0].case_no);
+    }
+    assert_int_equal(created, 1);
+}
+
+static void test_concurrent_submissions(void **state)
+{
+    (void)state;
+    char hdr[128], ref[64];
+    snprintf(hdr, sizeof(hdr), "Idempotency-Key: test-%s-race", T.run);
+    char *b = complaint_body("race by key", NULL);
+    race(b, hdr);
+    free(b);
+    snprintf(ref, sizeof(ref), "RACE-%s", T.run);
+    b = complaint_body("race by external_ref", ref);
+    race(b, NULL);
+    free(b);
+    const char *v[1] = {ref};
+    assert_int_equal(sql_count("SELECT count(*) FROM cases WHERE external_ref = $1", 1, v), 1);
+}
+
+static void test_bad_requests(void **state)
+{
+    (void)state;
+    resp_t r;
+    call(&r, "POST", "/v1/complaints", T.agent, NULL,
+         "{\"channel\":\"web\",\"title\":\"t\",\"body\":\"b\",\"priority\":1}");
+    expect_error(&r, 400, "unknown_field", "priority");
+    resp_free(&r);
+    call(&r, "POST", "/v1/complaints", T.agent, NULL, "{\"channel\":\"web\",\"body\":\"b\"}");
+    expect_error(&r, 400, "missing_field", "title");
+    resp_free(&r);
+    call(
+        &r, "POST", "/v1/complaints", T.agent, NULL,
+        "{\"channel\":\"web\",\"title\":\"t\",\"body\":\"b\",\"location\":{\"lat\":91,\"lon\":1}}");
+    expect_error(&r, 400, "out_of_range", "location.lat");
+    resp_free(&r);
+    call(&r, "POST", "/v1/complaints", T.agent, NULL,
+         "{\"channel\":\"web\",\"title\":\"t\",\"body\":\"b\",\"complainant\":{\"callback_url\":"
+         "\"javascript:alert(1)\"}}");
+    expect_error(&r, 400, "invalid_value", "complainant.callback_url");
+    resp_free(&r);
+    call(&r, "POST", "/v1/complaints", T.agent, NULL, "{\"channel\":\"web\",\"title\":\"t\xc3\"}");
+    expect_error(&r, 400, "invalid_utf8", "title");
+    resp_free(&r);
+    const char *h[] = {"Idempotency-Key: has space", NULL};
+    call(&r, "POST", "/v1/complaints", T.agent, h,
+         "{\"channel\":\"web\",\"title\":\"t\",\"body\":\"b\"}");
+    expect_error(&r, 400, "invalid_value", "Idempotency-Key");
+    resp_free(&r);
+}
+
+static void test_auth(void **state)
+{
+    (void)state;
+    resp_t r;
+    char www[128];
+    const char *body = "{\"channel\":\"web\",\"title\":\"t\",\"body\":\"b\"}";
+    call(&r, "POST", "/v1/complaints", NULL, NULL, body);
+    expect_error(&r, 401, "unauthorized", "Authorization");
+    assert_true(resp_header(&r, "WWW-Authenticate", www, sizeof(www)));
+    assert_int_equal(strncmp(www, "Bearer", 6), 0);
+    resp_free(&r);
+    call(&r, "POST", "/v1/complaints", "test_not_a_token", NULL, body);
+    expect_error(&r, 401, "unauthorized", "Authorization");
+    resp_free(&r);
+    /* a handler may not submit, an auditor may not act */
+    call(&r, "POST", "/v1/complaints", T.handler, NULL, body);
+    expect_error(&r, 403, "forbidden", "Authorization");
+    resp_free(&r);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/cases/%s/actions", T.case_no);
+    call(&r, "POST", path, T.auditor, NULL, "{\"action\":\"accept\"}");
+    expect_error(&r, 403, "forbidden", "Authorization");
+    resp_free(&r);
+    snprintf(path, sizeof(path), "/v1/cases/%s/history", T.case_no);
+    call(&r, "GET", path, NULL, NULL, NULL);
+    expect_error(&r, 401, "unauthorized", "Authorization");
+    resp_free(&r);
+}
+
+static void test_get_case(void **state)
+{
+    (void)state;
+    resp_t r;
+    char path[160], etag[32], want[32];
+
+    /* the complainant, by access code (case-insensitive) */
+    char lower[16];
+    for (size_t i = 0; i <= strlen(T.access_code); i++)
+        lower[i] = (char)tolower((unsigned char)T.access_code[i]);
+    snprintf(path, sizeof(path), "/v1/cases/%s?access_code=%s", T.case_no, lower);
+    call(&r, "GET", path, NULL, NULL, NULL);
+    EXPECT_STATUS(&r, 200);
+    assert_string_equal(jstr(r.json, "case_no"), T.case_no);
+    assert_null(json_object_get(r.json, "case_id"));
+    assert_string_equal(jstr(r.json, "complainant.name"), "张*");
+    assert_string_equal(jstr(r.json, "complainant.phone_mask"), PHONE_MASKED);
+    assert_string_equal(jstr(r.json, "complainant.email"), "z***@qq.com");
+    assert_null(strstr(r.body.s, PHONE));
+    resp_free(&r);
+
+    /* a wrong code and an unknown case look the same */
+    snprintf(path, sizeof(path), "/v1/cases/%s?access_code=%s", T.case_no,
+             strcmp(T.access_code, "ZZZZZZZZ") ? "ZZZZZZZZ" : "YYYYYYYY");
+    call(&r, "GET", path, NULL, NULL, NULL);
+    expect_error(&r, 404, "not_found", "case_no");
+    resp_free(&r);
+    call(&r, "GET", "/v1/cases/KS19990101-0000000?access_code=ZZZZZZZZ", NULL, NULL, NULL);
+    expect_error(&r, 404, "not_found", "case_no");
+    resp_free(&r);
+
+    /* staff */
+    snprintf(path, sizeof(path), "/v1/cases/%s", T.case_no);
+    call(&r, "GET", path, T.agent, NULL, NULL);
+    EXPECT_STATUS(&r, 200);
+    assert_string_equal(jstr(r.json, "case_id"), T.case_id);
+    assert_string_equal(jstr(r.json, "channel"), "phone");
+    assert_string_equal(jstr(r.json, "location.district_code"), "110105");
+    assert_string_equal(jstr(r.json, "complainant.phone_mask"), PHONE_MASKED);
+    assert_true(resp_header(&r, "ETag", etag, sizeof(etag)));
+    snprintf(want, sizeof(want), "\"%lld",
+             (long long)json_integer_value(json_object_get(r.json, "version")));
+    assert_int_equal(strncmp(etag, want, strlen(want)), 0);
+    resp_free(&r);
+
+    /* a handler sees only its department's cases: this one is not assigned to d1 (yet) */
+    const char *v[1] = {T.case_id};
+    if (sql_count("SELECT count(*) FROM cases WHERE id = $1::uuid AND department = 'd1'", 1, v) ==
+        0) {
+        call(&r, "GET", path, T.handler, NULL, NULL);
+        expect_error(&r, 404, "not_found", "case_no");
+        resp_free(&r);
+    }
+}
+
+/*
+ * Move the case to assigned/d1 the way the classifier and dispatcher would
+ * (each status change bumps the version). If they are running and got there
+ * first, only the department is forced, so the handler tokens apply.
+ */
+static void simulate_dispatch(const char *case_id)
+{
+    const char *v[1] = {case_id};
+    PQclear(
+        sql(PGRES_COMMAND_OK,
+            "UPDATE cases SET status = 'classified', version = version + 1, classified_at = now(), "
+            "domain = 'environment', request_type = 'complaint', category = 'facilities', "
+            "urgency = 'normal' WHERE id = $1::uuid AND status = 'received'",
+            1, v));
+    PQclear(sql(PGRES_COMMAND_OK,
+                "UPDATE cases SET status = 'assigned', version = version + 1, department = 'd1', "
+                "handler = 'h-test', assigned_at = now() WHERE id = $1::uuid AND status = "
+                "'classified'",
+                1, v));
+    PQclear(sql(PGRES_COMMAND_OK,
+                "UPDATE cases SET department = 'd1' WHERE id = $1::uuid AND status = 'assigned'", 1,
+                v));
+    assert_int_equal(sql_count("SELECT count(*) FROM cases WHERE id = $1::uuid AND status = "
+                               "'assigned' AND department = 'd1'",
+                               1, v),
+                     1);
+}
+
+static long long current_version(void)
+{
+    const char *v[1] = {T.case_id};
+    return sql_count("SELECT version FROM cases WHERE id = $1::uuid", 1, v);
+}
+
+static void test_actions(void **state)
+{
+    (void)state;
+    resp_t r;
+    char path[160], im[64];
+    simulate_dispatch(T.case_id);
+    long long ver = current_version();
+    snprintf(path, sizeof(path), "/v1/cases/%s/actions", T.case_no);
+
+    /* the handler now sees it; the other department still does not */
+    char get[160];
+    snprintf(get, sizeof(get), "/v1/cases/%s", T.case_no);
+    call(&r, "GET", get, T.handler, NULL, NULL);
+    EXPECT_STATUS(&r, 200);
+    assert_string_equal(jstr(r.json, "assignment.department"), "d1");
+    resp_free(&r);
+    call(&r, "GET", get, T.other_handler, NULL, NULL);
+    expect_error(&r, 404, "not_found", "case_no");
+    resp_free(&r);
+    call(&r, "POST", path, T.other_handler, NULL, "{\"action\":\"accept\"}");
+    expect_error(&r, 404, "not_found", "case_no");
+    resp_free(&r);
+
+    /* resolve before accept: wrong status */
+    call(&r, "POST", path, T.handler, NULL,
+         "{\"action\":\"resolve\",\"measures\":\"explanation\",\"reply\":\"r\"}");
+    expect_error(&r, 409, "invalid_transition", "status");
+    assert_non_null(strstr(jstr(r.json, "error.message"), "assigned"));
+    resp_free(&r);
+    /* unknown action */
+    call(&r, "POST", path, T.handler, NULL, "{\"action\":\"escalate\"}");
+    expect_error(&r, 400, "invalid_value", "action");
+    resp_free(&r);
+    /* stale If-Match */
+    snprintf(im, sizeof(im), "If-Match: \"%lld\"", ver + 5);
+    const char *stale[] = {im, NULL};
+    call(&r, "POST", path, T.handler, stale, "{\"action\":\"accept\"}");
+    expect_error(&r, 409, "stale_version", "If-Match");
+    resp_free(&r);
+
+    /* accept with the right version */
+    snprintf(im, sizeof(im), "If-Match: \"%lld\"", ver);
+    const char *fresh[] = {im, NULL};
+    call(&r, "POST", path, T.handler, fresh, "{\"action\":\"accept\"}");
+    EXPECT_STATUS(&r, 200);
+    assert_string_equal(jstr(r.json, "status"), "accepted");
+    assert_int_equal(json_integer_value(json_object_get(r.json, "version")), ver + 1);
+    resp_free(&r);
+    /* accepting again is a wrong transition */
+    call(&r, "POST", path, T.handler, NULL, "{\"action\":\"accept\"}");
+    expect_error(&r, 409, "invalid_transition", "status");
+    resp_free(&r);
+
+    /* resolve, with a phone number in the reply */
+    call(&r, "POST", path, T.handler, NULL,
+         "{\"action\":\"resolve\",\"measures\":[\"explanation\",\"compensation\"],\"reply\":"
+         "\"已协调商铺整改，如有问题请致电 " PHONE "\"}");
+    EXPECT_STATUS(&r, 200);
+    assert_string_equal(jstr(r.json, "status"), "resolved");
+    resp_free(&r);
+    const char *v[1] = {T.case_id};
+    assert_int_equal(sql_count("SELECT count(*) FROM cases WHERE id = $1::uuid AND status = "
+                               "'resolved' AND measures = 'explanation,compensation' AND reply "
+                               "LIKE '%" PHONE_MASKED "%' AND accepted_at IS NOT NULL AND "
+                               "resolved_at IS NOT NULL",
+                               1, v),
+                     1);
+    assert_int_equal(sql_count("SELECT count(*) FROM case_events WHERE case_id = $1::uuid AND "
+                               "summary::text LIKE '%" PHONE "%'",
+                               1, v),
+                     0);
+}
+
+static void test_feedback(void **state)
+{
+    (void)state;
+    resp_t r;
+    char path[160], body[256];
+    snprintf(path, sizeof(path), "/v1/cases/%s/feedback", T.case_no);
+    snprintf(body, sizeof(body), "{\"access_code\":\"%s\",\"satisfaction\":5,\"comment\":\"满意\"}",
+             T.access_code);
+    /* not replied yet */
+    call(&r, "POST", path, NULL, NULL, body);
+    expect_error(&r, 409, "invalid_transition", "status");
+    resp_free(&r);
+
+    /* the notifier would mark the reply sent: resolved -> replied */
+    const char *v[1] = {T.case_id};
+    PQclear(sql(PGRES_COMMAND_OK,
+                "UPDATE cases SET status = 'replied', version = version + 1 WHERE id = $1::uuid "
+                "AND status = 'resolved'",
+                1, v));
+    call(&r, "POST", path, NULL, NULL, "{\"access_code\":\"ZZZZZZZZ\",\"satisfaction\":5}");
+    expect_error(&r, 404, "not_found", "case_no");
+    resp_free(&r);
+    call(&r, "POST", path, NULL, NULL, "{\"access_code\":\"ZZZZZZZZ\",\"satisfaction\":9}");
+    expect_error(&r, 400, "out_of_range", "satisfaction");
+    resp_free(&r);
+    call(&r, "POST", path, NULL, NULL, body);
+    EXPECT_STATUS(&r, 200);
+    assert_string_equal(jstr(r.json, "status"), "closed");
+    resp_free(&r);
+    assert_int_equal(sql_count("SELECT count(*) FROM cases WHERE id = $1::uuid AND status = "
+                               "'closed' AND satisfaction = 5 AND close_reason = 'satisfied' AND "
+                               "closed_at IS NOT NULL",
+                               1, v),
+                     1);
+}
+
+static void test_feedback_reopens(void **state)
+{
+    (void)state;
+    resp_t r;
+    char path[160], body[256], ref[64], no[64], code[16], id[40];
+    snprintf(ref, sizeof(ref), "REOPEN-%s", T.run);
+    char *b = complaint_body("reopen me", ref);
+    call(&r, "POST", "/v1/complaints", T.agent, NULL, b);
+    free(b);
+    EXPECT_STATUS(&r, 201);
+    snprintf(no, sizeof(no), "%s", jstr(r.json, "case_no"));
+    snprintf(code, sizeof(code), "%s", jstr(r.json, "access_code"));
+    snprintf(id, sizeof(id), "%s", jstr(r.json, "case_id"));
+    resp_free(&r);
+    simulate_dispatch(id);
+    snprintf(path, sizeof(path), "/v1/cases/%s/actions", no);
+    call(&r, "POST", path, T.handler, NULL, "{\"action\":\"accept\"}");
+    EXPECT_STATUS(&r, 200);
+    resp_free(&r);
+    call(&r, "POST", path, T.handler, NULL,
+         "{\"action\":\"resolve\",\"measures\":\"explanation\",\"reply\":\"已解释\"}");
+    EXPECT_STATUS(&r, 200);
+    resp_free(&r);
+    const char *v[1] = {id};
+    PQclear(sql(PGRES_COMMAND_OK,
+                "UPDATE cases SET status = 'replied', version = version + 1 WHERE id = $1::uuid "
+                "AND status = 'resolved'",
+                1, v));
+    snprintf(path, sizeof(path), "/v1/cases/%s/feedback", no);
+    snprintf(body, sizeof(body), "{\"access_code\":\"%s\",\"satisfaction\":1}", code);
+    call(&r, "POST", path, NULL, NULL, body);
+    EXPECT_STATUS(&r, 200);
+    assert_string_equal(jstr(r.json, "status"), "reopened");
+    resp_free(&r);
+    assert_int_equal(sql_count("SELECT count(*) FROM cases WHERE id = $1::uuid AND status = "
+                               "'reopened' AND reopen_count = 1 AND satisfaction = 1",
+                               1, v),
+                     1);
+}
+
+static void test_history(void **state)
+{
+    (void)state;
+    resp_t r;
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/cases/%s/history", T.case_no);
+    call(&r, "GET", path, T.auditor, NULL, NULL);
+    EXPECT_STATUS(&r, 200);
+    assert_string_equal(jstr(r.json, "case_no"), T.case_no);
+    json_t *events = json_object_get(r.json, "events");
+    assert_true(json_array_size(events) >= 5);
+    /* seq runs 1..n; intake's own events are all there, in order */
+    const char *want[] = {"CaseReceived", "CaseAccepted", "CaseResolved", "FeedbackReceived",
+                          "CaseClosed"};
+    size_t w = 0, i;
+    json_t *e;
+    json_array_foreach(events, i, e)
+    {
+        assert_int_equal(json_integer_value(json_object_get(e, "seq")), (json_int_t)i + 1);
+        assert_non_null(jstr(e, "event_id"));
+        assert_non_null(jstr(e, "occurred_at"));
+        assert_true(json_is_object(json_object_get(e, "payload")));
+        if (w < 5 && strcmp(jstr(e, "event_type"), want[w]) == 0)
+            w++;
+    }
+    assert_int_equal(w, 5);
+    assert_null(strstr(r.body.s, PHONE));
+    resp_free(&r);
+    /* the other department's handler cannot read it */
+    call(&r, "GET", path, T.other_handler, NULL, NULL);
+    expect_error(&r, 404, "not_found", "case_no");
+    resp_free(&r);
+}
+
+static void test_confidential_hidden_from_handler(void **state)
+{
+    (void)state;
+    resp_t r;
+    char no[64], id[40], path[160];
+    call(&r, "POST", "/v1/complaints", T.agent, NULL,
+         "{\"channel\":\"web\",\"title\":\"保密投诉\",\"body\":\"b\",\"confidential\":true,"
+         "\"complainant\":{\"name\":\"李四\",\"phone\":\"13912345678\"}}");
+    EXPECT_STATUS(&r, 201);
+    snprintf(no, sizeof(no), "%s", jstr(r.json, "case_no"));
+    snprintf(id, sizeof(id), "%s", jstr(r.json, "case_id"));
+    resp_free(&r);
+    simulate_dispatch(id);
+    snprintf(path, sizeof(path), "/v1/cases/%s", no);
+    call(&r, "GET", path, T.handler, NULL, NULL);
+    EXPECT_STATUS(&r, 200);
+    assert_null(json_object_get(r.json, "complainant"));
+    resp_free(&r);
+    call(&r, "GET", path, T.agent, NULL, NULL);
+    EXPECT_STATUS(&r, 200);
+    assert_string_equal(jstr(r.json, "complainant.name"), "李*");
+    resp_free(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_submit),
+        cmocka_unit_test(test_no_pii_stored),
+        cmocka_unit_test(test_idempotent_replay),
+        cmocka_unit_test(test_external_ref_duplicate),
+        cmocka_unit_test(test_concurrent_submissions),
+        cmocka_unit_test(test_bad_requests),
+        cmocka_unit_test(test_auth),
+        cmocka_unit_test(test_get_case),
+        cmocka_unit_test(test_actions),
+        cmocka_unit_test(test_feedback),
+        cmocka_unit_test(test_history),
+        cmocka_unit_test(test_feedback_reopens),
+        cmocka_unit_test(test_confidential_hidden_from_handler),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
