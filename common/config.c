@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 extern char **environ;
 
@@ -372,4 +373,22 @@ void config_free(config_t *cfg)
         free(cfg->sources[i]);
         cfg->sources[i] = NULL;
     }
+}
+
+int config_resolve_path(const char *path, char *out, size_t out_size)
+{
+    if (!path || !*path) {
+        snprintf(out, out_size, "%s", "");
+        return -1;
+    }
+    snprintf(out, out_size, "%s", path);
+    if (path[0] == '/' || access(path, R_OK) == 0)
+        return access(out, R_OK) == 0 ? 0 : -1;
+#ifdef KESU_SOURCE_DIR
+    snprintf(out, out_size, "%s/%s", KESU_SOURCE_DIR, path);
+    if (access(out, R_OK) == 0)
+        return 0;
+#endif
+    snprintf(out, out_size, "%s", path);
+    return -1;
 }

@@ -77,6 +77,15 @@ void config_print(const config_t *cfg);
 /** @brief Print --help: usage, then every key with default and help. */
 void config_help(const config_t *cfg);
 
+/**
+ * @brief Find a data file named in a setting: an absolute path or one that
+ *        exists relative to the working directory is used as is; otherwise the
+ *        path is taken relative to the source tree (KESU_SOURCE_DIR) so that
+ *        "deploy/config/x.json" works from any directory in development.
+ *        out receives the path to use. @returns 0 if that file exists, else -1.
+ */
+int config_resolve_path(const char *path, char *out, size_t out_size);
+
 /** @brief Free strings owned by the config (STR targets, kafka, args). */
 void config_free(config_t *cfg);
 

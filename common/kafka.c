@@ -13,10 +13,38 @@
 #include "outbox.h"
 #include "util.h"
 
-const char *const kafka_topics_all[] = {KAFKA_TOPIC_INTAKE,   KAFKA_TOPIC_CLASSIFIER,
-                                        KAFKA_TOPIC_DISPATCHER, KAFKA_TOPIC_SLA,
-                                        KAFKA_TOPIC_NOTIFIER, KAFKA_TOPIC_PUBLIC,
-                                        KAFKA_TOPIC_DLQ,      NULL};
+static const char *const kafka_topic_bases[KAFKA_TOPIC_COUNT] = {
+    "kesu.intake.v1",   "kesu.classifier.v1", "kesu.dispatcher.v1", "kesu.sla.v1",
+    "kesu.notifier.v1", "kesu.public.v1",     "kesu.dlq.v1"};
+static char kafka_topic_names[KAFKA_TOPIC_COUNT][160];
+static int kafka_topic_ready;
+
+void kafka_topics_set_prefix(const char *prefix)
+{
+    for (int i = 0; i < KAFKA_TOPIC_COUNT; i++)
+        snprintf(kafka_topic_names[i], sizeof(kafka_topic_names[i]), "%.64s%s",
+                 prefix ? prefix : "", kafka_topic_bases[i]);
+    kafka_topic_ready = 1;
+}
+
+const char *kafka_topic(const char *base)
+{
+    if (!kafka_topic_ready) {
+        const char *env = getenv("KESU_TOPICS_PREFIX");
+        kafka_topics_set_prefix(env);
+    }
+    for (int i = 0; i < KAFKA_TOPIC_COUNT; i++)
+        if (strcmp(base, kafka_topic_bases[i]) == 0)
+            return kafka_topic_names[i];
+    return base;
+}
+
+const char *kafka_topic_at(int i)
+{
+    if (i < 0 || i >= KAFKA_TOPIC_COUNT)
+        return NULL;
+    return kafka_topic(kafka_topic_bases[i]);
+}
 
 #define KC_RETRY_MIN_MS 200
 #define KC_RETRY_MAX_MS 10000

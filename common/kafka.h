@@ -27,16 +27,28 @@
 #include "pg.h"
 #include "proto.h"
 
-#define KAFKA_TOPIC_INTAKE "kesu.intake.v1"
-#define KAFKA_TOPIC_CLASSIFIER "kesu.classifier.v1"
-#define KAFKA_TOPIC_DISPATCHER "kesu.dispatcher.v1"
-#define KAFKA_TOPIC_SLA "kesu.sla.v1"
-#define KAFKA_TOPIC_NOTIFIER "kesu.notifier.v1"
-#define KAFKA_TOPIC_PUBLIC "kesu.public.v1"
-#define KAFKA_TOPIC_DLQ "kesu.dlq.v1"
+/*
+ * Topic names. Each macro is the topic's name with the process-wide prefix
+ * (setting topics.prefix, env KESU_TOPICS_PREFIX, default none) so that test
+ * runs and developers can share one broker without seeing each other's events.
+ */
+#define KAFKA_TOPIC_INTAKE kafka_topic("kesu.intake.v1")
+#define KAFKA_TOPIC_CLASSIFIER kafka_topic("kesu.classifier.v1")
+#define KAFKA_TOPIC_DISPATCHER kafka_topic("kesu.dispatcher.v1")
+#define KAFKA_TOPIC_SLA kafka_topic("kesu.sla.v1")
+#define KAFKA_TOPIC_NOTIFIER kafka_topic("kesu.notifier.v1")
+#define KAFKA_TOPIC_PUBLIC kafka_topic("kesu.public.v1")
+#define KAFKA_TOPIC_DLQ kafka_topic("kesu.dlq.v1")
+#define KAFKA_TOPIC_COUNT 7
 
-/** @brief Every Kesu topic, NULL-terminated. */
-extern const char *const kafka_topics_all[];
+/** @brief Set the topic prefix; call once at start-up, before any thread uses topics. */
+void kafka_topics_set_prefix(const char *prefix);
+
+/** @brief The prefixed name of a Kesu topic (base name unchanged if not a Kesu topic). */
+const char *kafka_topic(const char *base);
+
+/** @brief The i-th Kesu topic (prefixed), i < KAFKA_TOPIC_COUNT; NULL past the end. */
+const char *kafka_topic_at(int i);
 
 /** One message of a produce batch. */
 typedef struct kafka_msg {

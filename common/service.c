@@ -28,7 +28,7 @@ int service_init(service_t *svc, const char *name, const char *usage, const char
     memset(svc, 0, sizeof(*svc));
     svc->name = name;
     /* the table lives in the service struct's storage: one per process */
-    static config_key_t common[12];
+    static config_key_t common[16];
     config_key_t tmpl[] = {
         {"pg", CONFIG_STR, &svc->pg_conninfo,
          "host=127.0.0.1 port=55432 dbname=kesu user=postgres",
@@ -43,6 +43,8 @@ int service_init(service_t *svc, const char *name, const char *usage, const char
         {"batch.max", CONFIG_INT, &svc->batch_max, "500", "events per consumer transaction", 0},
         {"batch.ms", CONFIG_INT, &svc->batch_ms, "10", "max wait in ms to fill a batch", 0},
         {"relay.batch", CONFIG_INT, &svc->relay_batch, "500", "outbox rows per relay pass", 0},
+        {"topics.prefix", CONFIG_STR, &svc->topics_prefix, NULL,
+         "prefix of every topic name (isolates test runs on a shared broker)", 0},
         {"relay.idle_ms", CONFIG_INT, &svc->relay_idle_ms, "20",
          "relay poll period when idle (it is also woken after each commit)", 0},
         {NULL, 0, NULL, NULL, NULL, 0},
@@ -73,6 +75,7 @@ int service_init(service_t *svc, const char *name, const char *usage, const char
         return -1;
     }
     log_init(name, (log_level_t)lvl);
+    kafka_topics_set_prefix(svc->topics_prefix);
 
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));

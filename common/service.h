@@ -25,6 +25,7 @@ typedef struct service {
     char *ops_listen;       /**< host:port of the ops server, "" disables */
     char *log_level;        /**< error|warn|info|debug */
     char *group;            /**< consumer group id (default kesu-<name>) */
+    char *topics_prefix;    /**< prefix of every topic name, "" in production */
     int pg_wait_ms;         /**< how long to wait for PostgreSQL at start */
     int batch_max;          /**< consumer batch size */
     int batch_ms;           /**< consumer batch wait */

@@ -7,9 +7,9 @@
 #   scripts/infra.sh down [--purge] stop both (--purge also deletes their data)
 #   scripts/infra.sh status         exit 0 if both run, 3 otherwise
 #
-# Environment: KESU_PG_PORT (55432), KESU_KAFKA_PORT (59092),
-# KESU_KAFKA_CONTROLLER_PORT (59093), KESU_PARTITIONS (6), KESU_CACHE
-# (~/.cache/kesu), KESU_KAFKA_LIBS (jar folder), KESU_BUILD_DIR (build).
+# Environment: KESU_PG_PORT (55432), KESU_BROKER_PORT (59092),
+# KESU_BROKER_CONTROLLER_PORT (59093), KESU_PARTITIONS (6), KESU_CACHE
+# (~/.cache/kesu), KESU_BROKER_LIBS (jar folder), KESU_BUILD_DIR (build).
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -176,18 +176,18 @@ kafka_pid() {
 }
 
 kafka_jars() {
-  local marker="$KESU_KAFKA_LIBS/.kesu-complete"
-  mkdir -p "$(dirname "$KESU_KAFKA_LIBS")"
-  [[ -f "$(dirname "$KESU_KAFKA_LIBS")/tools-log4j.properties" ]] ||
-    write_tools_log4j "$(dirname "$KESU_KAFKA_LIBS")/tools-log4j.properties"
+  local marker="$KESU_BROKER_LIBS/.kesu-complete"
+  mkdir -p "$(dirname "$KESU_BROKER_LIBS")"
+  [[ -f "$(dirname "$KESU_BROKER_LIBS")/tools-log4j.properties" ]] ||
+    write_tools_log4j "$(dirname "$KESU_BROKER_LIBS")/tools-log4j.properties"
   if [[ -f "$marker" ]]; then
-    log_step "Kafka $KESU_KAFKA_VERSION jars: cached in $KESU_KAFKA_LIBS"
+    log_step "Kafka $KESU_BROKER_VERSION jars: cached in $KESU_BROKER_LIBS"
     return 0
   fi
-  log_step "Kafka $KESU_KAFKA_VERSION jars: fetching with Maven into $KESU_KAFKA_LIBS (once)"
+  log_step "Kafka $KESU_BROKER_VERSION jars: fetching with Maven into $KESU_BROKER_LIBS (once)"
   command -v mvn >/dev/null || die "mvn not found (install maven)"
-  local tmp="$KESU_KAFKA_LIBS.tmp.$$" mlog="$KESU_CACHE/mvn-kafka.log"
-  mkdir -p "$KESU_CACHE" "$(dirname "$KESU_KAFKA_LIBS")"
+  local tmp="$KESU_BROKER_LIBS.tmp.$$" mlog="$KESU_CACHE/mvn-kafka.log"
+  mkdir -p "$KESU_CACHE" "$(dirname "$KESU_BROKER_LIBS")"
   rm -rf "$tmp"
   local cmd=(mvn -q -B -f "$KESU_ROOT/deploy/kafka/pom.xml" dependency:copy-dependencies
              "-DoutputDirectory=$tmp" -DincludeScope=runtime)
@@ -198,10 +198,10 @@ kafka_jars() {
     die "Maven could not fetch the Kafka jars (log: $mlog)"
   fi
   ls "$tmp"/kafka_2.13-*.jar >/dev/null 2>&1 || die "Maven ran but no kafka_2.13 jar in $tmp"
-  rm -rf "$KESU_KAFKA_LIBS"
-  mv "$tmp" "$KESU_KAFKA_LIBS"
+  rm -rf "$KESU_BROKER_LIBS"
+  mv "$tmp" "$KESU_BROKER_LIBS"
   date -u +%FT%TZ >"$marker"
-  log_info "$(find "$KESU_KAFKA_LIBS" -name '*.jar' | wc -l) jars"
+  log_info "$(find "$KESU_BROKER_LIBS" -name '*.jar' | wc -l) jars"
 }
 
 kafka_write_config() {
@@ -210,9 +210,9 @@ kafka_write_config() {
 # Written by scripts/infra.sh on every start; edits here are overwritten.
 process.roles=broker,controller
 node.id=1
-controller.quorum.voters=1@127.0.0.1:$KESU_KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KESU_KAFKA_PORT,CONTROLLER://127.0.0.1:$KESU_KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KESU_KAFKA_PORT
+controller.quorum.voters=1@127.0.0.1:$KESU_BROKER_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KESU_BROKER_PORT,CONTROLLER://127.0.0.1:$KESU_BROKER_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KESU_BROKER_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
@@ -283,19 +283,19 @@ kafka_format() {
 }
 
 kafka_up() {
-  log_step "Kafka $KESU_KAFKA_VERSION (KRaft) on $KESU_KAFKA, controller 127.0.0.1:$KESU_KAFKA_CONTROLLER_PORT"
+  log_step "Kafka $KESU_BROKER_VERSION (KRaft) on $KESU_KAFKA, controller 127.0.0.1:$KESU_BROKER_CONTROLLER_PORT"
   local pid
   if pid="$(kafka_pid)"; then
-    wait_tcp 127.0.0.1 "$KESU_KAFKA_PORT" 60 ||
-      die "Kafka runs (pid $pid) but port $KESU_KAFKA_PORT does not accept connections; see $KAFKA_LOG"
+    wait_tcp 127.0.0.1 "$KESU_BROKER_PORT" 60 ||
+      die "Kafka runs (pid $pid) but port $KESU_BROKER_PORT does not accept connections; see $KAFKA_LOG"
     log_info "already running (pid $pid)"
     return 0
   fi
   rm -f "$KAFKA_PID_FILE"
   local port
-  for port in "$KESU_KAFKA_PORT" "$KESU_KAFKA_CONTROLLER_PORT"; do
+  for port in "$KESU_BROKER_PORT" "$KESU_BROKER_CONTROLLER_PORT"; do
     tcp_open 127.0.0.1 "$port" &&
-      die "port $port is taken by another process (not the broker of $KAFKA_DIR); stop it or set KESU_KAFKA_PORT/KESU_KAFKA_CONTROLLER_PORT"
+      die "port $port is taken by another process (not the broker of $KAFKA_DIR); stop it or set KESU_BROKER_PORT/KESU_BROKER_CONTROLLER_PORT"
   done
   command -v "$KESU_JAVA" >/dev/null || die "java not found (install openjdk-17-jre-headless)"
   kafka_write_config
@@ -306,7 +306,7 @@ kafka_up() {
              "-Dkesu.root=$KESU_ROOT"
              "-Dlog4j.configuration=file:$KAFKA_DIR/log4j.properties"
              "-Dkafka.logs.dir=$KAFKA_DIR"
-             -cp "$KESU_KAFKA_LIBS/*" kafka.Kafka "$KAFKA_PROPS")
+             -cp "$KESU_BROKER_LIBS/*" kafka.Kafka "$KAFKA_PROPS")
   local from=0
   [[ -f "$KAFKA_LOG" ]] && from="$(stat -c %s "$KAFKA_LOG")"
   log_info "starting (log: $KAFKA_LOG)"
@@ -318,7 +318,7 @@ kafka_up() {
   local deadline=$(( $(date +%s) + 60 )) ready=""
   while (( $(date +%s) < deadline )); do
     if ! kill -0 "$pid" 2>/dev/null; then break; fi
-    if tcp_open 127.0.0.1 "$KESU_KAFKA_PORT" &&
+    if tcp_open 127.0.0.1 "$KESU_BROKER_PORT" &&
        tail -c +"$((from + 1))" "$KAFKA_LOG" 2>/dev/null | grep -q 'Kafka Server started'; then
       ready=1; break
     fi
@@ -451,7 +451,7 @@ cmd_status() {
     echo "PostgreSQL: stopped (127.0.0.1:$KESU_PG_PORT)"; ok=3
   fi
   if pid="$(kafka_pid)"; then
-    if tcp_open 127.0.0.1 "$KESU_KAFKA_PORT"; then
+    if tcp_open 127.0.0.1 "$KESU_BROKER_PORT"; then
       echo "Kafka:      running (pid $pid, $KESU_KAFKA)"
     else
       echo "Kafka:      started but not listening (pid $pid, $KESU_KAFKA)"; ok=3

@@ -164,6 +164,11 @@ class Stack:
         self.env.update(env or {})
         self.extra = extra or {}
         self.api = Api("http://127.0.0.1:%d" % http_port)
+        # own topics per stack: runs sharing a broker never see each other's events
+        self.prefix = self.env.get("KESU_TOPICS_PREFIX") or "t%s." % os.urandom(4).hex()
+        self.env["KESU_TOPICS_PREFIX"] = self.prefix
+        os.environ["KESU_TOPICS_PREFIX"] = self.prefix  # kesuctl calls (tail) follow it
+        kesuctl("topics", "create", "--partitions", os.environ.get("KESU_PARTITIONS", "6"))
 
     def start(self, names=None):
         for name, binary, off in SERVICES:
@@ -211,6 +216,9 @@ class Stack:
                 return "".join(f.readlines()[-n:])
         except OSError:
             return "(no log)"
+
+    def delete_topics(self):
+        kesuctl("topics", "delete", check=False)
 
     def stop(self, names=None, sig=signal.SIGTERM, timeout=30):
         """Stop services; returns {name: exit code}."""

@@ -17,11 +17,11 @@ KESU_PG="${KESU_PG:-host=127.0.0.1 port=$KESU_PG_PORT dbname=kesu user=postgres}
 KESU_PG_BIN="${KESU_PG_BIN:-/usr/lib/postgresql/15/bin}"
 
 # --- Kafka -------------------------------------------------------------------
-KESU_KAFKA_VERSION="3.9.1"
-KESU_KAFKA_PORT="${KESU_KAFKA_PORT:-59092}"
-KESU_KAFKA_CONTROLLER_PORT="${KESU_KAFKA_CONTROLLER_PORT:-59093}"
-KESU_KAFKA="${KESU_KAFKA:-127.0.0.1:$KESU_KAFKA_PORT}"
-KESU_KAFKA_LIBS="${KESU_KAFKA_LIBS:-$KESU_CACHE/kafka-$KESU_KAFKA_VERSION/libs}"
+KESU_BROKER_VERSION="3.9.1"
+KESU_BROKER_PORT="${KESU_BROKER_PORT:-59092}"
+KESU_BROKER_CONTROLLER_PORT="${KESU_BROKER_CONTROLLER_PORT:-59093}"
+KESU_KAFKA="${KESU_KAFKA:-127.0.0.1:$KESU_BROKER_PORT}"
+KESU_BROKER_LIBS="${KESU_BROKER_LIBS:-$KESU_CACHE/kafka-$KESU_BROKER_VERSION/libs}"
 KESU_PARTITIONS="${KESU_PARTITIONS:-6}"
 # Every topic of the pipeline (DESIGN.md); infra.sh creates them all.
 # shellcheck disable=SC2034  # used by the scripts that source this file
@@ -64,8 +64,8 @@ KESU_PACKAGES=(
 )
 
 export KESU_ROOT KESU_RUN KESU_BUILD_DIR KESU_CACHE KESU_PG KESU_PG_PORT KESU_PG_BIN \
-       KESU_KAFKA KESU_KAFKA_PORT KESU_KAFKA_CONTROLLER_PORT KESU_KAFKA_LIBS \
-       KESU_KAFKA_VERSION KESU_PARTITIONS KESU_JAVA
+       KESU_KAFKA KESU_BROKER_PORT KESU_BROKER_CONTROLLER_PORT KESU_BROKER_LIBS \
+       KESU_BROKER_VERSION KESU_PARTITIONS KESU_JAVA
 
 # --- output ------------------------------------------------------------------
 log_step() { printf '==> %s\n' "$*"; }
@@ -150,10 +150,10 @@ kesu_install_packages() {
 kesu_kafka_tool() {
   local cls="$1"; shift
   local l4j="$KESU_RUN/kafka/tools-log4j.properties"
-  [[ -f "$l4j" ]] || l4j="$(dirname "$KESU_KAFKA_LIBS")/tools-log4j.properties"
+  [[ -f "$l4j" ]] || l4j="$(dirname "$KESU_BROKER_LIBS")/tools-log4j.properties"
   "$KESU_JAVA" -Xms32m -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xshare:auto \
     -Djava.awt.headless=true -Dlog4j.configuration="file:$l4j" \
-    -cp "$KESU_KAFKA_LIBS/*" "$cls" "$@"
+    -cp "$KESU_BROKER_LIBS/*" "$cls" "$@"
 }
 
 # kesu_topics ARGS...: org.apache.kafka.tools.TopicCommand against KESU_KAFKA.

@@ -30,7 +30,7 @@ int main(int argc, char **argv)
          "warn about a case whose feed waits this long for a missing event", 0},
         {NULL, 0, NULL, NULL, NULL, 0},
     };
-    static const char *const topics[] = {KAFKA_TOPIC_INTAKE,     KAFKA_TOPIC_CLASSIFIER,
+    const char *const topics[] = {KAFKA_TOPIC_INTAKE,     KAFKA_TOPIC_CLASSIFIER,
                                          KAFKA_TOPIC_DISPATCHER, KAFKA_TOPIC_SLA,
                                          KAFKA_TOPIC_NOTIFIER,   NULL};
 

@@ -40,7 +40,7 @@ int main(int argc, char **argv)
     classify_ctx_t ctx;
     classify_rules_t *rules = NULL;
     char errstr[1024], rp[4096], dp[4096], *end;
-    static const char *const topics[] = {KAFKA_TOPIC_INTAKE, NULL};
+    const char *const topics[] = {KAFKA_TOPIC_INTAKE, NULL};
     int rc = service_init(&svc, "classifier",
                           "Classifies new cases (CaseReceived on kesu.intake.v1) and publishes "
                           "CaseClassified on kesu.classifier.v1.",

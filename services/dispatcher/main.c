@@ -41,7 +41,7 @@ int main(int argc, char **argv)
     dispatch_catalogue_t *cat = NULL;
     char **domains = NULL;
     char errstr[1024], cp[4096], dp[4096];
-    static const char *const topics[] = {KAFKA_TOPIC_CLASSIFIER, KAFKA_TOPIC_INTAKE, NULL};
+    const char *const topics[] = {KAFKA_TOPIC_CLASSIFIER, KAFKA_TOPIC_INTAKE, NULL};
     int rc = service_init(&svc, "dispatcher",
                           "Routes classified cases (kesu.classifier.v1) to departments and "
                           "handlers and publishes CaseAssigned on kesu.dispatcher.v1.",

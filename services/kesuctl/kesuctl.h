@@ -30,6 +30,9 @@ int kesuctl_migrate(kesuctl_t *k);
 /** @brief Create every Kesu topic (idempotent). @returns exit code. */
 int kesuctl_topics_create(kesuctl_t *k);
 
+/** @brief Delete a test run's topics (only with KESU_TOPICS_PREFIX set). @returns exit code. */
+int kesuctl_topics_delete(kesuctl_t *k);
+
 /** @brief token create|list|revoke. @returns exit code. */
 int kesuctl_token(kesuctl_t *k, int argi);
 

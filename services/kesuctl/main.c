@@ -19,7 +19,9 @@ static const char kesuctl_usage[] =
     "Commands:\n"
     "  migrate                 apply pending deploy/migrations/*.sql (each once, in order)\n"
     "                          and sync case_transitions with the state machine\n"
-    "  topics create           create every kesu.* topic (idempotent)\n"
+    "  topics create           create every kesu.* topic (idempotent; names get the\n"
+    "                          KESU_TOPICS_PREFIX when set, as in the services)\n"
+    "  topics delete           delete a test run's topics (only with KESU_TOPICS_PREFIX)\n"
     "  token create            print a new API token: --role agent|handler|supervisor|auditor|\n"
     "                          admin|integrator [--department CODE (handlers)] [--label TEXT]\n"
     "  token list              list tokens (never their secrets)\n"
@@ -79,6 +81,8 @@ int main(int argc, char **argv)
         rc = kesuctl_migrate(&k);
     } else if (strcmp(cmd, "topics") == 0 && strcmp(sub, "create") == 0) {
         rc = kesuctl_topics_create(&k);
+    } else if (strcmp(cmd, "topics") == 0 && strcmp(sub, "delete") == 0) {
+        rc = kesuctl_topics_delete(&k);
     } else if (strcmp(cmd, "token") == 0) {
         rc = kesuctl_token(&k, 1);
     } else if (strcmp(cmd, "events") == 0 && strcmp(sub, "tail") == 0) {

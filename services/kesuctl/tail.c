@@ -51,7 +51,8 @@ int kesuctl_events_tail(kesuctl_t *k)
     }
     rd_kafka_poll_set_consumer(rk);
     subs = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(subs, k->topic, RD_KAFKA_PARTITION_UA);
+    /* a Kesu topic name gets the KESU_TOPICS_PREFIX like the services' */
+    rd_kafka_topic_partition_list_add(subs, kafka_topic(k->topic), RD_KAFKA_PARTITION_UA);
     rd_kafka_subscribe(rk, subs);
     rd_kafka_topic_partition_list_destroy(subs);
     signal(SIGINT, tail_stop);

@@ -3,6 +3,7 @@
  * (an existing topic is fine; its partition count is left alone).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kafka.h"
@@ -28,7 +29,8 @@ int kesuctl_topics_create(kesuctl_t *k)
         fprintf(stderr, "kesuctl topics: %s\n", errstr);
         return 1;
     }
-    for (const char *const *t = kafka_topics_all; *t; t++) {
+    for (int i = 0; i < KAFKA_TOPIC_COUNT; i++) {
+        const char *const *t = (const char *const[]){kafka_topic_at(i)};
         nt[n] = rd_kafka_NewTopic_new(*t, k->partitions, k->replication, errstr, sizeof(errstr));
         if (!nt[n]) {
             fprintf(stderr, "kesuctl topics: %s: %s\n", *t, errstr);
@@ -74,6 +76,49 @@ out:
         rd_kafka_queue_destroy(q);
     for (int i = 0; i < n; i++)
         rd_kafka_NewTopic_destroy(nt[i]);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+int kesuctl_topics_delete(kesuctl_t *k)
+{
+    char errstr[512];
+    rd_kafka_conf_t *conf = kafka_conf_new(&k->cfg, errstr, sizeof(errstr));
+    rd_kafka_t *rk;
+    rd_kafka_DeleteTopic_t *dt[KAFKA_TOPIC_COUNT];
+    rd_kafka_queue_t *q;
+    rd_kafka_event_t *ev;
+    int rc = 1;
+
+    if (!conf || !(rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr)))) {
+        if (conf)
+            rd_kafka_conf_destroy(conf);
+        fprintf(stderr, "kesuctl topics delete: %s\n", errstr);
+        return 1;
+    }
+    if (!getenv("KESU_TOPICS_PREFIX") || !*getenv("KESU_TOPICS_PREFIX")) {
+        fprintf(stderr, "kesuctl topics delete: refusing to delete the unprefixed production "
+                        "topics; it only deletes a test run's topics (KESU_TOPICS_PREFIX)\n");
+        rd_kafka_destroy(rk);
+        return 2;
+    }
+    for (int i = 0; i < KAFKA_TOPIC_COUNT; i++)
+        dt[i] = rd_kafka_DeleteTopic_new(kafka_topic_at(i));
+    q = rd_kafka_queue_new(rk);
+    rd_kafka_DeleteTopics(rk, dt, KAFKA_TOPIC_COUNT, NULL, q);
+    ev = rd_kafka_queue_poll(q, 30000);
+    if (ev && !rd_kafka_event_error(ev)) {
+        printf("deleted the topics of prefix %s\n", getenv("KESU_TOPICS_PREFIX"));
+        rc = 0;
+    } else {
+        fprintf(stderr, "kesuctl topics delete: %s\n",
+                ev ? rd_kafka_event_error_string(ev) : "no answer from the broker");
+    }
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_queue_destroy(q);
+    for (int i = 0; i < KAFKA_TOPIC_COUNT; i++)
+        rd_kafka_DeleteTopic_destroy(dt[i]);
     rd_kafka_destroy(rk);
     return rc;
 }

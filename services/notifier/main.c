@@ -35,6 +35,14 @@ static const char *notifier_path(const char *path, char *buf, size_t n)
 static int notifier_topics(char *list, const char **topics)
 {
     int n = 0;
+    if (!list || !*list) {
+        /* the stage topics the notifier has templates for (with the topic prefix) */
+        topics[0] = KAFKA_TOPIC_INTAKE;
+        topics[1] = KAFKA_TOPIC_DISPATCHER;
+        topics[2] = KAFKA_TOPIC_SLA;
+        topics[3] = NULL;
+        return 0;
+    }
     for (char *save = NULL, *t = strtok_r(list, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
         if (n == NOTIFIER_MAX_TOPICS)
             return -1;
@@ -58,9 +66,8 @@ int main(int argc, char **argv)
     char errstr[512], pathbuf[1024];
     int rc;
     const config_key_t keys[] = {
-        {"notify.topics", CONFIG_STR, &topic_list,
-         KAFKA_TOPIC_INTAKE "," KAFKA_TOPIC_DISPATCHER "," KAFKA_TOPIC_SLA,
-         "topics to consume, comma-separated (tests point it at their own topic)", 0},
+        {"notify.topics", CONFIG_STR, &topic_list, NULL,
+         "topics to consume, comma-separated (empty: the intake, dispatcher and sla topics)", 0},
         {"notify.templates", CONFIG_STR, &templates, "deploy/config/notifier.json",
          "templates and routing (JSON); relative paths also tried under the source tree", 0},
         {"notify.webhook_secret", CONFIG_STR, &secret, NULL,

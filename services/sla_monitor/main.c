@@ -50,7 +50,7 @@ int main(int argc, char **argv)
     sla_ctx_t ctx;
     sla_policy_t *policy = NULL;
     char errstr[1024], pp[4096], *end;
-    static const char *const topics[] = {KAFKA_TOPIC_DISPATCHER, KAFKA_TOPIC_INTAKE, NULL};
+    const char *const topics[] = {KAFKA_TOPIC_DISPATCHER, KAFKA_TOPIC_INTAKE, NULL};
     int rc = service_init(&svc, "sla-monitor",
                           "Starts, stops and breaches SLA timers; publishes SlaBreached on "
                           "kesu.sla.v1.",

@@ -202,6 +202,7 @@ def main():
     kc.wait_for(outbox_empty, 30, "empty outbox")
     codes = stack.stop()
     check(all(v == 0 for v in codes.values()), "clean exit codes: %s" % codes)
+    stack.delete_topics()
     sink.close()
 
     kc.log("%d cases, %d checks failed" % (len(cases), len(failures)))
