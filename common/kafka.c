@@ -334,6 +334,28 @@ static void kc_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
 }
 
+/* Messages behind the end of the assigned partitions, from librdkafka's
+ * cached watermarks and our position: no broker round trip. */
+static int64_t kc_lag(rd_kafka_t *rk)
+{
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    int64_t lag = 0;
+    if (rd_kafka_assignment(rk, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR || !parts)
+        return -1;
+    rd_kafka_position(rk, parts);
+    for (int i = 0; i < parts->cnt; i++) {
+        int64_t lo = 0, hi = 0;
+        rd_kafka_topic_partition_t *p = &parts->elems[i];
+        if (rd_kafka_get_watermark_offsets(rk, p->topic, p->partition, &lo, &hi) != 0 || hi < 0)
+            continue;
+        int64_t pos = p->offset >= 0 ? p->offset : lo;
+        if (hi > pos)
+            lag += hi - pos;
+    }
+    rd_kafka_topic_partition_list_destroy(parts);
+    return lag;
+}
+
 static void kc_batch_free(rd_kafka_message_t **batch, size_t *n)
 {
     for (size_t i = 0; i < *n; i++)
@@ -371,6 +393,11 @@ int kafka_consumer_run(const config_t *cfg, pg_t *pg, const kafka_consumer_opts_
         metrics_counter("kesu_batch_failures_total", "Batches rolled back for a retry", NULL);
     metrics_histogram_t *m_lat = metrics_histogram(
         "kesu_batch_apply_seconds", "Time to apply one consumer batch in PostgreSQL", NULL);
+    char glabel[160];
+    snprintf(glabel, sizeof(glabel), "group=\"%s\"", o->group);
+    metrics_gauge_t *m_lag = metrics_gauge(
+        "kesu_consumer_lag", "Messages not yet consumed on the assigned partitions", glabel);
+    int64_t last_lag = 0;
 
     if (!conf)
         return -1;
@@ -418,6 +445,12 @@ int kafka_consumer_run(const config_t *cfg, pg_t *pg, const kafka_consumer_opts_
 
     while (*o->run) {
         int64_t now = util_mono_ms();
+        if (now - last_lag >= 2000) {
+            last_lag = now;
+            int64_t lag = kc_lag(st.rk);
+            if (lag >= 0)
+                metrics_gauge_set(m_lag, (double)lag);
+        }
         if (o->tick && now - last_tick >= o->tick_ms && !held) {
             last_tick = now;
             o->tick(o->opaque, pg);

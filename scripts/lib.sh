@@ -60,7 +60,8 @@ KESU_PACKAGES=(
   libpq-dev libcmocka-dev libssl-dev libcurl4-openssl-dev uuid-dev
   postgresql-15 postgresql-client-15
   openjdk-17-jre-headless maven
-  curl jq python3
+  curl jq python3 python3-yaml python3-protobuf
+  kcat protobuf-compiler docker-compose wrk nodejs
 )
 
 export KESU_ROOT KESU_RUN KESU_BUILD_DIR KESU_CACHE KESU_PG KESU_PG_PORT KESU_PG_BIN \
