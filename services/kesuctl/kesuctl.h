@@ -22,6 +22,17 @@ typedef struct kesuctl {
     int from_beginning; /**< events tail */
     int max;            /**< events tail: stop after N (0: no limit) */
     int timeout_ms;     /**< events tail: stop after this long without a message (0: never) */
+    /* load */
+    char *load_api;       /**< intake base URL */
+    char *load_token;     /**< agent token */
+    char *load_data;      /**< JSONL files, comma-separated ("" = the shared data) */
+    char *data_dir;       /**< the shared data folder */
+    int load_rate;        /**< cases per second, 0 = as fast as possible */
+    int load_count;       /**< stop after N submissions (0: by duration) */
+    int load_connections; /**< concurrent keep-alive connections */
+    int load_warmup_s;    /**< seconds not counted in the figures */
+    int load_duration_s;  /**< measured seconds after the warm-up (0: until count) */
+    int load_drain_s;     /**< how long to wait for submitted cases to complete */
 } kesuctl_t;
 
 /** @brief Apply pending migrations and sync case_transitions. @returns exit code. */
@@ -29,6 +40,9 @@ int kesuctl_migrate(kesuctl_t *k);
 
 /** @brief Create every Kesu topic (idempotent). @returns exit code. */
 int kesuctl_topics_create(kesuctl_t *k);
+
+/** @brief The load generator (see load.c). @returns exit code. */
+int kesuctl_load(kesuctl_t *k);
 
 /** @brief Delete a test run's topics (only with KESU_TOPICS_PREFIX set). @returns exit code. */
 int kesuctl_topics_delete(kesuctl_t *k);

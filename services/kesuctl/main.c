@@ -26,6 +26,10 @@ static const char kesuctl_usage[] =
     "                          admin|integrator [--department CODE (handlers)] [--label TEXT]\n"
     "  token list              list tokens (never their secrets)\n"
     "  token revoke ID         revoke a token\n"
+    "  load                    the load generator: submit real messages to intake and\n"
+    "                          follow them on kesu.public.v1; one JSON line of figures\n"
+    "                          --token T [--api URL] [--rate N/s|0] [--count N | --duration S]\n"
+    "                          [--warmup S] [--connections C] [--data a.jsonl,b.jsonl]\n"
     "  events tail             print envelopes of a topic as JSON lines\n"
     "                          [--topic kesu.public.v1] [--from-beginning] [--max N]\n"
     "                          [--timeout_ms MS: stop when idle that long]\n"
@@ -56,6 +60,22 @@ int main(int argc, char **argv)
         {"max", CONFIG_INT, &k.max, "0", "events tail: stop after N messages", 0},
         {"timeout_ms", CONFIG_INT, &k.timeout_ms, "0", "events tail: stop when idle this long",
          0},
+        {"api", CONFIG_STR, &k.load_api, "http://127.0.0.1:8080", "load: intake base URL", 0},
+        {"token", CONFIG_STR, &k.load_token, NULL, "load: an agent token", 1},
+        {"data", CONFIG_STR, &k.load_data, NULL,
+         "load: JSONL files with title/body, comma-separated (default: the shared data)", 0},
+        {"data_dir", CONFIG_STR, &k.data_dir, KESU_SOURCE_DIR "/../shared/data",
+         "the shared data folder", 0},
+        {"rate", CONFIG_INT, &k.load_rate, "0", "load: cases per second (0: as fast as possible)",
+         0},
+        {"count", CONFIG_INT, &k.load_count, "0", "load: submissions in all (0: by duration)", 0},
+        {"connections", CONFIG_INT, &k.load_connections, "32", "load: concurrent connections",
+         0},
+        {"warmup", CONFIG_INT, &k.load_warmup_s, "0", "load: seconds not counted", 0},
+        {"duration", CONFIG_INT, &k.load_duration_s, "10",
+         "load: measured seconds after the warm-up (ignored with --count)", 0},
+        {"drain", CONFIG_INT, &k.load_drain_s, "60",
+         "load: seconds to wait for submitted cases to be assigned and acknowledged", 0},
         {NULL, 0, NULL, NULL, NULL, 0},
     };
     int rc;
@@ -83,6 +103,10 @@ int main(int argc, char **argv)
         rc = kesuctl_topics_create(&k);
     } else if (strcmp(cmd, "topics") == 0 && strcmp(sub, "delete") == 0) {
         rc = kesuctl_topics_delete(&k);
+    } else if (strcmp(cmd, "load") == 0) {
+        if (k.load_count > 0)
+            k.load_duration_s = 0;
+        rc = kesuctl_load(&k);
     } else if (strcmp(cmd, "token") == 0) {
         rc = kesuctl_token(&k, 1);
     } else if (strcmp(cmd, "events") == 0 && strcmp(sub, "tail") == 0) {
