@@ -338,7 +338,7 @@ static int load_messages(load_t *l, const char *files, char *errstr, size_t n)
         char *line = NULL;
         size_t lcap = 0;
         if (!fp) {
-            snprintf(errstr, n, "cannot open %s", f);
+            snprintf(errstr, n, "cannot open %.400s", f);
             free(list);
             return -1;
         }
@@ -389,7 +389,7 @@ static int load_messages(load_t *l, const char *files, char *errstr, size_t n)
     }
     free(list);
     if (!l->nmsgs) {
-        snprintf(errstr, n, "no messages with title and body in %s", files);
+        snprintf(errstr, n, "no messages with title and body in %.400s", files);
         return -1;
     }
     return 0;
