@@ -332,7 +332,18 @@ static int load_messages(load_t *l, const char *files, char *errstr, size_t n)
 {
     char *list = strdup(files), *save = NULL;
     size_t cap = 0;
-    static const char *const channels[] = {"web", "app", "phone", "letter", "walk_in"};
+    const char *channels[8];
+    int nch = 0;
+    char *chl = strdup(l->k->load_channels && *l->k->load_channels ? l->k->load_channels
+                                                                    : "web,app,phone,letter,walk_in");
+    for (char *sv = NULL, *c = strtok_r(chl, ",", &sv); c && nch < 8; c = strtok_r(NULL, ",", &sv))
+        channels[nch++] = c;
+    if (!nch) {
+        snprintf(errstr, n, "--channels names no channel");
+        free(chl);
+        free(list);
+        return -1;
+    }
     for (char *f = strtok_r(list, ",", &save); f; f = strtok_r(NULL, ",", &save)) {
         FILE *fp = fopen(f, "r");
         char *line = NULL;
@@ -340,6 +351,7 @@ static int load_messages(load_t *l, const char *files, char *errstr, size_t n)
         if (!fp) {
             snprintf(errstr, n, "cannot open %.400s", f);
             free(list);
+            free(chl);
             return -1;
         }
         while (getline(&line, &lcap, fp) > 0) {
@@ -360,19 +372,20 @@ static int load_messages(load_t *l, const char *files, char *errstr, size_t n)
                 if (tl && (unsigned char)t[tl - 1] >= 0xc0)
                     t[--tl] = '\0';
                 snprintf(ph, sizeof(ph), "139%08zu", l->nmsgs % 100000000);
-                json_t *req = json_pack(
-                    "{s:s, s:s, s:s, s:{s:s, s:s}}", "channel", channels[l->nmsgs % 5], "title",
-                    t, "body", body, "complainant", "name", "测试", "phone", ph);
-                if (l->nmsgs % 5 == 2)
+                const char *ch = channels[l->nmsgs % (size_t)nch];
+                json_t *req = json_pack("{s:s, s:s, s:s, s:{s:s, s:s}}", "channel", ch, "title",
+                                        t, "body", body, "complainant", "name", "测试", "phone",
+                                        ph);
+                /* each channel's own required fields (docs/api/openapi.yaml) */
+                if (strcmp(ch, "phone") == 0) {
                     json_object_set_new(req, "call_id", json_string("load-call"));
-                if (l->nmsgs % 5 == 2)
                     json_object_set_new(req, "agent_id", json_string("load-agent"));
-                if (l->nmsgs % 5 == 3) {
+                } else if (strcmp(ch, "letter") == 0) {
                     json_object_set_new(req, "received_date", json_string("2026-12-01"));
                     json_object_set_new(req, "scan_ref", json_string("load-scan"));
-                }
-                if (l->nmsgs % 5 == 4)
+                } else if (strcmp(ch, "walk_in") == 0) {
                     json_object_set_new(req, "window_id", json_string("W1"));
+                }
                 if (l->nmsgs == cap) {
                     cap = cap ? cap * 2 : 1024;
                     l->msgs = realloc(l->msgs, cap * sizeof(*l->msgs));
@@ -388,6 +401,7 @@ static int load_messages(load_t *l, const char *files, char *errstr, size_t n)
         fclose(fp);
     }
     free(list);
+    free(chl);
     if (!l->nmsgs) {
         snprintf(errstr, n, "no messages with title and body in %.400s", files);
         return -1;

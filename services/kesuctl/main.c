@@ -66,6 +66,8 @@ int main(int argc, char **argv)
          "load: JSONL files with title/body, comma-separated (default: the shared data)", 0},
         {"data_dir", CONFIG_STR, &k.data_dir, KESU_SOURCE_DIR "/../shared/data",
          "the shared data folder", 0},
+        {"channels", CONFIG_STR, &k.load_channels, "web,app,phone,letter,walk_in",
+         "load: channels to cycle through", 0},
         {"rate", CONFIG_INT, &k.load_rate, "0", "load: cases per second (0: as fast as possible)",
          0},
         {"count", CONFIG_INT, &k.load_count, "0", "load: submissions in all (0: by duration)", 0},
