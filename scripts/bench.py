@@ -1,0 +1,109 @@
+"""The benchmark behind scripts/bench.sh (see docs/performance.md).
+
+Starts the six services as real processes on their own topics, runs a warm-up,
+a measured run as fast as the system goes (sustained end-to-end cases/s: every
+case reached `assigned` and its acknowledgement was sent), a run at a fixed
+rate for the latency targets, and the classifier's own benchmark; prints one
+JSON line with at least e2e_cases_per_s, intake_p99_ms, assign_p99_ms and
+classifier_per_s, plus CPU seconds per service per 1,000 cases and peak RSS.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kesu_client as kc  # noqa: E402
+
+WARM = int(os.environ.get("KESU_BENCH_WARMUP", "2000"))
+COUNT = int(os.environ.get("KESU_BENCH_COUNT", "20000"))
+RATE = int(os.environ.get("KESU_BENCH_RATE", "1000"))
+RATE_S = int(os.environ.get("KESU_BENCH_RATE_SECONDS", "20"))
+CONN = os.environ.get("KESU_BENCH_CONNECTIONS", "64")
+CHANNELS = os.environ.get("KESU_BENCH_CHANNELS", "web,app,phone,letter,walk_in")
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        parts = f.read().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / HZ
+
+
+def peak_rss_mb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024.0, 1)
+    return None
+
+
+def load(stack, token, *args):
+    cmd = [os.path.join(kc.BIN, "kesuctl"), "load", "--api", stack.api.base, "--token", token,
+           "--connections", CONN, "--channels", CHANNELS, "--data_dir", kc.DATA] + list(args)
+    out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ),
+                         check=False)
+    sys.stderr.write(out.stderr.replace("\r", "\n").splitlines()[-1] + "\n" if out.stderr
+                     else "")
+    try:
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise SystemExit("bench: kesuctl load gave no figures: %s" % out.stderr[-800:])
+
+
+def classifier_bench():
+    b = os.path.join(kc.BIN, "kesu-classifier")
+    out = subprocess.run([b, "bench"], capture_output=True, text=True, check=False,
+                         timeout=300)
+    for line in reversed(out.stdout.splitlines()):
+        try:
+            js = json.loads(line)
+            if "classifier_per_s" in js:
+                return js["classifier_per_s"]
+        except ValueError:
+            continue
+    return None
+
+
+def main():
+    stack = kc.Stack(http_port=int(os.environ.get("KESU_BENCH_HTTP_PORT", "18480")),
+                     ops_base=int(os.environ.get("KESU_BENCH_OPS_BASE", "19400")))
+    try:
+        stack.start()
+        token = kc.token("agent", label="bench")
+        sys.stderr.write("bench: warm-up (%d cases)\n" % WARM)
+        load(stack, token, "--count", str(WARM))
+        before = {n: cpu_seconds(p.pid) for n, p in stack.procs.items()}
+        sys.stderr.write("bench: measured run, as fast as possible (%d cases)\n" % COUNT)
+        full = load(stack, token, "--count", str(COUNT))
+        after = {n: cpu_seconds(p.pid) for n, p in stack.procs.items()}
+        sys.stderr.write("bench: %d cases/s for %d s (latency)\n" % (RATE, RATE_S))
+        steady = load(stack, token, "--rate", str(RATE), "--duration", str(RATE_S))
+        rss = {n: peak_rss_mb(p.pid) for n, p in stack.procs.items()}
+    finally:
+        stack.stop()
+        stack.delete_topics()
+    done = max(full.get("complete_measured", 0), 1)
+    result = {
+        "e2e_cases_per_s": full["e2e_cases_per_s"],
+        "intake_p50_ms": steady["intake_p50_ms"],
+        "intake_p99_ms": steady["intake_p99_ms"],
+        "assign_p50_ms": steady["assign_p50_ms"],
+        "assign_p99_ms": steady["assign_p99_ms"],
+        "ack_p99_ms": steady["ack_p99_ms"],
+        "steady_rate": RATE,
+        "steady_e2e_cases_per_s": steady["e2e_cases_per_s"],
+        "steady_complete": steady["complete_measured"] == steady["measured_cases"],
+        "max_run": {k: full[k] for k in ("measured_cases", "complete_measured", "failed",
+                                          "intake_p99_ms", "assign_p99_ms", "ack_p99_ms")},
+        "cpu_s_per_1000_cases": {n: round((after[n] - before[n]) * 1000.0 / done, 2)
+                                 for n in before},
+        "peak_rss_mb": rss,
+        "classifier_per_s": classifier_bench(),
+    }
+    print(json.dumps(result, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The benchmark: build (Release), start PostgreSQL and Kafka, run the six
+# services on their own topics, warm up, measure, and print ONE JSON line:
+#   e2e_cases_per_s   sustained cases/s through all stages (assigned + acknowledged)
+#   intake_p99_ms     intake answer time at KESU_BENCH_RATE (default 1000/s)
+#   assign_p99_ms     submit -> assigned at that rate
+#   classifier_per_s  the classifier's classifications/s on one core
+#   cpu_s_per_1000_cases, peak_rss_mb per service
+# Settings: KESU_BENCH_COUNT (20000), KESU_BENCH_WARMUP (2000), KESU_BENCH_RATE (1000),
+# KESU_BENCH_RATE_SECONDS (20), KESU_BENCH_CONNECTIONS (64). Durability stays on:
+# fsync and synchronous_commit on, acks=all.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+[[ "${1:-}" == -h || "${1:-}" == --help ]] && { sed -n '2,12p' "$0"; exit 0; }
+
+kesu_install_packages >&2
+KESU_BUILD_DIR="${KESU_BENCH_BUILD_DIR:-$KESU_ROOT/build-release}" \
+  bash "$KESU_ROOT/scripts/build.sh" --release -DKESU_TESTS=OFF >&2
+bash "$KESU_ROOT/scripts/infra.sh" up >&2
+export KESU_PG KESU_KAFKA KESU_BIN_DIR="${KESU_BENCH_BUILD_DIR:-$KESU_ROOT/build-release}/bin"
+python3 "$KESU_ROOT/scripts/bench.py"
