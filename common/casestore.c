@@ -1,5 +1,11 @@
 /*
  * casestore: lock, check, bump, history, outbox — in the caller's transaction.
+ *
+ * Two round trips per event on the fast path: one UPDATE that locks the row,
+ * checks the expected status/version and bumps it (returning the old status),
+ * and one statement that writes the history row and the outbox row together.
+ * When the UPDATE matches nothing, a locking SELECT finds out why (not
+ * found, wrong status, stale version) for the error message.
  */
 #include "casestore.h"
 
@@ -16,33 +22,50 @@ static const pg_stmt_t cs_lock = {
     "cs_lock",
     "SELECT status, version, case_no, trace_id FROM cases WHERE id = $1::uuid FOR UPDATE", 1};
 
+/* $4: allowed current statuses (NULL = any), $5: expected version (0 = any) */
 static const pg_stmt_t cs_bump = {
     "cs_bump",
-    "UPDATE cases SET status = COALESCE($2, status), version = version + $3::int, "
-    "event_seq = event_seq + 1, updated_at = now() WHERE id = $1::uuid "
-    "RETURNING version, event_seq, status",
-    3};
+    "WITH old AS (SELECT id, status AS old_status FROM cases WHERE id = $1::uuid FOR UPDATE) "
+    "UPDATE cases c SET status = COALESCE($2, c.status), version = c.version + $3::int, "
+    "event_seq = c.event_seq + 1, updated_at = now() FROM old WHERE c.id = old.id "
+    "AND ($4::text[] IS NULL OR old.old_status = ANY($4::text[])) "
+    "AND ($5::bigint = 0 OR c.version = $5::bigint) "
+    "RETURNING old.old_status, c.version, c.event_seq, c.status, c.case_no, c.trace_id",
+    5};
 
-static const pg_stmt_t cs_history = {
-    "cs_history",
-    "INSERT INTO case_events (case_id, seq, event_id, event_type, version, status, producer, "
-    "actor, occurred_at, summary) VALUES ($1::uuid, $2::bigint, $3::uuid, $4, $5::bigint, $6, "
-    "$7, $8, to_timestamp($9::double precision / 1000), $10::jsonb)",
-    10};
+static const pg_stmt_t cs_write = {
+    "cs_write",
+    "WITH h AS (INSERT INTO case_events (case_id, seq, event_id, event_type, version, status, "
+    "producer, actor, occurred_at, summary) VALUES ($1::uuid, $2::bigint, $3::uuid, $4, "
+    "$5::bigint, $6, $7, $8, to_timestamp($9::double precision / 1000), $10::jsonb)) "
+    "INSERT INTO outbox (producer, topic, msg_key, payload, headers) "
+    "SELECT $7, $11::text, $1, $12::bytea, $13::jsonb WHERE $11::text IS NOT NULL",
+    13};
 
-static int cs_run(pg_t *pg, const casestore_change_t *ch, int change, proto_env_t *pe,
-                  casestore_result_t *out, char *errstr, size_t errstr_size)
+/* "{a,b}" from a NULL-terminated list; NULL for NULL */
+static char *cs_array(const char *const *from)
 {
-    PGresult *res = NULL;
-    casestore_result_t local;
-    int rc = CASESTORE_ERROR;
-    char *summary = NULL;
-    if (!out)
-        out = &local;
-    memset(out, 0, sizeof(*out));
+    strbuf_t b;
+    if (!from)
+        return NULL;
+    strbuf_init(&b);
+    strbuf_append(&b, "{", 1);
+    for (const char *const *f = from; *f; f++) {
+        if (f != from)
+            strbuf_append(&b, ",", 1);
+        strbuf_append(&b, *f, strlen(*f));
+    }
+    strbuf_append(&b, "}", 1);
+    return b.s;
+}
 
+/* why did the bump match nothing? fills errstr, @returns the casestore code */
+static int cs_explain(pg_t *pg, const casestore_change_t *ch, proto_env_t *pe,
+                      casestore_result_t *out, char *errstr, size_t errstr_size)
+{
     const char *lv[1] = {ch->case_id};
-    res = pg_exec_stmt(pg, &cs_lock, lv, PGRES_TUPLES_OK, errstr, errstr_size);
+    PGresult *res = pg_exec_stmt(pg, &cs_lock, lv, PGRES_TUPLES_OK, errstr, errstr_size);
+    int rc = CASESTORE_ERROR;
     if (!res)
         return CASESTORE_ERROR;
     if (PQntuples(res) == 0) {
@@ -51,77 +74,145 @@ static int cs_run(pg_t *pg, const casestore_change_t *ch, int change, proto_env_
         goto out;
     }
     const char *status = pg_get(res, 0, "status");
+    const char *case_no = pg_get(res, 0, "case_no");
     int64_t version = strtoll(pg_get(res, 0, "version"), NULL, 10);
+    /* callers explain refusals with the status and version the case really has */
     snprintf(out->status_before, sizeof(out->status_before), "%s", status);
-    proto_env_set_case(pe, ch->case_id, pg_get(res, 0, "case_no"), pg_get(res, 0, "trace_id"));
-
-    if (change && ch->from) {
-        int ok = 0;
-        for (const char *const *f = ch->from; *f; f++)
-            ok |= strcmp(*f, status) == 0;
-        if (!ok) {
-            snprintf(errstr, errstr_size, "case %s is %s; %s needs it to be %s%s",
-                     pe->case_no, status, pe->event_type, ch->from[0],
-                     ch->from[1] ? " (or another allowed status)" : "");
-            rc = CASESTORE_CONFLICT;
-            goto out;
-        }
-    }
-    if (change && ch->to && !casefsm_allowed_names(status, ch->to)) {
-        snprintf(errstr, errstr_size, "case %s: transition %s -> %s is not allowed", pe->case_no,
+    snprintf(out->status_after, sizeof(out->status_after), "%s", status);
+    out->version = version;
+    proto_env_set_case(pe, ch->case_id, case_no, pg_get(res, 0, "trace_id"));
+    int ok = !ch->from;
+    for (const char *const *f = ch->from; f && *f; f++)
+        ok |= strcmp(*f, status) == 0;
+    if (!ok) {
+        snprintf(errstr, errstr_size, "case %s is %s; %s needs it to be %s%s", case_no, status,
+                 pe->event_type, ch->from[0], ch->from[1] ? " (or another allowed status)" : "");
+        rc = CASESTORE_CONFLICT;
+    } else if (ch->to && !casefsm_allowed_names(status, ch->to)) {
+        snprintf(errstr, errstr_size, "case %s: transition %s -> %s is not allowed", case_no,
                  status, ch->to);
         rc = CASESTORE_CONFLICT;
-        goto out;
-    }
-    if (change && ch->expect_version > 0 && ch->expect_version != version) {
+    } else if (ch->expect_version > 0 && ch->expect_version != version) {
         snprintf(errstr, errstr_size,
                  "case %s is at version %" PRId64 ", not %" PRId64 "; reload it and try again",
-                 pe->case_no, version, ch->expect_version);
+                 case_no, version, ch->expect_version);
         rc = CASESTORE_STALE;
-        goto out;
+    } else {
+        snprintf(errstr, errstr_size, "case %s changed concurrently; retry", case_no);
+        rc = CASESTORE_STALE;
     }
+out:
     PQclear(res);
-    res = NULL;
+    return rc;
+}
 
-    const char *bv[3] = {ch->case_id, change ? ch->to : NULL,
-                         (change && (ch->to || ch->bump_version)) ? "1" : "0"};
+static int cs_run(pg_t *pg, const casestore_change_t *ch, int change, proto_env_t *pe,
+                  casestore_result_t *out, char *errstr, size_t errstr_size)
+{
+    PGresult *res = NULL;
+    casestore_result_t local;
+    int rc = CASESTORE_ERROR;
+    char *summary = NULL, *from = NULL, *hdrs = NULL;
+    uint8_t *packed = NULL;
+    const char *const *allowed = change ? ch->from : NULL;
+    const char *to = change ? ch->to : NULL;
+    char expect[24];
+    if (!out)
+        out = &local;
+    memset(out, 0, sizeof(*out));
+
+    /* a status change without a from-list: learn the status first, so that a
+     * refused transition is our clear error and not the trigger's exception */
+    const char *single[2] = {NULL, NULL};
+    if (to && !allowed) {
+        const char *lv[1] = {ch->case_id};
+        res = pg_exec_stmt(pg, &cs_lock, lv, PGRES_TUPLES_OK, errstr, errstr_size);
+        if (!res)
+            return CASESTORE_ERROR;
+        if (PQntuples(res) == 0) {
+            PQclear(res);
+            snprintf(errstr, errstr_size, "case %s not found", ch->case_id);
+            return CASESTORE_NOT_FOUND;
+        }
+        snprintf(out->status_before, sizeof(out->status_before), "%s", pg_get(res, 0, "status"));
+        PQclear(res);
+        res = NULL;
+        single[0] = out->status_before;
+        allowed = single;
+    }
+    /* keep only the statuses from which the transition is allowed; the UPDATE
+     * then matches exactly the cases that may move */
+    const char *filtered[CASE__COUNT + 1];
+    if (to) {
+        size_t nf = 0;
+        for (const char *const *f = allowed; *f && nf < CASE__COUNT; f++)
+            if (casefsm_allowed_names(*f, to))
+                filtered[nf++] = *f;
+        filtered[nf] = NULL;
+        if (!nf)
+            return cs_explain(pg, ch, pe, out, errstr, errstr_size);
+        allowed = filtered;
+    }
+
+    from = cs_array(allowed);
+    snprintf(expect, sizeof(expect), "%" PRId64, change ? ch->expect_version : 0);
+    const char *bv[5] = {ch->case_id, to, (change && (to || ch->bump_version)) ? "1" : "0", from,
+                         expect};
     res = pg_exec_stmt(pg, &cs_bump, bv, PGRES_TUPLES_OK, errstr, errstr_size);
     if (!res)
         goto out;
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        res = NULL;
+        rc = cs_explain(pg, ch, pe, out, errstr, errstr_size);
+        goto out;
+    }
+    snprintf(out->status_before, sizeof(out->status_before), "%s", pg_get(res, 0, "old_status"));
     out->version = strtoll(pg_get(res, 0, "version"), NULL, 10);
     out->seq = strtoll(pg_get(res, 0, "event_seq"), NULL, 10);
     snprintf(out->status_after, sizeof(out->status_after), "%s", pg_get(res, 0, "status"));
+    proto_env_set_case(pe, ch->case_id, pg_get(res, 0, "case_no"), pg_get(res, 0, "trace_id"));
     PQclear(res);
     res = NULL;
 
     pe->env.case_version = out->version;
     pe->env.case_seq = out->seq;
-
     {
         const ProtobufCMessage *payload = proto_env_payload(&pe->env);
         json_t *js = payload ? proto_to_json(payload) : json_object();
         summary = json_dumps(js, JSON_COMPACT);
         json_decref(js);
+        json_t *h = proto_env_headers(&pe->env);
+        hdrs = json_dumps(h, JSON_COMPACT);
+        json_decref(h);
     }
+    size_t plen = 0;
+    if (ch->topic)
+        packed = proto_env_pack(&pe->env, &plen);
     char seq[24], ver[24], at[32];
     snprintf(seq, sizeof(seq), "%" PRId64, out->seq);
     snprintf(ver, sizeof(ver), "%" PRId64, out->version);
     snprintf(at, sizeof(at), "%" PRId64, pe->env.occurred_at_ms);
-    const char *hv[10] = {ch->case_id, seq,         pe->event_id, pe->event_type,
-                          ver,         out->status_after, ch->producer, ch->actor,
-                          at,          summary ? summary : "{}"};
-    res = pg_exec_stmt(pg, &cs_history, hv, PGRES_COMMAND_OK, errstr, errstr_size);
+    const char *wv[13] = {ch->case_id,  seq,        pe->event_id,
+                          pe->event_type, ver,      out->status_after,
+                          ch->producer, ch->actor,  at,
+                          summary ? summary : "{}", ch->topic, (const char *)packed,
+                          hdrs ? hdrs : "{}"};
+    int wl[13] = {0};
+    int wf[13] = {0};
+    wl[11] = (int)plen;
+    wf[11] = 1;
+    if (!packed)
+        wv[11] = NULL;
+    res = pg_exec_stmt_bin(pg, &cs_write, wv, wl, wf, 0, PGRES_COMMAND_OK, errstr, errstr_size);
     if (!res)
-        goto out;
-    PQclear(res);
-    res = NULL;
-
-    if (ch->topic &&
-        outbox_append_env(pg, ch->producer, ch->topic, &pe->env, errstr, errstr_size) != 0)
         goto out;
     rc = CASESTORE_OK;
 out:
     free(summary);
+    free(hdrs);
+    free(packed);
+    free(from);
     PQclear(res);
     return rc;
 }

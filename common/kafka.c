@@ -200,6 +200,12 @@ int kafka_producer_close(rd_kafka_t *rk, int timeout_ms)
 
 /* ---- consumer loop ---- */
 
+static const pg_stmt_t kc_inbox_claim_all = {
+    "kc_inbox_claim_all",
+    "INSERT INTO inbox (consumer, event_id) SELECT $1, unnest($2::uuid[]) "
+    "ON CONFLICT DO NOTHING RETURNING event_id::text",
+    2};
+
 static const pg_stmt_t kc_inbox_claim = {
     "kc_inbox_claim",
     "INSERT INTO inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", 2};
@@ -243,46 +249,104 @@ static int kc_dead_letter(pg_t *pg, const kafka_consumer_opts_t *o, const rd_kaf
     return rc;
 }
 
-int kc_apply_batch(pg_t *pg, const kafka_consumer_opts_t *o, rd_kafka_message_t **msgs, size_t n,
-                   kc_outcome_t *outcomes, char *errstr, size_t errstr_size)
+/* Mark which messages are new to this consumer: one INSERT for the batch.
+ * fresh[i] = 1 for the first occurrence of an event id the inbox did not have. */
+static int kc_claim_all(pg_t *pg, const kafka_consumer_opts_t *o, Kesu__V1__Envelope **envs,
+                        size_t n, int *fresh, char *errstr, size_t errstr_size)
+{
+    strbuf_t ids;
+    PGresult *res;
+    size_t cnt = 0;
+    strbuf_init(&ids);
+    strbuf_append(&ids, "{", 1);
+    for (size_t i = 0; i < n; i++) {
+        fresh[i] = 0;
+        if (!envs[i])
+            continue;
+        if (cnt++)
+            strbuf_append(&ids, ",", 1);
+        strbuf_append(&ids, envs[i]->event_id, strlen(envs[i]->event_id));
+    }
+    strbuf_append(&ids, "}", 1);
+    if (!cnt) {
+        strbuf_free(&ids);
+        return 0;
+    }
+    const char *v[2] = {o->group, ids.s};
+    res = pg_exec_stmt(pg, &kc_inbox_claim_all, v, PGRES_TUPLES_OK, errstr, errstr_size);
+    strbuf_free(&ids);
+    if (!res)
+        return -1;
+    for (int r = 0; r < PQntuples(res); r++) {
+        const char *id = PQgetvalue(res, r, 0);
+        for (size_t i = 0; i < n; i++) {
+            if (envs[i] && !fresh[i] && strcmp(envs[i]->event_id, id) == 0) {
+                fresh[i] = 1;
+                break;
+            }
+        }
+    }
+    PQclear(res);
+    return 0;
+}
+
+/*
+ * One attempt at a batch. careful = 0 is the fast path: one inbox INSERT for
+ * the whole batch and no savepoints; if a handler refuses an event it returns
+ * 1 so the caller re-runs the batch carefully: a savepoint per message, so
+ * the refused one goes to the DLQ without its partial effects.
+ * @returns 0 committed, 1 re-run carefully, -1 rolled back (errstr).
+ */
+static int kc_apply(pg_t *pg, const kafka_consumer_opts_t *o, rd_kafka_message_t **msgs,
+                    Kesu__V1__Envelope **envs, const char *const *whys, size_t n, int careful,
+                    kc_outcome_t *outcomes, char *errstr, size_t errstr_size)
 {
     char why[1024];
-    if (pg_ensure(pg, errstr, errstr_size) != 0)
-        return -1;
+    int *fresh = NULL;
     if (pg_begin(pg, errstr, errstr_size) != 0)
         return -1;
-
+    if (!careful) {
+        fresh = calloc(n ? n : 1, sizeof(*fresh));
+        if (!fresh) {
+            snprintf(errstr, errstr_size, "out of memory");
+            goto fail;
+        }
+        if (kc_claim_all(pg, o, envs, n, fresh, errstr, errstr_size) != 0)
+            goto fail;
+    }
     for (size_t i = 0; i < n; i++) {
         rd_kafka_message_t *rkm = msgs[i];
         const char *topic = rd_kafka_topic_name(rkm->rkt);
-        Kesu__V1__Envelope *env;
-        PGresult *res;
+        Kesu__V1__Envelope *env = envs[i];
         kc_result_t r;
 
-        log_ctx_set(NULL, NULL, topic, rkm->partition, rkm->offset);
-        env = proto_env_unpack(rkm->payload, rkm->len, why, sizeof(why));
+        log_ctx_set(env ? env->case_id : NULL, env ? env->event_id : NULL, topic, rkm->partition,
+                    rkm->offset);
         if (!env) {
-            if (kc_dead_letter(pg, o, rkm, NULL, why, 1, errstr, errstr_size) != 0)
+            if (kc_dead_letter(pg, o, rkm, NULL, whys[i], 1, errstr, errstr_size) != 0)
                 goto fail;
             outcomes[i] = KC_DEAD;
             continue;
         }
-        log_ctx_set(env->case_id, env->event_id, topic, rkm->partition, rkm->offset);
-
-        if (pg_command(pg, "SAVEPOINT kc_msg", errstr, errstr_size) != 0)
-            goto fail_env;
-        const char *claim[2] = {o->group, env->event_id};
-        res = pg_exec_stmt(pg, &kc_inbox_claim, claim, PGRES_COMMAND_OK, errstr, errstr_size);
-        if (!res)
-            goto fail_env;
-        int fresh = strcmp(PQcmdTuples(res), "1") == 0;
-        PQclear(res);
-        if (!fresh) {
+        if (careful) {
+            if (pg_command(pg, "SAVEPOINT kc_msg", errstr, errstr_size) != 0)
+                goto fail;
+            const char *claim[2] = {o->group, env->event_id};
+            PGresult *res =
+                pg_exec_stmt(pg, &kc_inbox_claim, claim, PGRES_COMMAND_OK, errstr, errstr_size);
+            if (!res)
+                goto fail;
+            int is_new = strcmp(PQcmdTuples(res), "1") == 0;
+            PQclear(res);
+            if (!is_new) {
+                outcomes[i] = KC_DUPLICATE;
+                if (pg_command(pg, "RELEASE SAVEPOINT kc_msg", errstr, errstr_size) != 0)
+                    goto fail;
+                continue;
+            }
+        } else if (!fresh[i]) {
             outcomes[i] = KC_DUPLICATE;
             LOG_DEBUG("duplicate event ignored");
-            if (pg_command(pg, "RELEASE SAVEPOINT kc_msg", errstr, errstr_size) != 0)
-                goto fail_env;
-            kesu__v1__envelope__free_unpacked(env, NULL);
             continue;
         }
 
@@ -290,34 +354,72 @@ int kc_apply_batch(pg_t *pg, const kafka_consumer_opts_t *o, rd_kafka_message_t 
         why[0] = '\0';
         r = o->handler(o->opaque, pg, &m, why, sizeof(why));
         if (r == KC_OK || r == KC_SKIP) {
-            if (pg_command(pg, "RELEASE SAVEPOINT kc_msg", errstr, errstr_size) != 0)
-                goto fail_env;
+            if (careful && pg_command(pg, "RELEASE SAVEPOINT kc_msg", errstr, errstr_size) != 0)
+                goto fail;
             outcomes[i] = r == KC_OK ? KC_APPLIED : KC_SKIPPED;
         } else if (r == KC_POISON) {
+            if (!careful) {
+                /* undo the batch and redo it with a savepoint per message */
+                log_ctx_clear();
+                pg_rollback(pg);
+                free(fresh);
+                return 1;
+            }
             if (pg_command(pg, "ROLLBACK TO SAVEPOINT kc_msg", errstr, errstr_size) != 0)
-                goto fail_env;
+                goto fail;
             if (kc_dead_letter(pg, o, rkm, env, why[0] ? why : "handler refused the event", 1,
                                errstr, errstr_size) != 0)
-                goto fail_env;
+                goto fail;
             outcomes[i] = KC_DEAD;
         } else {
             snprintf(errstr, errstr_size, "%s", why[0] ? why : "handler asked for a retry");
-            goto fail_env;
+            goto fail;
         }
-        kesu__v1__envelope__free_unpacked(env, NULL);
-        continue;
-    fail_env:
-        kesu__v1__envelope__free_unpacked(env, NULL);
-        goto fail;
     }
     log_ctx_clear();
+    free(fresh);
     if (pg_commit(pg, errstr, errstr_size) != 0)
         return -1;
     return 0;
 fail:
     log_ctx_clear();
+    free(fresh);
     pg_rollback(pg);
     return -1;
+}
+
+int kc_apply_batch(pg_t *pg, const kafka_consumer_opts_t *o, rd_kafka_message_t **msgs, size_t n,
+                   kc_outcome_t *outcomes, char *errstr, size_t errstr_size)
+{
+    Kesu__V1__Envelope **envs = calloc(n ? n : 1, sizeof(*envs));
+    char **whys = calloc(n ? n : 1, sizeof(*whys));
+    int rc = -1;
+    if (!envs || !whys) {
+        snprintf(errstr, errstr_size, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char why[512];
+        envs[i] = proto_env_unpack(msgs[i]->payload, msgs[i]->len, why, sizeof(why));
+        if (!envs[i])
+            whys[i] = strdup(why);
+    }
+    if (pg_ensure(pg, errstr, errstr_size) != 0)
+        goto out;
+    rc = kc_apply(pg, o, msgs, envs, (const char *const *)whys, n, 0, outcomes, errstr,
+                  errstr_size);
+    if (rc == 1)
+        rc = kc_apply(pg, o, msgs, envs, (const char *const *)whys, n, 1, outcomes, errstr,
+                      errstr_size);
+out:
+    for (size_t i = 0; envs && whys && i < n; i++) {
+        if (envs[i])
+            kesu__v1__envelope__free_unpacked(envs[i], NULL);
+        free(whys[i]);
+    }
+    free(envs);
+    free(whys);
+    return rc;
 }
 
 static void kc_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
