@@ -3,6 +3,8 @@
  */
 #include "config.h"
 
+#include <jansson.h>
+
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -391,4 +393,18 @@ int config_resolve_path(const char *path, char *out, size_t out_size)
 #endif
     snprintf(out, out_size, "%s", path);
     return -1;
+}
+
+json_t *config_json_load(const char *name, const char *text, char *errstr, size_t errstr_size)
+{
+    json_error_t e;
+    json_t *root = text ? json_loads(text, JSON_REJECT_DUPLICATES, &e)
+                        : json_load_file(name, JSON_REJECT_DUPLICATES, &e);
+    if (root)
+        return root;
+    if (e.line > 0)
+        snprintf(errstr, errstr_size, "%s:%d:%d: %s", name, e.line, e.column, e.text);
+    else
+        snprintf(errstr, errstr_size, "%s: %s", name, e.text);
+    return NULL;
 }

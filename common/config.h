@@ -86,6 +86,15 @@ void config_help(const config_t *cfg);
  */
 int config_resolve_path(const char *path, char *out, size_t out_size);
 
+/**
+ * @brief Parse a JSON data file (path, when text is NULL) or text (named
+ *        name in messages), refusing duplicate keys. A syntax error reads
+ *        "NAME:LINE:COLUMN: why".
+ * @returns a new reference (caller json_decref's) or NULL with errstr.
+ */
+struct json_t *config_json_load(const char *name, const char *text, char *errstr,
+                                size_t errstr_size);
+
 /** @brief Free strings owned by the config (STR targets, kafka, args). */
 void config_free(config_t *cfg);
 

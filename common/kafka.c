@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef KESU_FAULT_INJECTION
+#include <unistd.h>
+#endif
 
 #include "log.h"
 #include "metrics.h"
@@ -422,6 +425,28 @@ out:
     return rc;
 }
 
+#ifdef KESU_FAULT_INJECTION
+/*
+ * Test builds only (-DKESU_FAULT_INJECTION=ON): KESU_FAULT_CRASH_AFTER_COMMIT=N
+ * kills the process right after its Nth committed batch and before the
+ * offsets are stored: the worst moment for a consumer, since the batch's
+ * effects are in PostgreSQL but Kafka will deliver it again. The inbox must
+ * make that redelivery a no-op (tests/fault/test_crash.py).
+ */
+static void kc_fault_after_commit(void)
+{
+    static long crash_at = -1, commits;
+    if (crash_at < 0) {
+        const char *s = getenv("KESU_FAULT_CRASH_AFTER_COMMIT");
+        crash_at = s ? atol(s) : 0;
+    }
+    if (crash_at > 0 && ++commits == crash_at) {
+        LOG_ERROR("fault injection: exiting after commit %ld before the offset store", commits);
+        _exit(137);
+    }
+}
+#endif
+
 static void kc_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                             rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -679,6 +704,9 @@ int kafka_consumer_run(const config_t *cfg, pg_t *pg, const kafka_consumer_opts_
             continue;
         }
     committed:
+#ifdef KESU_FAULT_INJECTION
+        kc_fault_after_commit();
+#endif
         metrics_histogram_observe(m_lat, (double)(util_mono_ms() - t0) / 1000.0);
         for (size_t i = 0; i < nbatch; i++) {
             rd_kafka_offset_store(batch[i]->rkt, batch[i]->partition, batch[i]->offset);

@@ -157,6 +157,16 @@ PGresult *pg_exec_stmt(pg_t *pg, const pg_stmt_t *stmt, const char *const *value
     return pg_exec_stmt_bin(pg, stmt, values, NULL, NULL, 0, expect, errstr, errstr_size);
 }
 
+int pg_exec_stmt_cmd(pg_t *pg, const pg_stmt_t *stmt, const char *const *values, char *errstr,
+                     size_t errstr_size)
+{
+    PGresult *res = pg_exec_stmt(pg, stmt, values, PGRES_COMMAND_OK, errstr, errstr_size);
+    if (!res)
+        return -1;
+    PQclear(res);
+    return 0;
+}
+
 int pg_command(pg_t *pg, const char *sql, char *errstr, size_t errstr_size)
 {
     if (!pg->conn) {

@@ -63,6 +63,14 @@ PGresult *pg_exec_stmt_bin(pg_t *pg, const pg_stmt_t *stmt, const char *const *v
                            const int *lengths, const int *formats, int result_format,
                            ExecStatusType expect, char *errstr, size_t errstr_size);
 
+/**
+ * @brief Execute a prepared statement that returns no rows (INSERT, UPDATE,
+ *        DELETE without RETURNING) when the caller needs no row count.
+ * @returns 0 on PGRES_COMMAND_OK, else -1 with errstr (pg->sqlstate set).
+ */
+int pg_exec_stmt_cmd(pg_t *pg, const pg_stmt_t *stmt, const char *const *values, char *errstr,
+                     size_t errstr_size);
+
 /** @brief Run one parameterless command expecting PGRES_COMMAND_OK. @returns 0 or -1. */
 int pg_command(pg_t *pg, const char *sql, char *errstr, size_t errstr_size);
 

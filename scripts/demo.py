@@ -61,6 +61,8 @@ def main():
         req = {"channel": ["web", "app", "phone", "letter"][i % 4] if i % 4 != 2 else "web",
                "title": m["title"], "body": m["body"], "language": m["language"],
                "external_ref": "demo-%s-%d" % (run, i)}
+        if req["channel"] == "letter":  # a letter's own details (issue 3)
+            req.update(received_date=time.strftime("%Y-%m-%d"), scan_ref="scan-%s-%d" % (run, i))
         st, js, _ = API.call("POST", "/v1/complaints", req, token=agent)
         if st not in (200, 201):
             raise SystemExit("demo: submit failed: %s %s" % (st, js))

@@ -16,6 +16,7 @@
 
 #include <stdint.h>
 
+#include "calendar.h"
 #include "kafka.h"
 #include "metrics.h"
 #include "pg.h"
@@ -49,6 +50,10 @@ int archive_scrub_envelope(Kesu__V1__Envelope *env);
 /** The archiver's runtime. */
 typedef struct archive {
     int gap_warn_ms;                /**< a gap held open this long is logged */
+    const calendar_t *cal;          /**< working calendar for handling time; NULL: wall clock */
+    int retention_days;             /**< purge contact data this long after a case ended; 0 = never */
+    int retention_scan_ms;          /**< how often the retention purge runs */
+    int64_t last_retention_ms;      /**< mono ms of the last retention pass */
     int64_t last_gap_warn_ms;       /**< mono ms of the last gap warning */
     metrics_counter_t *m_published; /**< events put on kesu.public.v1 */
     metrics_counter_t *m_held;      /**< events held for an earlier one */
@@ -75,7 +80,32 @@ kc_result_t archive_feed(archive_t *ar, pg_t *pg, Kesu__V1__Envelope *env, char 
 kc_result_t archive_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errstr,
                            size_t errstr_size);
 
-/** @brief Tick (kc_tick_fn): pending gauges, and a warning for gaps held open too long. */
+/**
+ * @brief Update the statistics fact row of the event's case (case_stats) in
+ *        the caller's transaction; called once per event as it is published,
+ *        in history order. Events that carry no figure are ignored.
+ * @returns 0, or -1 with errstr (pg->sqlstate set).
+ */
+int archive_stats_apply(const archive_t *ar, pg_t *pg, const Kesu__V1__Envelope *env,
+                        char *errstr, size_t errstr_size);
+
+/**
+ * @brief Handling time between two instants in working hours on cal (the
+ *        SLA's working calendar: weekends, holidays and nights do not count),
+ *        or wall-clock hours when cal is NULL. The one place handling time is
+ *        measured. @returns hours, 0 when to <= from.
+ */
+double archive_stats_hours(const calendar_t *cal, int64_t from_ms, int64_t to_ms);
+
+/**
+ * @brief Purge (kesu_complainant_purge, audited in pii_erasures) the
+ *        contact data of up to limit complainants whose every case ended
+ *        more than days ago, in its own transaction. days <= 0 does nothing.
+ * @returns complainants purged, or -1 with errstr.
+ */
+int archive_retention_purge(pg_t *pg, int days, int limit, char *errstr, size_t errstr_size);
+
+/** @brief Tick (kc_tick_fn): pending gauges, a warning for gaps held open too long, retention. */
 void archive_tick(void *opaque, pg_t *pg);
 
 #endif

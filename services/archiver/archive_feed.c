@@ -186,6 +186,8 @@ static int archive_publish(archive_t *ar, pg_t *pg, const Kesu__V1__Envelope *en
     if (outbox_append_env(pg, "archiver", KAFKA_TOPIC_PUBLIC, env, errstr, errstr_size) != 0)
         return -1;
     metrics_counter_add(ar->m_published, 1);
+    if (archive_stats_apply(ar, pg, env, errstr, errstr_size) != 0)
+        return -1;
     if (env->payload_case == KESU__V1__ENVELOPE__PAYLOAD_CASE_CLOSED)
         return archive_close(ar, pg, env, errstr, errstr_size);
     return 0;
@@ -306,6 +308,12 @@ void archive_tick(void *opaque, pg_t *pg)
     PGresult *res;
     if (pg_ensure(pg, errstr, sizeof(errstr)) != 0)
         return;
+    if (ar->retention_days > 0 &&
+        util_mono_ms() - ar->last_retention_ms >= ar->retention_scan_ms) {
+        ar->last_retention_ms = util_mono_ms();
+        if (archive_retention_purge(pg, ar->retention_days, 100, errstr, sizeof(errstr)) < 0)
+            LOG_WARN("retention purge failed, will retry: %s", errstr);
+    }
     res = pg_exec_stmt(pg, &ar_pending_stats, NULL, PGRES_TUPLES_OK, errstr, sizeof(errstr));
     if (!res) {
         LOG_WARN("cannot count held events: %s", errstr);

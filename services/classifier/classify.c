@@ -1,28 +1,24 @@
 /*
- * classify: keyword scoring.
+ * classify: rules + model + alerts -> one classification (see classify.h).
  *
- * Score of a class = sum over its keywords of weight x hits, where hits =
+ * Keyword scoring (request types, categories, the rules' domain): score of
+ * a class = sum over its keywords of weight x hits, where hits =
  * title_weight x (occurrences in the title) + (occurrences in the body),
  * each count capped at max_hits so one repeated word cannot drown the rest.
- * Chinese keywords match as substrings (UTF-8 is self-synchronising, so a
- * byte search never matches half a character); English keywords match
- * case-insensitively where a word starts, so "potholes" matches "pothole"
- * but "pirate" does not match "rat".
+ * Chinese keywords match as substrings, English ones case-insensitively
+ * where a word starts ("potholes" matches "pothole", "pirate" not "rat").
+ * All keywords are counted in one Aho-Corasick pass per field.
  *
- * Domain: the best-scoring domain if it reaches min_domain_score, else the
- * default ("other"). Confidence = margin x strength, where margin =
- * (best - runner-up) / best says how clearly it won and strength =
- * best / (best + 4) how much evidence there was; a single weak hint gives a
- * low value, several strong unopposed ones come close to 1.
+ * Domain: the model's best class when its probability reaches the review
+ * threshold; otherwise the rules' domain if their keywords are clearer
+ * (confidence = margin x strength, margin = (best - runner-up) / best,
+ * strength = best / (best + 4)), which places English messages the model
+ * never saw; otherwise the model's guess with needs_review.
  *
- * Request type and category: the best class reaching its min_score, ties to
- * the earlier class in the file, else the default. Flags: every flag whose
- * score reaches its min_score, where for flags and urgency levels each
- * keyword counts once (its weight) however often and wherever it occurs:
- * they weigh distinct pieces of evidence. Urgency: the most severe of the keyword
- * levels reached and the levels the set flags imply (public_safety ->
- * emergency); when neither says anything, the request type may imply one
- * (a consultation is low), else the default (normal).
+ * Urgency: the most severe of the alert rules' levels (a set flag implies
+ * one, e.g. public_safety -> emergency) and the rules' keyword levels;
+ * when neither says anything, the request type may imply one (a
+ * consultation is low), else the default (normal).
  */
 #include "classify.h"
 
@@ -32,14 +28,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "util.h"
 
 static const char *const cl_request_types[] = {"consultation", "help",   "complaint", "report",
                                                "suggestion",   "praise", NULL};
 static const char *const cl_categories[] = {
     "service_quality", "efficiency", "facilities", "staff_attitude", "policy", "other", NULL};
-static const char *const cl_flags[] = {"public_safety", "self_harm",  "media",
-                                       "mass_incident", "corruption", NULL};
 static const char *const cl_urgencies[] = {"low", "normal", "urgent", "emergency", NULL};
 
 /* ---- loading ---- */
@@ -145,6 +140,7 @@ static int cl_parse_keywords(const char *file, const char *path, json_t *obj, in
         s->kw[s->nkw].text = text;
         s->kw[s->nkw].weight = (int)json_integer_value(v);
         s->kw[s->nkw].ascii = ascii;
+        s->kw[s->nkw].idx = 0; /* numbered when the automaton is built */
         s->nkw++;
     }
     return 0;
@@ -268,7 +264,7 @@ static int cl_parse_implies(const char *file, json_t *urg, const char *key, clas
                 s = &g->sets[i];
         if (!s) {
             snprintf(errstr, errstr_size, "%s: urgency.%s.%s: not a class of %s", file, key, k,
-                     strcmp(key, "by_flag") == 0 ? "flags" : "request_types");
+                     "request_types");
             return -1;
         }
         if (!json_is_string(v) || !cl_in_list(cl_urgencies, json_string_value(v))) {
@@ -344,6 +340,34 @@ out:
     return rc;
 }
 
+/* number every keyword and put them all into one automaton */
+static int cl_build(classify_rules_t *r, const char *file, char *errstr, size_t errstr_size)
+{
+    classify_group_t *groups[] = {&r->domains, &r->request_types, &r->categories, &r->urgency};
+    r->ac = acmatch_new();
+    if (!r->ac)
+        goto oom;
+    for (size_t g = 0; g < 4; g++)
+        for (size_t i = 0; i < groups[g]->nsets; i++)
+            for (size_t k = 0; k < groups[g]->sets[i].nkw; k++) {
+                classify_kw_t *kw = &groups[g]->sets[i].kw[k];
+                if (r->nkw >= CLASSIFY_MAX_KEYWORDS) {
+                    snprintf(errstr, errstr_size, "%s: more than %d keywords", file,
+                             CLASSIFY_MAX_KEYWORDS);
+                    return -1;
+                }
+                kw->idx = (uint32_t)r->nkw++;
+                if (acmatch_add(r->ac, kw->text, kw->idx, kw->ascii ? ACMATCH_WORD_START : 0))
+                    goto oom;
+            }
+    if (acmatch_build(r->ac) != 0)
+        goto oom;
+    return 0;
+oom:
+    snprintf(errstr, errstr_size, "out of memory");
+    return -1;
+}
+
 classify_rules_t *classify_rules_load(const char *rules_path, const char *domains_path,
                                       char *errstr, size_t errstr_size)
 {
@@ -380,17 +404,13 @@ classify_rules_t *classify_rules_load(const char *rules_path, const char *domain
                        errstr_size) ||
         cl_parse_group(r, f, root, "categories", cl_categories, 1, &r->categories, errstr,
                        errstr_size) ||
-        cl_parse_group(r, f, root, "flags", cl_flags, 0, &r->flags, errstr, errstr_size) ||
         cl_parse_group(r, f, root, "urgency", cl_urgencies, 1, &r->urgency, errstr, errstr_size))
         goto err;
     v = json_object_get(root, "urgency");
-    if (cl_parse_implies(f, v, "by_flag", &r->flags, errstr, errstr_size) ||
-        cl_parse_implies(f, v, "by_request_type", &r->request_types, errstr, errstr_size))
+    if (cl_parse_implies(f, v, "by_request_type", &r->request_types, errstr, errstr_size))
         goto err;
-    if (r->flags.nsets > CLASSIFY_MAX_FLAGS) {
-        snprintf(errstr, errstr_size, "%s: flags.classes: at most %d flags", f, CLASSIFY_MAX_FLAGS);
+    if (cl_build(r, f, errstr, errstr_size) != 0)
         goto err;
-    }
     json_decref(root);
     return r;
 err:
@@ -420,67 +440,87 @@ void classify_rules_free(classify_rules_t *r)
     cl_group_free(&r->domains);
     cl_group_free(&r->request_types);
     cl_group_free(&r->categories);
-    cl_group_free(&r->flags);
     cl_group_free(&r->urgency);
     for (size_t i = 0; i < r->ndomains; i++) {
         free(r->domain_list[i].code);
         free(r->domain_list[i].label);
     }
     free(r->domain_list);
+    acmatch_free(r->ac);
     free(r);
 }
 
 /* ---- scoring ---- */
 
-/* occurrences of kw in hay (both lower-case for ASCII), capped at max */
-static int cl_count(const char *hay, const classify_kw_t *kw, int max)
+/* per-thread scratch: keyword hits of the message being classified, and the
+ * feature buffer of the model; so the hot path allocates nothing */
+typedef struct cl_scratch {
+    uint16_t hits[2][CLASSIFY_MAX_KEYWORDS]; /* [0] title, [1] body */
+    uint32_t feat[MODEL_FEATURE_CAP];
+} cl_scratch_t;
+
+static _Thread_local cl_scratch_t cl_tls;
+
+typedef struct cl_count_arg {
+    uint16_t *hits;
+} cl_count_arg_t;
+
+static int cl_on_match(void *arg, uint32_t id, size_t start, size_t end)
 {
-    int n = 0;
-    size_t len = strlen(kw->text);
-    const char *p = hay;
-    while (n < max && (p = strstr(p, kw->text)) != NULL) {
-        if (kw->ascii && p > hay && isalnum((unsigned char)p[-1])) {
-            p++; /* inside a word: "pirate" is no "rat" */
-            continue;
-        }
-        n++;
-        p += len;
-    }
-    return n;
+    cl_count_arg_t *a = arg;
+    if (a->hits[id] < UINT16_MAX)
+        a->hits[id]++;
+    return 0;
 }
 
-static int cl_score(const classify_rules_t *r, const classify_set_t *s, const char *title,
-                    const char *body)
+static void cl_count_all(const classify_rules_t *r, const char *title, const char *body)
+{
+    cl_count_arg_t a;
+    memset(cl_tls.hits[0], 0, r->nkw * sizeof(uint16_t));
+    memset(cl_tls.hits[1], 0, r->nkw * sizeof(uint16_t));
+    a.hits = cl_tls.hits[0];
+    if (title)
+        acmatch_scan(r->ac, title, strlen(title), cl_on_match, &a);
+    a.hits = cl_tls.hits[1];
+    if (body)
+        acmatch_scan(r->ac, body, strlen(body), cl_on_match, &a);
+}
+
+static int cl_cap(int n, int max)
+{
+    return n < max ? n : max;
+}
+
+static int cl_score(const classify_rules_t *r, const classify_set_t *s)
 {
     int score = 0;
     for (size_t i = 0; i < s->nkw; i++) {
-        int hits = r->title_weight * cl_count(title, &s->kw[i], r->max_hits) +
-                   cl_count(body, &s->kw[i], r->max_hits);
+        uint32_t id = s->kw[i].idx;
+        int hits = r->title_weight * cl_cap(cl_tls.hits[0][id], r->max_hits) +
+                   cl_cap(cl_tls.hits[1][id], r->max_hits);
         score += s->kw[i].weight * hits;
     }
     return score;
 }
 
-/* flags and urgency weigh evidence, not emphasis: each keyword counts once,
- * wherever and however often it occurs, so one weak word repeated in title
- * and body stays one weak hint */
-static int cl_score_distinct(const classify_set_t *s, const char *title, const char *body)
+/* urgency levels weigh evidence, not emphasis: each keyword counts once */
+static int cl_score_distinct(const classify_set_t *s)
 {
     int score = 0;
     for (size_t i = 0; i < s->nkw; i++)
-        if (cl_count(title, &s->kw[i], 1) || cl_count(body, &s->kw[i], 1))
+        if (cl_tls.hits[0][s->kw[i].idx] || cl_tls.hits[1][s->kw[i].idx])
             score += s->kw[i].weight;
     return score;
 }
 
 /* index of the best set reaching its min_score (earlier wins ties), or -1;
  * *best_score is its score, *other_score the best score of any other set */
-static int cl_best(const classify_rules_t *r, const classify_group_t *g, const char *title,
-                   const char *body, int *best_score, int *other_score)
+static int cl_best(const classify_rules_t *r, const classify_group_t *g, int *best_score,
+                   int *other_score)
 {
     int best = -1, bs = 0, top = 0, second = 0;
     for (size_t i = 0; i < g->nsets; i++) {
-        int sc = cl_score(r, &g->sets[i], title, body);
+        int sc = cl_score(r, &g->sets[i]);
         if (sc > top) {
             second = top;
             top = sc;
@@ -499,86 +539,178 @@ static int cl_best(const classify_rules_t *r, const classify_group_t *g, const c
     return best;
 }
 
-static int cl_severity(const char *urgency)
+/* the request type's set (the default's when none won), for its implied urgency */
+static const classify_set_t *cl_request_type(const classify_rules_t *r)
 {
-    for (int i = 0; cl_urgencies[i]; i++)
-        if (strcmp(cl_urgencies[i], urgency) == 0)
-            return i;
-    return 1; /* normal */
+    int best = cl_best(r, &r->request_types, NULL, NULL);
+    if (best >= 0)
+        return &r->request_types.sets[best];
+    for (size_t i = 0; i < r->request_types.nsets; i++)
+        if (strcmp(r->request_types.sets[i].code, r->request_types.def) == 0)
+            return &r->request_types.sets[i];
+    return NULL;
 }
 
-static char *cl_lower_dup(const char *s)
+/* rules part of a classification; *sev receives the rules' urgency level (-1: none) */
+static void cl_rules(const classify_rules_t *r, const char *title, const char *body,
+                     classify_result_t *out, const classify_set_t **rt, int *sev)
 {
-    char *d = strdup(s ? s : "");
-    if (!d)
-        return NULL;
-    for (char *p = d; *p; p++)
-        if ((unsigned char)*p < 0x80)
-            *p = (char)tolower((unsigned char)*p);
-    return d;
-}
-
-int classify_text(const classify_rules_t *r, const char *title, const char *body,
-                  classify_result_t *out)
-{
-    char *t = cl_lower_dup(title), *b = cl_lower_dup(body);
-    int best, bs, ss, sev = -1;
-    memset(out, 0, sizeof(*out));
-    if (!t || !b) {
-        free(t);
-        free(b);
-        return -1;
-    }
-
-    /* domain: a winner needs min_domain_score as well as its own min_score */
-    best = cl_best(r, &r->domains, t, b, &bs, &ss);
+    int best, bs, ss;
+    cl_count_all(r, title, body);
+    best = cl_best(r, &r->domains, &bs, &ss);
     out->runner_up_score = ss;
     if (best >= 0 && bs >= r->min_domain_score) {
         out->domain = r->domains.sets[best].code;
         out->domain_score = bs;
         out->confidence = ((double)(bs - ss) / bs) * ((double)bs / (bs + 4.0));
+        out->domain_source = "rules";
     } else {
         out->domain = r->domains.def;
         out->runner_up_score = bs > ss ? bs : ss;
         out->confidence = 0.0;
+        out->domain_source = "default";
     }
-    out->needs_review = out->confidence < r->review_threshold;
-
-    best = cl_best(r, &r->request_types, t, b, NULL, NULL);
-    const classify_set_t *rt = best >= 0 ? &r->request_types.sets[best] : NULL;
-    if (!rt) { /* the default may still imply an urgency */
-        for (size_t i = 0; i < r->request_types.nsets; i++)
-            if (strcmp(r->request_types.sets[i].code, r->request_types.def) == 0)
-                rt = &r->request_types.sets[i];
-    }
-    out->request_type = rt ? rt->code : r->request_types.def;
-
-    best = cl_best(r, &r->categories, t, b, NULL, NULL);
+    *rt = cl_request_type(r);
+    out->request_type = *rt ? (*rt)->code : r->request_types.def;
+    best = cl_best(r, &r->categories, NULL, NULL);
     out->category = best >= 0 ? r->categories.sets[best].code : r->categories.def;
-
-    for (size_t i = 0; i < r->flags.nsets && out->nflags < CLASSIFY_MAX_FLAGS; i++) {
-        const classify_set_t *f = &r->flags.sets[i];
-        if (cl_score_distinct(f, t, b) >= f->min_score) {
-            out->flags[out->nflags++] = f->code;
-            if (f->implies && cl_severity(f->implies) > sev)
-                sev = cl_severity(f->implies);
-        }
-    }
+    *sev = -1;
     for (size_t i = 0; i < r->urgency.nsets; i++) {
         const classify_set_t *u = &r->urgency.sets[i];
-        if (cl_score_distinct(u, t, b) >= u->min_score && cl_severity(u->code) > sev)
-            sev = cl_severity(u->code);
+        int s = alert_severity(u->code);
+        if (cl_score_distinct(u) >= u->min_score && s > *sev)
+            *sev = s;
     }
-    if (sev >= 0)
-        out->urgency = cl_urgencies[sev];
-    else if (rt && rt->implies)
-        out->urgency = cl_urgencies[cl_severity(rt->implies)];
-    else
-        out->urgency = cl_urgencies[cl_severity(r->urgency.def)];
+}
 
-    free(t);
-    free(b);
+static void cl_urgency(const classify_rules_t *r, const classify_set_t *rt, int sev,
+                       classify_result_t *out)
+{
+    if (sev >= 0)
+        out->urgency = alert_urgency_name(sev);
+    else if (rt && rt->implies)
+        out->urgency = alert_urgency_name(alert_severity(rt->implies));
+    else
+        out->urgency = alert_urgency_name(alert_severity(r->urgency.def));
+}
+
+int classify_rules_text(const classify_rules_t *r, const char *title, const char *body,
+                        classify_result_t *out)
+{
+    const classify_set_t *rt;
+    int sev;
+    memset(out, 0, sizeof(*out));
+    cl_rules(r, title, body, out, &rt, &sev);
+    cl_urgency(r, rt, sev, out);
+    out->needs_review = out->confidence < r->review_threshold;
     return 0;
+}
+
+/* 1 if text holds a CJK ideograph (UTF-8 lead byte of U+4E00..U+9FFF) */
+static int cl_has_han(const char *text)
+{
+    for (const unsigned char *p = (const unsigned char *)text; p && *p; p++)
+        if (*p >= 0xE4 && *p <= 0xE9)
+            return 1;
+    return 0;
+}
+
+int classify_text(const classify_t *c, const char *title, const char *body, classify_result_t *out)
+{
+    const classify_rules_t *r = c->rules;
+    const classify_set_t *rt;
+    alert_result_t al;
+    float conf;
+    int sev;
+    memset(out, 0, sizeof(*out));
+    cl_rules(r, title, body, out, &rt, &sev);
+
+    float probs[MODEL_MAX_CLASSES];
+    int k = model_predict(c->model, title, body, cl_tls.feat, MODEL_FEATURE_CAP, probs, &conf);
+    out->model_confidence = conf;
+    if (cl_has_han(title) || cl_has_han(body)) {
+        /* model and keywords vote: the model's probability of each domain,
+         * plus rules_weight x the keywords' confidence for their domain */
+        double best = -1;
+        int bi = k;
+        for (unsigned i = 0; i < c->model->nclasses; i++) {
+            double v = probs[i];
+            if (out->domain_source[0] == 'r' &&
+                strcmp(r->domain_list[c->model_domain[i]].code, out->domain) == 0)
+                v += CLASSIFY_RULES_WEIGHT * out->confidence;
+            if (v > best) {
+                best = v;
+                bi = (int)i;
+            }
+        }
+        double rc = strcmp(r->domain_list[c->model_domain[bi]].code, out->domain) == 0
+                        ? out->confidence
+                        : 0;
+        out->domain = r->domain_list[c->model_domain[bi]].code;
+        out->domain_source = bi == k ? "model" : "rules";
+        /* agreement makes it surer; the confidence stays a probability */
+        out->confidence =
+            probs[bi] + (1 - probs[bi]) * rc * CLASSIFY_RULES_WEIGHT / (1 + CLASSIFY_RULES_WEIGHT);
+    }
+    /* else: no Chinese at all, which the model never saw; the keywords decide */
+    out->needs_review = out->confidence < c->review_threshold;
+
+    alert_scan(c->alerts, title, body, &al);
+    for (size_t i = 0; i < al.nflags && out->nflags < CLASSIFY_MAX_FLAGS; i++)
+        out->flags[out->nflags++] = al.flags[i];
+    if (al.severity > sev)
+        sev = al.severity;
+    cl_urgency(r, rt, sev, out);
+    return 0;
+}
+
+/* ---- the whole classifier ---- */
+
+classify_t *classify_load(const classify_paths_t *p, double review_threshold, char *errstr,
+                          size_t errstr_size)
+{
+    classify_t *c = calloc(1, sizeof(*c));
+    if (!c) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    c->review_threshold = review_threshold;
+    c->rules = classify_rules_load(p->rules, p->domains, errstr, errstr_size);
+    if (!c->rules)
+        goto err;
+    c->rules->review_threshold = review_threshold;
+    c->alerts = alert_rules_load(p->alerts, errstr, errstr_size);
+    if (!c->alerts)
+        goto err;
+    c->model = model_load(p->model, errstr, errstr_size);
+    if (!c->model)
+        goto err;
+    for (unsigned k = 0; k < c->model->nclasses; k++) {
+        const char *code = classify_domain_code(c->rules, c->model->labels[k]);
+        if (!code) {
+            snprintf(errstr, errstr_size, "%s: class \"%s\" is not a label of %s", p->model,
+                     c->model->labels[k], p->domains);
+            goto err;
+        }
+        for (size_t i = 0; i < c->rules->ndomains; i++)
+            if (c->rules->domain_list[i].code == code)
+                c->model_domain[k] = (int)i;
+    }
+    snprintf(c->name, sizeof(c->name), "%s+%s", c->model->name, c->rules->model);
+    return c;
+err:
+    classify_free(c);
+    return NULL;
+}
+
+void classify_free(classify_t *c)
+{
+    if (!c)
+        return;
+    classify_rules_free(c->rules);
+    alert_rules_free(c->alerts);
+    model_free(c->model);
+    free(c);
 }
 
 const char *classify_domain_code(const classify_rules_t *r, const char *label)

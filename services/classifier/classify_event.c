@@ -1,5 +1,6 @@
 /*
- * classify_event: CaseReceived -> CaseClassified.
+ * classify_event: CaseReceived -> CaseClassified (+ duplicate link,
+ * HotspotDetected on the master case).
  *
  * The classification columns are written with a guard on status =
  * 'received' before casestore_apply() moves the case: the consumer loop
@@ -24,14 +25,52 @@ static const pg_stmt_t ce_update = {
 
 static const pg_stmt_t ce_status = {"ce_status", "SELECT status FROM cases WHERE id = $1::uuid", 1};
 
-void classify_ctx_init(classify_ctx_t *ctx, const classify_rules_t *rules)
+void classify_ctx_init(classify_ctx_t *ctx, classify_t *cls, const dedup_opts_t *dedup)
 {
-    ctx->rules = rules;
+    ctx->cls = cls;
+    ctx->dedup = *dedup;
+    ctx->m_duplicates =
+        metrics_counter("kesu_classifier_duplicates_total",
+                        "Cases linked to an open master case (并单 candidates)", NULL);
+    ctx->m_hotspots =
+        metrics_counter("kesu_classifier_hotspots_total", "Hotspots raised (共性问题)", NULL);
+    ctx->m_emergency = metrics_counter("kesu_classifier_emergencies_total",
+                                       "Cases classified with urgency emergency", NULL);
     ctx->m_classified = metrics_counter("kesu_classifier_cases_total", "Cases classified", NULL);
     ctx->m_review = metrics_counter("kesu_classifier_needs_review_total",
                                     "Cases classified with low confidence (needs_review)", NULL);
     ctx->m_skipped = metrics_counter("kesu_classifier_skipped_total",
                                      "CaseReceived events for cases that had moved on", NULL);
+}
+
+void classify_ctx_swap(classify_ctx_t *ctx, classify_t *cls)
+{
+    classify_t *old = ctx->cls;
+    ctx->cls = cls;
+    classify_free(old);
+}
+
+void classify_ctx_free(classify_ctx_t *ctx)
+{
+    classify_free(ctx->cls);
+    ctx->cls = NULL;
+}
+
+/* HotspotDetected in the master case's history (and on kesu.classifier.v1) */
+static int ce_hotspot(pg_t *pg, const dedup_result_t *dr, const char *district, const char *domain,
+                      const dedup_opts_t *o, char *errstr, size_t errstr_size)
+{
+    Kesu__V1__HotspotDetected hd = KESU__V1__HOTSPOT_DETECTED__INIT;
+    proto_env_t pe;
+    hd.district_code = (char *)district;
+    hd.domain = (char *)domain;
+    hd.count = dr->similar;
+    hd.window_ms = o->hotspot_window_ms;
+    proto_env_init(&pe, CLASSIFY_PRODUCER);
+    proto_env_set_payload(&pe, KESU__V1__ENVELOPE__PAYLOAD_HOTSPOT_DETECTED,
+                          (const ProtobufCMessage *)&hd);
+    return casestore_append(pg, dr->hotspot_master, CLASSIFY_PRODUCER, CLASSIFY_PRODUCER,
+                            KAFKA_TOPIC_CLASSIFIER, &pe, NULL, errstr, errstr_size);
 }
 
 /* a database failure: retry when it may pass, else the event can never apply */
@@ -55,10 +94,7 @@ kc_result_t classify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *err
     if (env->payload_case != KESU__V1__ENVELOPE__PAYLOAD_CASE_RECEIVED)
         return KC_SKIP;
     cr = env->case_received;
-    if (classify_text(ctx->rules, cr->title, cr->body, &res) != 0) {
-        snprintf(errstr, errstr_size, "out of memory while classifying");
-        return KC_RETRY;
-    }
+    classify_text(ctx->cls, cr->title, cr->body, &res);
 
     /* flag codes were checked against a fixed list at load: safe in an array literal */
     flags[off++] = '{';
@@ -97,7 +133,18 @@ kc_result_t classify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *err
         goto out;
     }
 
+    /* duplicates and hotspots compare with the open cases of the same district */
+    const char *district =
+        cr->location && cr->location->district_code ? cr->location->district_code : "";
+    dedup_result_t dr;
+    if (dedup_check(pg, &ctx->dedup, env->case_id, district, res.domain,
+                    dedup_simhash(cr->title, cr->body), &dr, errstr, errstr_size) != 0) {
+        rc = ce_db_failure(pg);
+        goto out;
+    }
+
     Kesu__V1__CaseClassified cc = KESU__V1__CASE_CLASSIFIED__INIT;
+    cc.duplicate_of = dr.duplicate_of;
     cc.domain = (char *)res.domain;
     cc.request_type = (char *)res.request_type;
     cc.category = (char *)res.category;
@@ -106,7 +153,7 @@ kc_result_t classify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *err
     cc.n_flags = res.nflags;
     cc.confidence = res.confidence;
     cc.needs_review = res.needs_review;
-    cc.model = (char *)ctx->rules->model;
+    cc.model = ctx->cls->name;
 
     proto_env_t pe;
     proto_env_init(&pe, CLASSIFY_PRODUCER);
@@ -123,13 +170,32 @@ kc_result_t classify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *err
     };
     switch (casestore_apply(pg, &ch, &pe, NULL, errstr, errstr_size)) {
     case CASESTORE_OK:
-        LOG_INFO("classified domain=%s request_type=%s urgency=%s flags=%s confidence=%s%s",
-                 res.domain, res.request_type, res.urgency, flags, conf,
-                 res.needs_review ? " needs_review" : "");
+        LOG_INFO(
+            "classified domain=%s (%s) request_type=%s urgency=%s flags=%s confidence=%s%s%s%s",
+            res.domain, res.domain_source, res.request_type, res.urgency, flags, conf,
+            res.needs_review ? " needs_review" : "", dr.duplicate_of[0] ? " duplicate_of=" : "",
+            dr.duplicate_of);
         metrics_counter_add(ctx->m_classified, 1);
         if (res.needs_review)
             metrics_counter_add(ctx->m_review, 1);
+        if (dr.duplicate_of[0])
+            metrics_counter_add(ctx->m_duplicates, 1);
+        if (strcmp(res.urgency, "emergency") == 0)
+            metrics_counter_add(ctx->m_emergency, 1);
         rc = KC_OK;
+        if (dr.hotspot) {
+            int hrc = ce_hotspot(pg, &dr, district, res.domain, &ctx->dedup, errstr, errstr_size);
+            if (hrc == CASESTORE_OK) {
+                LOG_INFO("hotspot: %d similar cases in district %s, master %s", dr.similar,
+                         district, dr.hotspot_master);
+                metrics_counter_add(ctx->m_hotspots, 1);
+            } else if (hrc == CASESTORE_ERROR) {
+                rc = ce_db_failure(pg);
+            } else {
+                /* the master vanished meanwhile: the hotspot row stays, the event is skipped */
+                LOG_WARN("hotspot event not appended: %s", errstr);
+            }
+        }
         break;
     case CASESTORE_CONFLICT:
     case CASESTORE_STALE:

@@ -1,13 +1,17 @@
 /*
  * classify_event: the classifier's consumer handler. On CaseReceived it
- * classifies the masked text, writes the classification columns and moves
- * the case received -> classified with a CaseClassified event, all in the
- * consumer loop's open transaction.
+ * classifies the masked text, writes the classification columns, links a
+ * likely duplicate to its master, and moves the case received -> classified
+ * with a CaseClassified event; when the case completes a hotspot it appends
+ * HotspotDetected to the master case's history. All in the consumer loop's
+ * open transaction. The classifier in use can be swapped between messages
+ * (SIGHUP reload): classify_ctx_swap, called on the consumer thread.
  */
 #ifndef KESU_CLASSIFY_EVENT_H
 #define KESU_CLASSIFY_EVENT_H
 
 #include "classify.h"
+#include "dedup.h"
 #include "kafka.h"
 #include "metrics.h"
 #include "pg.h"
@@ -16,14 +20,24 @@
 
 /** What the handler needs; set up once in main.c. */
 typedef struct classify_ctx {
-    const classify_rules_t *rules;   /**< borrowed, read-only */
+    classify_t *cls;                 /**< owned: the classifier in use (swapped on reload) */
+    dedup_opts_t dedup;              /**< duplicate / hotspot settings */
     metrics_counter_t *m_classified; /**< cases classified */
     metrics_counter_t *m_review;     /**< of which flagged needs_review */
     metrics_counter_t *m_skipped;    /**< CaseReceived for a case no longer received */
+    metrics_counter_t *m_duplicates; /**< cases linked to a master */
+    metrics_counter_t *m_hotspots;   /**< hotspots raised */
+    metrics_counter_t *m_emergency;  /**< cases classified as emergencies */
 } classify_ctx_t;
 
-/** @brief Fill the metric handles of ctx (call once after setting rules). */
-void classify_ctx_init(classify_ctx_t *ctx, const classify_rules_t *rules);
+/** @brief Set up ctx with a loaded classifier (ctx takes ownership) and metric handles. */
+void classify_ctx_init(classify_ctx_t *ctx, classify_t *cls, const dedup_opts_t *dedup);
+
+/** @brief Put a newly loaded classifier in use (takes ownership) and free the old one. */
+void classify_ctx_swap(classify_ctx_t *ctx, classify_t *cls);
+
+/** @brief Free the classifier in use. */
+void classify_ctx_free(classify_ctx_t *ctx);
 
 /**
  * @brief kc_handler_fn for kesu.intake.v1: CaseReceived -> classified;

@@ -10,16 +10,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "util.h"
 
 static const pg_stmt_t dc_upsert_dept = {
     "dc_upsert_dept",
-    "INSERT INTO departments (code, name, parent, head, on_duty, emergency_desk, webhook_url) "
-    "VALUES ($1, $2, $3, $4, $5, $6::boolean, $7) ON CONFLICT (code) DO UPDATE SET "
+    "INSERT INTO departments (code, name, parent, head, on_duty, emergency_desk, webhook_url, "
+    "supervision) VALUES ($1, $2, $3, $4, $5, $6::boolean, $7, $8::boolean) "
+    "ON CONFLICT (code) DO UPDATE SET "
     "name = EXCLUDED.name, parent = EXCLUDED.parent, head = EXCLUDED.head, "
     "on_duty = EXCLUDED.on_duty, emergency_desk = EXCLUDED.emergency_desk, "
-    "webhook_url = COALESCE(EXCLUDED.webhook_url, departments.webhook_url)",
-    7};
+    "webhook_url = COALESCE(EXCLUDED.webhook_url, departments.webhook_url), "
+    "supervision = EXCLUDED.supervision",
+    8};
 
 static const pg_stmt_t dc_clear_desks = {
     "dc_clear_desks",
@@ -206,6 +209,21 @@ static int dc_parse_depts(dispatch_catalogue_t *cat, const char *file, json_t *r
                 return -1;
             }
             cat->emergency_desk = dp;
+        }
+        json_t *sup = json_object_get(d, "supervision");
+        if (sup && !json_is_boolean(sup)) {
+            snprintf(errstr, errstr_size, "%s: %s.supervision: must be true or false", file, path);
+            return -1;
+        }
+        dp->supervision = json_is_true(sup);
+        if (dp->supervision) {
+            if (cat->supervision) {
+                snprintf(errstr, errstr_size,
+                         "%s: %s.supervision: a second supervision office (\"%s\" is one already)",
+                         file, path, cat->supervision->code);
+                return -1;
+            }
+            cat->supervision = dp;
         }
     }
     for (i = 0; i < cat->ndepts; i++) {
@@ -401,6 +419,23 @@ static int dc_parse_rules(dispatch_catalogue_t *cat, const char *file, json_t *r
         }
         rp->specificity = (rp->nkeywords ? 8 : 0) + (strcmp(rp->district, "*") ? 4 : 0) +
                           (strcmp(rp->category, "*") ? 2 : 0) + (strcmp(rp->domain, "*") ? 1 : 0);
+        /* a keyword another rule with the same conditions already has never routes here */
+        for (size_t k = 0; k + 1 < cat->nrules && rp->nkeywords; k++) {
+            const dispatch_rule_t *o = &cat->rules[k];
+            if (!o->nkeywords || strcmp(o->domain, rp->domain) != 0 ||
+                strcmp(o->category, rp->category) != 0 || strcmp(o->district, rp->district) != 0)
+                continue;
+            for (size_t a = 0; a < rp->nkeywords; a++)
+                for (size_t b = 0; b < o->nkeywords; b++)
+                    if (strcmp(rp->keywords[a], o->keywords[b]) == 0) {
+                        snprintf(errstr, errstr_size,
+                                 "%s: %s.keywords[%zu]: overlapping rules: \"%s\" is also a "
+                                 "keyword of rules[%zu] (\"%s\") with the same domain, category "
+                                 "and district",
+                                 file, path, a, rp->keywords[a], k, o->id);
+                        return -1;
+                    }
+        }
         /* a keyword-less rule with the same conditions as an earlier one never matches */
         for (size_t k = 0; k + 1 < cat->nrules && !rp->nkeywords; k++) {
             const dispatch_rule_t *o = &cat->rules[k];
@@ -451,24 +486,12 @@ err:
     return NULL;
 }
 
-static void dc_json_error(const char *file, const json_error_t *e, char *errstr, size_t errstr_size)
-{
-    if (e->line > 0)
-        snprintf(errstr, errstr_size, "%s:%d:%d: %s", file, e->line, e->column, e->text);
-    else
-        snprintf(errstr, errstr_size, "%s: %s", file, e->text);
-}
-
 dispatch_catalogue_t *dispatch_catalogue_load(const char *path, const char *const *domain_codes,
                                               char *errstr, size_t errstr_size)
 {
-    json_error_t e;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &e);
-    if (!root) {
-        dc_json_error(path, &e, errstr, errstr_size);
-        return NULL;
-    }
-    dispatch_catalogue_t *cat = dc_from_json(root, path, domain_codes, errstr, errstr_size);
+    json_t *root = config_json_load(path, NULL, errstr, errstr_size);
+    dispatch_catalogue_t *cat =
+        root ? dc_from_json(root, path, domain_codes, errstr, errstr_size) : NULL;
     json_decref(root);
     return cat;
 }
@@ -477,13 +500,9 @@ dispatch_catalogue_t *dispatch_catalogue_parse(const char *text, const char *nam
                                                const char *const *domain_codes, char *errstr,
                                                size_t errstr_size)
 {
-    json_error_t e;
-    json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &e);
-    if (!root) {
-        dc_json_error(name, &e, errstr, errstr_size);
-        return NULL;
-    }
-    dispatch_catalogue_t *cat = dc_from_json(root, name, domain_codes, errstr, errstr_size);
+    json_t *root = config_json_load(name, text, errstr, errstr_size);
+    dispatch_catalogue_t *cat =
+        root ? dc_from_json(root, name, domain_codes, errstr, errstr_size) : NULL;
     json_decref(root);
     return cat;
 }
@@ -526,14 +545,11 @@ void dispatch_catalogue_free(dispatch_catalogue_t *cat)
 
 char **dispatch_domains_load(const char *path, char *errstr, size_t errstr_size)
 {
-    json_error_t e;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &e), *list, *d;
+    json_t *root = config_json_load(path, NULL, errstr, errstr_size), *list, *d;
     char **codes = NULL;
     size_t i, n = 0;
-    if (!root) {
-        dc_json_error(path, &e, errstr, errstr_size);
+    if (!root)
         return NULL;
-    }
     list = json_object_get(root, "domains");
     if (!json_is_array(list) || json_array_size(list) == 0) {
         snprintf(errstr, errstr_size, "%s: domains: missing, empty or not an array", path);
@@ -678,16 +694,27 @@ static int dc_exec(pg_t *pg, const pg_stmt_t *st, const char *const *v, char *er
 int dispatch_catalogue_sync(pg_t *pg, const dispatch_catalogue_t *cat, char *errstr,
                             size_t errstr_size)
 {
+    if (pg_begin(pg, errstr, errstr_size) != 0)
+        return -1;
+    if (dispatch_catalogue_write(pg, cat, errstr, errstr_size) != 0 ||
+        pg_commit(pg, errstr, errstr_size) != 0) {
+        pg_rollback(pg);
+        return -1;
+    }
+    return 0;
+}
+
+int dispatch_catalogue_write(pg_t *pg, const dispatch_catalogue_t *cat, char *errstr,
+                             size_t errstr_size)
+{
     char cap[16], *lit = NULL;
     const char **ids = NULL;
     int rc = -1;
-    if (pg_begin(pg, errstr, errstr_size) != 0)
-        return -1;
     for (size_t i = 0; i < cat->ndepts; i++) {
         const dispatch_dept_t *d = &cat->depts[i];
-        const char *v[7] = {d->code,       d->name,    d->parent,
+        const char *v[8] = {d->code,       d->name,    d->parent,
                             d->head,       d->on_duty, d->emergency_desk ? "true" : "false",
-                            d->webhook_url};
+                            d->webhook_url, d->supervision ? "true" : "false"};
         if (dc_exec(pg, &dc_upsert_dept, v, errstr, errstr_size))
             goto out;
     }
@@ -721,13 +748,104 @@ int dispatch_catalogue_sync(pg_t *pg, const dispatch_catalogue_t *cat, char *err
     const char *rv[1] = {lit};
     if (dc_exec(pg, &dc_retire_handlers, rv, errstr, errstr_size))
         goto out;
-    if (pg_commit(pg, errstr, errstr_size) != 0)
-        goto out;
     rc = 0;
 out:
-    if (rc != 0)
-        pg_rollback(pg);
     free(lit);
     free(ids);
     return rc;
+}
+
+/* ---- error positions ---- */
+
+/* skip whitespace; returns the pointer, counting newlines */
+static const char *dc_ws(const char *p, int *line)
+{
+    while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') {
+        if (*p == '\n')
+            (*line)++;
+        p++;
+    }
+    return p;
+}
+
+/* skip one JSON value (already checked valid by the parser) */
+static const char *dc_skip(const char *p, int *line)
+{
+    int depth = 0;
+    do {
+        p = dc_ws(p, line);
+        if (*p == '"') {
+            for (p++; *p && *p != '"'; p++)
+                if (*p == '\\' && p[1])
+                    p++;
+            if (*p)
+                p++;
+        } else if (*p == '{' || *p == '[') {
+            depth++;
+            p++;
+        } else if (*p == '}' || *p == ']') {
+            depth--;
+            p++;
+        } else if (*p == ',' || *p == ':') {
+            p++;
+        } else if (*p) {
+            while (*p && !strchr(" \t\r\n,:]}", *p))
+                p++;
+        }
+    } while (*p && depth > 0);
+    return p;
+}
+
+int dispatch_json_line(const char *text, const char *path)
+{
+    int line = 1, found = 0;
+    const char *p = dc_ws(text, &line), *q = path;
+    while (*q && *p) {
+        if (*q == '.')
+            q++;
+        if (*q == '[') {
+            long idx = strtol(q + 1, (char **)&q, 10);
+            if (*q != ']' || *p != '[')
+                break;
+            q++;
+            p = dc_ws(p + 1, &line);
+            for (long i = 0; i < idx && *p && *p != ']'; i++) {
+                p = dc_skip(p, &line);
+                p = dc_ws(p, &line);
+                if (*p == ',')
+                    p = dc_ws(p + 1, &line);
+            }
+            if (*p == ']' || !*p)
+                break;
+            found = line;
+            continue;
+        }
+        /* an object key up to the next '.', '[' or ':' */
+        size_t klen = strcspn(q, ".[:");
+        if (*p != '{' || klen == 0)
+            break;
+        p = dc_ws(p + 1, &line);
+        int hit = 0;
+        while (*p == '"') {
+            const char *k = p + 1;
+            p = dc_skip(p, &line);
+            size_t len = (size_t)(p - k - 1);
+            p = dc_ws(p, &line);
+            if (*p == ':')
+                p = dc_ws(p + 1, &line);
+            if (len == klen && strncmp(k, q, klen) == 0) {
+                hit = 1;
+                break;
+            }
+            p = dc_skip(p, &line);
+            p = dc_ws(p, &line);
+            if (*p == ',')
+                p = dc_ws(p + 1, &line);
+        }
+        if (!hit)
+            break;
+        found = line;
+        q += klen;
+    }
+    return found;
 }

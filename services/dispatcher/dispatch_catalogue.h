@@ -39,6 +39,7 @@ typedef struct dispatch_dept {
     char *head;         /**< owned, may be NULL: who escalations go to (a role, not a name) */
     char *on_duty;      /**< owned, may be NULL: who is on duty (a role) */
     int emergency_desk; /**< 1 for the one emergency desk */
+    int supervision;    /**< 1 for the supervision office (督办) that decides repeated returns */
     char *webhook_url;  /**< owned, may be NULL: kept as stored when absent */
 } dispatch_dept_t;
 
@@ -73,6 +74,7 @@ typedef struct dispatch_catalogue {
     dispatch_rule_t *rules; /**< owned, sorted by precedence (most specific first) */
     size_t nrules;
     const dispatch_dept_t *emergency_desk; /**< points into depts; never NULL once loaded */
+    const dispatch_dept_t *supervision;    /**< points into depts; NULL: the default rule's department */
 } dispatch_catalogue_t;
 
 /** What a case brings to routing (all borrowed; strings may be NULL or ""). */
@@ -143,6 +145,19 @@ int dispatch_route(const dispatch_catalogue_t *cat, const dispatch_input_t *in,
  */
 int dispatch_catalogue_sync(pg_t *pg, const dispatch_catalogue_t *cat, char *errstr,
                             size_t errstr_size);
+
+/** @brief dispatch_catalogue_sync without its own transaction (the caller's is used). @returns 0 or -1. */
+int dispatch_catalogue_write(pg_t *pg, const dispatch_catalogue_t *cat, char *errstr,
+                             size_t errstr_size);
+
+/**
+ * @brief The line in a JSON text where the value at path starts, for error
+ *        messages: path is what the loader's errors name after "FILE: "
+ *        ("rules[12].department", "departments[3]"); the longest prefix that
+ *        can be found counts.
+ * @returns the 1-based line, or 0 if not even the first key is found.
+ */
+int dispatch_json_line(const char *text, const char *path);
 
 /**
  * @brief A PostgreSQL array literal of codes ("{\"a\",\"b\"}") into out.

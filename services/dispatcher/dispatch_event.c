@@ -1,5 +1,6 @@
 /*
- * dispatch_event: CaseClassified -> CaseAssigned, and load release.
+ * dispatch_event: CaseClassified / CaseReturned / CaseReopened ->
+ * CaseAssigned, load release, catalogue reload.
  *
  * Lock order is always the case row, then handler rows (dispatch and
  * release alike), so two dispatcher instances cannot deadlock on each other
@@ -18,13 +19,19 @@
 
 static const pg_stmt_t de_lock_case = {
     "de_lock_case",
-    "SELECT status, district_code, title, body FROM cases WHERE id = $1::uuid FOR UPDATE", 1};
+    "SELECT status, district_code, title, body, COALESCE(domain, '') AS domain, "
+    "COALESCE(category, '') AS category, COALESCE(urgency, '') AS urgency, "
+    "array_to_string(flags, ',') AS flags, COALESCE(department, '') AS department, "
+    "COALESCE(handler, '') AS handler, dispatch_attempt FROM cases WHERE id = $1::uuid FOR UPDATE",
+    1};
 
+/* $3: a handler to prefer (a reopened case's previous one), may be NULL */
 static const pg_stmt_t de_pick_handler = {
     "de_pick_handler",
     "SELECT id FROM handlers WHERE department = $1 AND active AND open_load < capacity "
-    "AND ($2 = ANY (skills) OR '*' = ANY (skills)) ORDER BY open_load, id LIMIT 1 FOR UPDATE",
-    2};
+    "AND ($2 = ANY (skills) OR '*' = ANY (skills)) "
+    "ORDER BY (id = $3) IS TRUE DESC, open_load, id LIMIT 1 FOR UPDATE",
+    3};
 
 static const pg_stmt_t de_take_load = {
     "de_take_load", "UPDATE handlers SET open_load = open_load + 1 WHERE id = $1", 1};
@@ -34,8 +41,21 @@ static const pg_stmt_t de_assign = {
     "de_assign",
     "UPDATE cases SET department = $2, handler = $3, co_departments = $4::text[], "
     "assigned_at = now(), dispatch_attempt = dispatch_attempt + 1, "
-    "load_released = ($3::text IS NULL) WHERE id = $1::uuid RETURNING dispatch_attempt",
-    4};
+    "load_released = ($3::text IS NULL), dispatch_priority = $5::boolean "
+    "WHERE id = $1::uuid RETURNING dispatch_attempt",
+    5};
+
+static const pg_stmt_t de_supersede = {
+    "de_supersede",
+    "UPDATE case_assignments SET state = 'superseded' WHERE case_id = $1::uuid AND state = 'open'",
+    1};
+
+static const pg_stmt_t de_add_assignment = {
+    "de_add_assignment",
+    "INSERT INTO case_assignments (case_id, attempt, role, department, handler, rule, "
+    "catalogue_version, priority) VALUES ($1::uuid, $2::integer, $3, $4, $5, $6, "
+    "NULLIF($7, '0')::bigint, $8::boolean) ON CONFLICT (case_id, attempt, department) DO NOTHING",
+    8};
 
 static const pg_stmt_t de_release = {
     "de_release",
@@ -45,9 +65,35 @@ static const pg_stmt_t de_release = {
     "WHERE h.id = c.handler RETURNING h.id",
     1};
 
+static const pg_stmt_t de_record_return = {
+    "de_record_return",
+    "WITH r AS (INSERT INTO case_returns (case_id, event_id, attempt, department, reason, "
+    "returned_at) VALUES ($1::uuid, $2::uuid, $3::integer, $4, $5, "
+    "to_timestamp($6::double precision / 1000)) ON CONFLICT (event_id) DO NOTHING RETURNING 1) "
+    "UPDATE cases SET return_count = return_count + (SELECT count(*) FROM r) "
+    "WHERE id = $1::uuid RETURNING return_count, "
+    "(SELECT COALESCE(array_agg(DISTINCT department), '{}') FROM case_returns "
+    "WHERE case_id = $1::uuid) AS returned_by", /* the earlier returns */
+    6};
+
+static const pg_stmt_t de_return_decided = {
+    "de_return_decided",
+    "UPDATE case_returns SET rerouted_to = $2, decided_by = $3 WHERE event_id = $1::uuid", 3};
+
+static const pg_stmt_t de_catalogue_version = {
+    "de_catalogue_version", "SELECT COALESCE(max(version), 0) AS v FROM dispatch_catalogue", 0};
+
+static const pg_stmt_t de_catalogue_doc = {
+    "de_catalogue_doc",
+    "SELECT version, document::text AS document, source FROM dispatch_catalogue "
+    "ORDER BY version DESC LIMIT 1",
+    0};
+
 void dispatch_ctx_init(dispatch_ctx_t *ctx, const dispatch_catalogue_t *cat)
 {
+    memset(ctx, 0, sizeof(*ctx));
     ctx->cat = cat;
+    ctx->max_returns = 2;
     ctx->m_assigned = metrics_counter("kesu_dispatcher_assigned_total", "Cases assigned", NULL);
     ctx->m_emergency = metrics_counter("kesu_dispatcher_emergency_total",
                                        "Cases assigned to the emergency desk", NULL);
@@ -57,12 +103,28 @@ void dispatch_ctx_init(dispatch_ctx_t *ctx, const dispatch_catalogue_t *cat)
     ctx->m_released = metrics_counter("kesu_dispatcher_load_released_total",
                                       "Handler loads given back on resolve/close/...", NULL);
     ctx->m_skipped = metrics_counter("kesu_dispatcher_skipped_total",
-                                     "CaseClassified events for cases that had moved on", NULL);
+                                     "Dispatch events for cases that had moved on", NULL);
+    ctx->m_reloads = metrics_counter("kesu_dispatcher_catalogue_reloads_total",
+                                     "Catalogue versions loaded from PostgreSQL", NULL);
+}
+
+void dispatch_ctx_free(dispatch_ctx_t *ctx)
+{
+    dispatch_catalogue_free(ctx->owned);
+    ctx->owned = NULL;
 }
 
 static kc_result_t de_db_failure(pg_t *pg)
 {
     return pg_failure_transient(pg) ? KC_RETRY : KC_POISON;
+}
+
+/* rule ids and department codes are [A-Za-z0-9_.-]: safe as label values */
+static void de_count(const char *metric, const char *help, const char *key, const char *value)
+{
+    char labels[160];
+    snprintf(labels, sizeof(labels), "%s=\"%s\"", key, value && *value ? value : "none");
+    metrics_counter_add(metrics_counter(metric, help, labels), 1);
 }
 
 int dispatch_release_load(pg_t *pg, const char *case_id, char *errstr, size_t errstr_size)
@@ -78,99 +140,98 @@ int dispatch_release_load(pg_t *pg, const char *case_id, char *errstr, size_t er
     return released;
 }
 
-static kc_result_t de_assign_case(dispatch_ctx_t *ctx, pg_t *pg, const Kesu__V1__Envelope *env,
-                                  char *errstr, size_t errstr_size)
-{
-    const Kesu__V1__CaseClassified *cc = env->case_classified;
-    PGresult *res = NULL;
-    kc_result_t rc = KC_POISON;
-    char handler[128] = "", co[1024], attempt_s[16] = "1";
-    int have_handler = 0;
-    dispatch_route_t route;
+/* what one dispatch decided */
+typedef struct de_decision {
+    const char *department;
+    const char *co[DISPATCH_MAX_CO];
+    size_t nco;
+    const char *rule_id;
+    int emergency;
+    int priority;
+    const char *prefer_handler; /**< may be NULL */
+    const char *from;           /**< status the case is in */
+} de_decision_t;
 
-    const char *lv[1] = {env->case_id};
-    res = pg_exec_stmt(pg, &de_lock_case, lv, PGRES_TUPLES_OK, errstr, errstr_size);
+static int de_exec(pg_t *pg, const pg_stmt_t *st, const char *const *v, char *errstr,
+                   size_t errstr_size)
+{
+    PGresult *res = pg_exec_stmt(pg, st, v, PGRES_COMMAND_OK, errstr, errstr_size);
     if (!res)
-        return de_db_failure(pg);
-    if (PQntuples(res) == 0) {
-        snprintf(errstr, errstr_size, "case %s not found", env->case_id);
-        goto out;
-    }
-    if (strcmp(pg_get(res, 0, "status"), "classified") != 0) {
-        LOG_INFO("case is %s, not classified: not dispatched", pg_get(res, 0, "status"));
-        metrics_counter_add(ctx->m_skipped, 1);
-        rc = KC_SKIP;
-        goto out;
-    }
-    dispatch_input_t in = {
-        .domain = cc->domain,
-        .category = cc->category,
-        .urgency = cc->urgency,
-        .flags = (const char *const *)cc->flags,
-        .nflags = cc->n_flags,
-        .district = pg_get(res, 0, "district_code"),
-        .title = pg_get(res, 0, "title"),
-        .body = pg_get(res, 0, "body"),
-    };
-    if (dispatch_route(ctx->cat, &in, &route) != 0) {
-        snprintf(errstr, errstr_size, "no catalogue rule matched (the default rule is missing)");
-        goto out;
-    }
+        return -1;
+    PQclear(res);
+    return 0;
+}
+
+/* pick the handler, write the assignment rows, move the case to assigned */
+static kc_result_t de_commit(dispatch_ctx_t *ctx, pg_t *pg, const Kesu__V1__Envelope *env,
+                             const de_decision_t *d, const char *domain, char *errstr,
+                             size_t errstr_size)
+{
+    PGresult *res = NULL;
+    char handler[128] = "", co[1024], attempt_s[16] = "1", ver[24];
+    int have_handler = 0;
+    kc_result_t rc = KC_POISON;
 
     /* a re-dispatched case gives its previous handler's load back first */
-    if (dispatch_release_load(pg, env->case_id, errstr, errstr_size) < 0) {
-        rc = de_db_failure(pg);
-        goto out;
-    }
-    PQclear(res);
-    const char *pv[2] = {route.department, cc->domain};
+    if (dispatch_release_load(pg, env->case_id, errstr, errstr_size) < 0)
+        return de_db_failure(pg);
+    const char *pv[3] = {d->department, domain, d->prefer_handler};
     res = pg_exec_stmt(pg, &de_pick_handler, pv, PGRES_TUPLES_OK, errstr, errstr_size);
-    if (!res) {
-        rc = de_db_failure(pg);
-        goto out;
-    }
+    if (!res)
+        return de_db_failure(pg);
     if (PQntuples(res) > 0) {
         snprintf(handler, sizeof(handler), "%s", pg_get(res, 0, "id"));
         have_handler = 1;
         PQclear(res);
         const char *tv[1] = {handler};
-        res = pg_exec_stmt(pg, &de_take_load, tv, PGRES_COMMAND_OK, errstr, errstr_size);
-        if (!res) {
-            rc = de_db_failure(pg);
-            goto out;
-        }
+        res = NULL;
+        if (de_exec(pg, &de_take_load, tv, errstr, errstr_size) != 0)
+            return de_db_failure(pg);
     }
     PQclear(res);
     res = NULL;
 
-    if (dispatch_array_literal(route.co, route.nco, co, sizeof(co)) != 0) {
+    if (dispatch_array_literal(d->co, d->nco, co, sizeof(co)) != 0) {
         snprintf(errstr, errstr_size, "too many co-handling departments");
-        goto out;
+        return KC_POISON;
     }
-    const char *av[4] = {env->case_id, route.department, have_handler ? handler : NULL, co};
+    const char *av[5] = {env->case_id, d->department, have_handler ? handler : NULL, co,
+                         d->priority ? "true" : "false"};
     res = pg_exec_stmt(pg, &de_assign, av, PGRES_TUPLES_OK, errstr, errstr_size);
-    if (!res) {
-        rc = de_db_failure(pg);
-        goto out;
-    }
+    if (!res)
+        return de_db_failure(pg);
     snprintf(attempt_s, sizeof(attempt_s), "%s", pg_get(res, 0, "dispatch_attempt"));
     PQclear(res);
     res = NULL;
 
+    /* 主办 and 协办 rows of this attempt; the earlier attempt's are superseded */
+    snprintf(ver, sizeof(ver), "%lld", (long long)ctx->cat_version);
+    const char *sv[1] = {env->case_id};
+    if (de_exec(pg, &de_supersede, sv, errstr, errstr_size) != 0)
+        return de_db_failure(pg);
+    for (size_t i = 0; i <= d->nco; i++) {
+        const char *dept = i == 0 ? d->department : d->co[i - 1];
+        const char *iv[8] = {env->case_id, attempt_s,  i == 0 ? "lead" : "co", dept,
+                             i == 0 && have_handler ? handler : NULL, d->rule_id, ver,
+                             d->priority ? "true" : "false"};
+        if (de_exec(pg, &de_add_assignment, iv, errstr, errstr_size) != 0)
+            return de_db_failure(pg);
+    }
+
     Kesu__V1__CaseAssigned ca = KESU__V1__CASE_ASSIGNED__INIT;
-    ca.department = (char *)route.department;
+    ca.department = (char *)d->department;
     ca.handler = handler;
-    ca.co_departments = (char **)route.co;
-    ca.n_co_departments = route.nco;
-    ca.rule = (char *)route.rule_id;
-    ca.emergency_desk = route.emergency;
+    ca.co_departments = (char **)d->co;
+    ca.n_co_departments = d->nco;
+    ca.rule = (char *)d->rule_id;
+    ca.emergency_desk = d->emergency;
     ca.attempt = atoi(attempt_s);
 
     proto_env_t pe;
     proto_env_init(&pe, DISPATCH_PRODUCER);
     proto_env_set_payload(&pe, KESU__V1__ENVELOPE__PAYLOAD_CASE_ASSIGNED,
                           (const ProtobufCMessage *)&ca);
-    static const char *const from[] = {"classified", NULL};
+    const char *from[] = {d->from, NULL};
     casestore_change_t ch = {
         .case_id = env->case_id,
         .from = from,
@@ -181,11 +242,13 @@ static kc_result_t de_assign_case(dispatch_ctx_t *ctx, pg_t *pg, const Kesu__V1_
     };
     switch (casestore_apply(pg, &ch, &pe, NULL, errstr, errstr_size)) {
     case CASESTORE_OK:
-        LOG_INFO("assigned department=%s handler=%s rule=%s attempt=%d%s", route.department,
-                 have_handler ? handler : "-", route.rule_id, ca.attempt,
-                 route.emergency ? " emergency_desk" : "");
+        LOG_INFO("assigned department=%s handler=%s rule=%s attempt=%d%s%s", d->department,
+                 have_handler ? handler : "-", d->rule_id, ca.attempt,
+                 d->emergency ? " emergency_desk" : "", d->priority ? " priority" : "");
         metrics_counter_add(ctx->m_assigned, 1);
-        if (route.emergency)
+        de_count("kesu_dispatcher_decisions_total", "Dispatch decisions by catalogue rule", "rule",
+                 d->rule_id);
+        if (d->emergency)
             metrics_counter_add(ctx->m_emergency, 1);
         if (!have_handler)
             metrics_counter_add(ctx->m_no_handler, 1);
@@ -194,14 +257,183 @@ static kc_result_t de_assign_case(dispatch_ctx_t *ctx, pg_t *pg, const Kesu__V1_
     case CASESTORE_NOT_FOUND:
     case CASESTORE_CONFLICT:
     case CASESTORE_STALE:
-        /* we hold the row lock and saw "classified": this cannot move on under us */
+        /* we hold the row lock and saw the status: this cannot move on under us */
         rc = KC_POISON;
         break;
     default:
         rc = de_db_failure(pg);
         break;
     }
+    return rc;
+}
+
+static int de_split_flags(char *flags, const char **out, size_t max)
+{
+    size_t n = 0;
+    for (char *tok = strtok(flags, ","); tok && n < max; tok = strtok(NULL, ","))
+        out[n++] = tok;
+    return (int)n;
+}
+
+/* the department of the default rule (least specific: the last in precedence order) */
+static const char *de_default_dept(const dispatch_catalogue_t *cat)
+{
+    return cat->rules[cat->nrules - 1].department;
+}
+
+static int de_in(const char *const *list, size_t n, const char *s)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(list[i], s) == 0)
+            return 1;
+    return 0;
+}
+
+/* parse a PostgreSQL text[] of codes ("{a,b}") into out (pointers into buf) */
+static size_t de_parse_array(char *buf, const char **out, size_t max)
+{
+    size_t n = 0;
+    char *p = buf;
+    if (*p == '{')
+        p++;
+    p[strcspn(p, "}")] = '\0';
+    for (char *tok = strtok(p, ","); tok && n < max; tok = strtok(NULL, ","))
+        out[n++] = tok;
+    return n;
+}
+
+static kc_result_t de_dispatch(dispatch_ctx_t *ctx, pg_t *pg, const Kesu__V1__Envelope *env,
+                               char *errstr, size_t errstr_size)
+{
+    PGresult *res = NULL, *rr = NULL;
+    kc_result_t rc = KC_POISON;
+    const char *want = env->payload_case == KESU__V1__ENVELOPE__PAYLOAD_CASE_CLASSIFIED
+                           ? "classified"
+                       : env->payload_case == KESU__V1__ENVELOPE__PAYLOAD_CASE_RETURNED ? "returned"
+                                                                                       : "reopened";
+    char flagbuf[512], returned_by[2048], prev_dept[64], prev_handler[128], domain[64];
+    const char *flags[16], *excluded[64];
+    size_t nexcluded = 0;
+    de_decision_t d;
+    dispatch_route_t route;
+    memset(&d, 0, sizeof(d));
+    d.from = want;
+
+    const char *lv[1] = {env->case_id};
+    res = pg_exec_stmt(pg, &de_lock_case, lv, PGRES_TUPLES_OK, errstr, errstr_size);
+    if (!res)
+        return de_db_failure(pg);
+    if (PQntuples(res) == 0) {
+        snprintf(errstr, errstr_size, "case %s not found", env->case_id);
+        goto out;
+    }
+    if (strcmp(pg_get(res, 0, "status"), want) != 0) {
+        LOG_INFO("case is %s, not %s: not dispatched", pg_get(res, 0, "status"), want);
+        metrics_counter_add(ctx->m_skipped, 1);
+        rc = KC_SKIP;
+        goto out;
+    }
+    snprintf(prev_dept, sizeof(prev_dept), "%s", pg_get(res, 0, "department"));
+    snprintf(prev_handler, sizeof(prev_handler), "%s", pg_get(res, 0, "handler"));
+    dispatch_input_t in = {
+        .district = pg_get(res, 0, "district_code"),
+        .title = pg_get(res, 0, "title"),
+        .body = pg_get(res, 0, "body"),
+    };
+    if (env->payload_case == KESU__V1__ENVELOPE__PAYLOAD_CASE_CLASSIFIED) {
+        const Kesu__V1__CaseClassified *cc = env->case_classified;
+        in.domain = cc->domain;
+        in.category = cc->category;
+        in.urgency = cc->urgency;
+        in.flags = (const char *const *)cc->flags;
+        in.nflags = cc->n_flags;
+    } else {
+        in.domain = pg_get(res, 0, "domain");
+        in.category = pg_get(res, 0, "category");
+        in.urgency = pg_get(res, 0, "urgency");
+        snprintf(flagbuf, sizeof(flagbuf), "%s", pg_get(res, 0, "flags"));
+        in.nflags = (size_t)de_split_flags(flagbuf, flags, 16);
+        in.flags = flags;
+    }
+    snprintf(domain, sizeof(domain), "%s", in.domain ? in.domain : "");
+    if (dispatch_route(ctx->cat, &in, &route) != 0) {
+        snprintf(errstr, errstr_size, "no catalogue rule matched (the default rule is missing)");
+        goto out;
+    }
+    d.department = route.department;
+    memcpy(d.co, route.co, sizeof(d.co));
+    d.nco = route.nco;
+    d.rule_id = route.rule_id;
+    d.emergency = route.emergency;
+
+    if (env->payload_case == KESU__V1__ENVELOPE__PAYLOAD_CASE_RETURNED) {
+        const Kesu__V1__CaseReturned *cr = env->case_returned;
+        char when[24];
+        const char *by = cr->department && *cr->department ? cr->department : prev_dept;
+        snprintf(when, sizeof(when), "%lld", (long long)env->occurred_at_ms);
+        const char *rv[6] = {env->case_id, env->event_id, pg_get(res, 0, "dispatch_attempt"),
+                             by, cr->reason ? cr->reason : "", when};
+        rr = pg_exec_stmt(pg, &de_record_return, rv, PGRES_TUPLES_OK, errstr, errstr_size);
+        if (!rr) {
+            rc = de_db_failure(pg);
+            goto out;
+        }
+        int returns = atoi(pg_get(rr, 0, "return_count"));
+        snprintf(returned_by, sizeof(returned_by), "%s", pg_get(rr, 0, "returned_by"));
+        nexcluded = de_parse_array(returned_by, excluded, 63);
+        /* the statement's snapshot does not see its own insert: add this return */
+        excluded[nexcluded++] = by;
+        de_count("kesu_dispatcher_returns_total", "Cases returned (退单) by department",
+                 "department", by);
+        const dispatch_dept_t *sup = ctx->cat->supervision;
+        const char *sup_code = sup ? sup->code : de_default_dept(ctx->cat);
+        d.nco = 0;
+        d.emergency = 0;
+        if (returns >= ctx->max_returns) {
+            d.department = sup_code; /* 改派 is the supervision office's decision now */
+            d.rule_id = "return-supervisor";
+        } else {
+            d.rule_id = "return-reroute";
+            d.department = NULL;
+            /* the rule's lead, else a co-handler, else the default: one not yet tried */
+            if (!de_in(excluded, nexcluded, route.department))
+                d.department = route.department;
+            for (size_t i = 0; !d.department && i < route.nco; i++)
+                if (!de_in(excluded, nexcluded, route.co[i]))
+                    d.department = route.co[i];
+            if (!d.department && !de_in(excluded, nexcluded, de_default_dept(ctx->cat)))
+                d.department = de_default_dept(ctx->cat);
+            if (!d.department) {
+                d.department = sup_code;
+                d.rule_id = "return-supervisor";
+            }
+        }
+        const char *dv[3] = {env->event_id, d.department,
+                             strcmp(d.rule_id, "return-supervisor") == 0 ? "supervisor"
+                                                                         : "dispatcher"};
+        PGresult *x = pg_exec_stmt(pg, &de_return_decided, dv, PGRES_COMMAND_OK, errstr,
+                                   errstr_size);
+        if (!x) {
+            rc = de_db_failure(pg);
+            goto out;
+        }
+        PQclear(x);
+        LOG_INFO("returned by %s (%d returns): re-routed to %s (%s)", by, returns, d.department,
+                 d.rule_id);
+    } else if (env->payload_case == KESU__V1__ENVELOPE__PAYLOAD_CASE_REOPENED) {
+        /* 重办: the department that handled it does it again, first in line */
+        if (*prev_dept && dispatch_dept_find(ctx->cat, prev_dept)) {
+            d.department = dispatch_dept_find(ctx->cat, prev_dept)->code;
+            d.nco = 0;
+            d.emergency = 0;
+        }
+        d.rule_id = "reopen";
+        d.priority = 1;
+        d.prefer_handler = *prev_handler ? prev_handler : NULL;
+    }
+    rc = de_commit(ctx, pg, env, &d, domain, errstr, errstr_size);
 out:
+    PQclear(rr);
     PQclear(res);
     return rc;
 }
@@ -215,7 +447,9 @@ kc_result_t dispatch_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *err
 
     switch (env->payload_case) {
     case KESU__V1__ENVELOPE__PAYLOAD_CASE_CLASSIFIED:
-        return de_assign_case(ctx, pg, env, errstr, errstr_size);
+    case KESU__V1__ENVELOPE__PAYLOAD_CASE_RETURNED:
+    case KESU__V1__ENVELOPE__PAYLOAD_CASE_REOPENED:
+        return de_dispatch(ctx, pg, env, errstr, errstr_size);
     case KESU__V1__ENVELOPE__PAYLOAD_CASE_RESOLVED:
     case KESU__V1__ENVELOPE__PAYLOAD_CASE_CLOSED:
     case KESU__V1__ENVELOPE__PAYLOAD_CASE_WITHDRAWN:
@@ -232,4 +466,49 @@ kc_result_t dispatch_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *err
     default:
         return KC_SKIP;
     }
+}
+
+int dispatch_reload(dispatch_ctx_t *ctx, pg_t *pg, char *errstr, size_t errstr_size)
+{
+    PGresult *res = pg_exec_stmt(pg, &de_catalogue_version, NULL, PGRES_TUPLES_OK, errstr,
+                                 errstr_size);
+    if (!res)
+        return -1;
+    long long v = atoll(pg_get(res, 0, "v"));
+    PQclear(res);
+    if (v <= ctx->cat_version)
+        return 0;
+    res = pg_exec_stmt(pg, &de_catalogue_doc, NULL, PGRES_TUPLES_OK, errstr, errstr_size);
+    if (!res)
+        return -1;
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return 0;
+    }
+    char name[64];
+    v = atoll(pg_get(res, 0, "version"));
+    snprintf(name, sizeof(name), "catalogue version %lld", v);
+    dispatch_catalogue_t *cat =
+        dispatch_catalogue_parse(pg_get(res, 0, "document"), name, ctx->domains, errstr,
+                                 errstr_size);
+    PQclear(res);
+    /* never retried: a version kesuctl checked should not fail here, and a bad one must
+     * not stop dispatching with the catalogue in use */
+    ctx->cat_version = v;
+    if (!cat)
+        return -1;
+    dispatch_catalogue_free(ctx->owned);
+    ctx->owned = cat;
+    ctx->cat = cat;
+    metrics_counter_add(ctx->m_reloads, 1);
+    LOG_INFO("dispatch catalogue version %lld in use: %zu departments, %zu handlers, %zu rules", v,
+             cat->ndepts, cat->nhandlers, cat->nrules);
+    return 1;
+}
+
+void dispatch_tick(void *opaque, pg_t *pg)
+{
+    char errstr[1024];
+    if (dispatch_reload(opaque, pg, errstr, sizeof(errstr)) < 0)
+        LOG_ERROR("dispatch catalogue not reloaded, the one in use stays: %s", errstr);
 }

@@ -1,15 +1,29 @@
 /*
- * dispatch_event: the dispatcher's consumer handler.
+ * dispatch_event: the dispatcher's consumer handler and tick.
  *
  * kesu.classifier.v1 CaseClassified: route the case with the catalogue,
  * pick the handler with the skill and the least open load below capacity,
- * write the assignment and move classified -> assigned (CaseAssigned on
- * kesu.dispatcher.v1). kesu.intake.v1 CaseResolved / CaseClosed /
- * CaseWithdrawn / CaseRejected / CaseMerged: give the handler's load back,
- * once per assignment (cases.load_released, migration 0003).
+ * write the assignment (and its lead and co-handling rows in
+ * case_assignments) and move classified -> assigned (CaseAssigned on
+ * kesu.dispatcher.v1).
+ *
+ * kesu.intake.v1 CaseReturned (退单): record the dispute in case_returns and
+ * re-route (改派) returned -> assigned to a department that has not
+ * returned the case yet; after max_returns returns the supervision office
+ * decides instead. CaseReopened (重办): back to the department that
+ * handled it, to its previous handler if it has room, marked priority.
+ * Both are a new CaseAssigned with attempt + 1.
+ *
+ * CaseResolved / CaseClosed / CaseWithdrawn / CaseRejected / CaseMerged:
+ * give the handler's load back, once per assignment (cases.load_released).
+ *
+ * The tick polls dispatch_catalogue (migration 0008) and swaps in a newer
+ * version that `kesuctl catalogue load` wrote, without a restart.
  */
 #ifndef KESU_DISPATCH_EVENT_H
 #define KESU_DISPATCH_EVENT_H
+
+#include <stdint.h>
 
 #include "dispatch_catalogue.h"
 #include "kafka.h"
@@ -20,16 +34,24 @@
 
 /** What the handler needs; set up once in main.c. */
 typedef struct dispatch_ctx {
-    const dispatch_catalogue_t *cat; /**< borrowed, read-only */
+    const dispatch_catalogue_t *cat; /**< the catalogue in use (the file's or owned) */
+    dispatch_catalogue_t *owned;     /**< loaded from PostgreSQL by the tick, freed on swap */
+    int64_t cat_version;             /**< dispatch_catalogue.version in use, 0 = the file */
+    const char *const *domains;      /**< borrowed domain codes for checking a new version */
+    int max_returns;                 /**< returns after which the supervision office decides */
     metrics_counter_t *m_assigned;   /**< cases assigned */
     metrics_counter_t *m_emergency;  /**< of which to the emergency desk */
     metrics_counter_t *m_no_handler; /**< of which no handler had room: department only */
     metrics_counter_t *m_released;   /**< handler loads given back */
-    metrics_counter_t *m_skipped;    /**< CaseClassified for a case that had moved on */
+    metrics_counter_t *m_skipped;    /**< events for a case that had moved on */
+    metrics_counter_t *m_reloads;    /**< catalogue versions swapped in */
 } dispatch_ctx_t;
 
-/** @brief Fill the metric handles of ctx. */
+/** @brief Fill the metric handles of ctx (max_returns 2, version 0). */
 void dispatch_ctx_init(dispatch_ctx_t *ctx, const dispatch_catalogue_t *cat);
+
+/** @brief Free a catalogue the tick loaded (the file's stays the caller's). @returns nothing. */
+void dispatch_ctx_free(dispatch_ctx_t *ctx);
 
 /**
  * @brief kc_handler_fn for kesu.classifier.v1 and kesu.intake.v1 (opaque is a
@@ -39,6 +61,16 @@ void dispatch_ctx_init(dispatch_ctx_t *ctx, const dispatch_catalogue_t *cat);
  */
 kc_result_t dispatch_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errstr,
                             size_t errstr_size);
+
+/**
+ * @brief Swap in the newest catalogue version of PostgreSQL if it is newer
+ *        than the one in use (checked again before use; a bad one is logged
+ *        and ignored). @returns 1 swapped, 0 nothing new, -1 error (errstr).
+ */
+int dispatch_reload(dispatch_ctx_t *ctx, pg_t *pg, char *errstr, size_t errstr_size);
+
+/** @brief kc_tick_fn: dispatch_reload, logging failures. */
+void dispatch_tick(void *opaque, pg_t *pg);
 
 /**
  * @brief Give back the open load of a case's handler if not yet done (also

@@ -20,6 +20,12 @@
 /** Seconds a client is told to wait (Retry-After) while PostgreSQL is unavailable. */
 #define INTAKE_RETRY_AFTER_S 5
 
+/** Wrong access codes one case number may take per window before 429. */
+#define INTAKE_CODE_FAILURES_MAX 5
+
+/** The access-code throttle window, seconds. */
+#define INTAKE_CODE_WINDOW_S 900
+
 /** Least time between two reconnect attempts of one worker while PostgreSQL is down. */
 #define INTAKE_RECONNECT_MS 1000
 
@@ -32,9 +38,14 @@ typedef struct intake_app {
     void *wake_arg; /**< its argument (the service) */
 } intake_app_t;
 
+struct event_base;
+struct api_group;
+
 typedef struct intake_worker {
     intake_app_t *app;       /**< shared, read-only after start */
     pg_t *pg;                /**< this thread's own connection */
+    struct event_base *evb;  /**< this thread's loop (group commit schedules on it) */
+    struct api_group *group; /**< submissions waiting for the next group commit, or NULL */
     int64_t next_connect_ms; /**< monotonic ms before which no reconnect is tried */
     int id;                  /**< 0.. http.threads-1, for logs */
 } intake_worker_t;

@@ -36,7 +36,8 @@ static const config_key_t intake_keys[] = {
     {"http.listen", CONFIG_STR, &opt.listen, "127.0.0.1:8080", "public API host:port", 0},
     {"http.threads", CONFIG_INT, &opt.threads, "4",
      "HTTP threads, each with its own PostgreSQL connection", 0},
-    {"http.max_body", CONFIG_INT, &opt.max_body, "1048576", "largest request body in bytes", 0},
+    {"http.max_body", CONFIG_INT, &opt.max_body, "16777216",
+     "largest request body in bytes (a batch; single JSON bodies stop at 256 KiB)", 0},
     {"pii.key", CONFIG_STR, &opt.pii_key, NULL,
      "REQUIRED: AES-256 key for personal data, 64 hex chars or file:PATH "
      "(create: openssl rand -hex 32 > key)",

@@ -9,7 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api.h"
+#include "api_complaints.h"
+#include "routes.h"
 #include "http.h"
 #include "log.h"
 #include "util.h"
@@ -62,6 +63,7 @@ static void server_free(intake_thread_t *ts, int n)
 {
     for (int i = 0; i < n; i++) {
         intake_thread_t *t = &ts[i];
+        api_complaints_worker_stop(&t->worker); /* before the server answers its requests 503 */
         http_server_free(t->srv);
         if (t->tick)
             event_free(t->tick);
@@ -99,6 +101,7 @@ int intake_server_run(intake_app_t *app, evutil_socket_t fd, int threads, size_t
         if (pg_connect(t->worker.pg, 0, why, sizeof(why)) != 0)
             LOG_WARN("http thread %d: %s; will retry on the first request", i, why);
         t->evb = event_base_new();
+        t->worker.evb = t->evb;
         if (!t->evb) {
             snprintf(errstr, errstr_size, "cannot create an event base");
             goto out;

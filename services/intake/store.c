@@ -2,15 +2,22 @@
  * store: intake's use cases over the case store (see store.h).
  *
  * Personal data never reaches a case or an event in clear: free text
- * (title, body, address, reply, comment) is masked with crypto_mask_text
- * before it is stored, and contact data is encrypted into complainants with
- * a blind index of the phone number. The access code is kept as a SHA-256
- * (to check it) and encrypted (so an idempotent replay can repeat it).
+ * (title, body, address, reply, comment, notes, reasons) is masked with
+ * crypto_mask_text before it is stored, and contact data is encrypted into
+ * complainants with a blind index of the phone number. The access code is
+ * kept as a SHA-256 (to check it) and encrypted (so an idempotent replay
+ * can repeat it).
+ *
+ * Every transaction here is scoped for row-level security (intake_tx_begin,
+ * migration 0005): it runs as role kesu_api with the caller's role and
+ * department, so a handler's statements cannot see another department's
+ * rows even where a WHERE clause forgot to say so.
  *
  * Race safety of submissions rests on the unique constraints, not on a
  * read-then-write: idempotency_keys.key and cases (channel, external_ref).
  * A concurrent twin blocks on the index until the first transaction ends,
- * then fails with 23505; it rolls back and finds the winner's case.
+ * then fails with 23505; it rolls back to its savepoint and finds the
+ * winner's case.
  */
 #include "store.h"
 
@@ -20,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "casefsm.h"
 #include "casestore.h"
 #include "crypto.h"
 #include "kafka.h"
@@ -31,6 +39,18 @@
 #define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
 /*
+ * One statement makes the transaction RLS-scoped: the role switch (what
+ * SET LOCAL ROLE does, as a parameterless constant) and the settings the
+ * policies of migration 0005 read. Local to the transaction, so a
+ * connection never carries one request's scope into the next.
+ */
+static const pg_stmt_t st_scope = {
+    "intake_tx_scope",
+    "SELECT set_config('role', 'kesu_api', true), set_config('kesu.role', $1, true), "
+    "set_config('kesu.department', $2, true), set_config('kesu.access_hash', $3, true)",
+    3};
+
+/*
  * Case numbers count days in China Standard Time (a hotline's day), and the
  * sequence part grows past 7 digits rather than wrapping (lpad would cut).
  */
@@ -39,13 +59,13 @@ static const pg_stmt_t st_case_insert = {
     "WITH n AS (SELECT nextval('case_no_seq') AS v) "
     "INSERT INTO cases (id, case_no, access_code_hash, access_code_enc, channel, external_ref, "
     "title, body, language, address, district_code, lat, lon, anonymous, confidential, "
-    "complainant_id, trace_id) "
+    "complainant_id, trace_id, channel_data, attachments) "
     "SELECT $1::uuid, $2 || to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDD') || '-' || "
     "lpad(n.v::text, greatest(7, length(n.v::text)), '0'), $3::bytea, $4::bytea, $5, $6, $7, $8, "
     "$9, $10, $11, $12::double precision, $13::double precision, $14::boolean, $15::boolean, "
-    "$16::uuid, $17 FROM n "
+    "$16::uuid, $17, $18::jsonb, $19::jsonb FROM n "
     "RETURNING case_no, " TS("created_at") " AS created_at",
-    17};
+    19};
 
 static const pg_stmt_t st_complainant_insert = {
     "intake_complainant_insert",
@@ -74,276 +94,145 @@ static const pg_stmt_t st_ref_get = {
         "created_at") " AS created_at FROM cases WHERE channel = $1 AND external_ref = $2",
     2};
 
-/* The columns both case views read; the WHERE clause decides who sees what. */
-#define CASE_COLUMNS                                                                                                      \
-    "SELECT c.id, c.case_no, c.status, c.version, c.channel, c.external_ref, c.title, c.body, "                           \
-    "c.language, " TS("c.created_at") " AS created_at, " TS(                                                              \
-        "c.updated_at") " AS updated_at, "                                                                                \
-                        "c.address, c.district_code, c.lat, c.lon, c.anonymous, c.confidential, "                         \
-                        "c.domain, "                                                                                      \
-                        "c.request_type, c.category, c.urgency, array_to_json(c.flags) AS flags, "                        \
-                        "c.confidence, "                                                                                  \
-                        "c.needs_review, c.classified_at IS NOT NULL AS classified, "                                     \
-                        "c.department, c.handler, "                                                                       \
-                        "array_to_json(c.co_departments) AS co_departments, " TS("c.assigned_at") " AS assigned_at, " TS( \
-                            "c.accepted_at") " AS accepted_at, " TS("c.resolved_at") " AS "                               \
-                                                                                     "resolved_"                          \
-                                                                                     "at, "                               \
-                                                                                     "c.measures,"                        \
-                                                                                     " "                                  \
-                                                                                     "c.reply, "                          \
-                                                                                     "c."                                 \
-                                                                                     "satisfactio"                        \
-                                                                                     "n, "                                \
-                                                                                     "c.feedback_"                        \
-                                                                                     "comment,"                           \
-                                                                                     " " TS(                              \
-                                                                                         "c."                             \
-                                                                                         "closed_"                        \
-                                                                                         "at") " "                        \
-                                                                                               "A"                        \
-                                                                                               "S"                        \
-                                                                                               " "                        \
-                                                                                               "c"                        \
-                                                                                               "l"                        \
-                                                                                               "o"                        \
-                                                                                               "s"                        \
-                                                                                               "e"                        \
-                                                                                               "d"                        \
-                                                                                               "_"                        \
-                                                                                               "a"                        \
-                                                                                               "t"                        \
-                                                                                               ","                        \
-                                                                                               " "                        \
-                                                                                               "c"                        \
-                                                                                               "."                        \
-                                                                                               "c"                        \
-                                                                                               "l"                        \
-                                                                                               "o"                        \
-                                                                                               "s"                        \
-                                                                                               "e"                        \
-                                                                                               "_"                        \
-                                                                                               "r"                        \
-                                                                                               "e"                        \
-                                                                                               "a"                        \
-                                                                                               "s"                        \
-                                                                                               "o"                        \
-                                                                                               "n"                        \
-                                                                                               ","                        \
-                                                                                               " "                        \
-                                                                                               "c"                        \
-                                                                                               "."                        \
-                                                                                               "r"                        \
-                                                                                               "e"                        \
-                                                                                               "o"                        \
-                                                                                               "p"                        \
-                                                                                               "e"                        \
-                                                                                               "n"                        \
-                                                                                               "_"                        \
-                                                                                               "c"                        \
-                                                                                               "o"                        \
-                                                                                               "u"                        \
-                                                                                               "n"                        \
-                                                                                               "t"                        \
-                                                                                               ","                        \
-                                                                                               " "                        \
-                                                                                               "p"                        \
-                                                                                               "."                        \
-                                                                                               "i"                        \
-                                                                                               "d"                        \
-                                                                                               " "                        \
-                                                                                               "I"                        \
-                                                                                               "S"                        \
-                                                                                               " "                        \
-                                                                                               "N"                        \
-                                                                                               "O"                        \
-                                                                                               "T"                        \
-                                                                                               " "                        \
-                                                                                               "N"                        \
-                                                                                               "U"                        \
-                                                                                               "L"                        \
-                                                                                               "L"                        \
-                                                                                               " "                        \
-                                                                                               "A"                        \
-                                                                                               "S"                        \
-                                                                                               " "                        \
-                                                                                               "h"                        \
-                                                                                               "a"                        \
-                                                                                               "s"                        \
-                                                                                               "_"                        \
-                                                                                               "c"                        \
-                                                                                               "o"                        \
-                                                                                               "m"                        \
-                                                                                               "p"                        \
-                                                                                               "l"                        \
-                                                                                               "a"                        \
-                                                                                               "i"                        \
-                                                                                               "n"                        \
-                                                                                               "a"                        \
-                                                                                               "n"                        \
-                                                                                               "t"                        \
-                                                                                               ","                        \
-                                                                                               " "                        \
-                                                                                               "e"                        \
-                                                                                               "n"                        \
-                                                                                               "c"                        \
-                                                                                               "o"                        \
-                                                                                               "d"                        \
-                                                                                               "e"                        \
-                                                                                               "("                        \
-                                                                                               "p"                        \
-                                                                                               "."                        \
-                                                                                               "n"                        \
-                                                                                               "a"                        \
-                                                                                               "m"                        \
-                                                                                               "e"                        \
-                                                                                               "_"                        \
-                                                                                               "e"                        \
-                                                                                               "n"                        \
-                                                                                               "c"                        \
-                                                                                               ","                        \
-                                                                                               " "                        \
-                                                                                               "'"                        \
-                                                                                               "h"                        \
-                                                                                               "e"                        \
-                                                                                               "x"                        \
-                                                                                               "'"                        \
-                                                                                               ")"                        \
-                                                                                               " "                        \
-                                                                                               "A"                        \
-                                                                                               "S"                        \
-                                                                                               " "                        \
-                                                                                               "n"                        \
-                                                                                               "a"                        \
-                                                                                               "m"                        \
-                                                                                               "e"                        \
-                                                                                               "_"                        \
-                                                                                               "e"                        \
-                                                                                               "n"                        \
-                                                                                               "c"                        \
-                                                                                               ","                        \
-                                                                                               " "                        \
-                                                                                               "e"                        \
-                                                                                               "n"                        \
-                                                                                               "c"                        \
-                                                                                               "o"                        \
-                                                                                               "d"                        \
-                                                                                               "e"                        \
-                                                                                               "("                        \
-                                                                                               "p"                        \
-                                                                                               "."                        \
-                                                                                               "e"                        \
-                                                                                               "m"                        \
-                                                                                               "a"                        \
-                                                                                               "i"                        \
-                                                                                               "l"                        \
-                                                                                               "_"                        \
-                                                                                               "e"                        \
-                                                                                               "n"                        \
-                                                                                               "c"                        \
-                                                                                               ","                        \
-                                                                                               " "                        \
-                                                                                               "'"                        \
-                                                                                               "h"                        \
-                                                                                               "e"                        \
-                                                                                               "x"                        \
-                                                                                               "'"                        \
-                                                                                               ")"                        \
-                                                                                               " "                        \
-                                                                                               "A"                        \
-                                                                                               "S"                        \
-                                                                                               " "                        \
-                                                                                               "e"                        \
-                                                                                               "m"                        \
-                                                                                               "a"                        \
-                                                                                               "i"                        \
-                                                                                               "l"                        \
-                                                                                               "_"                        \
-                                                                                               "e"                        \
-                                                                                               "n"                        \
-                                                                                               "c"                        \
-                                                                                               ","                        \
-                                                                                               " "                        \
-                                                                                               "p"                        \
-                                                                                               "."                        \
-                                                                                               "p"                        \
-                                                                                               "h"                        \
-                                                                                               "o"                        \
-                                                                                               "n"                        \
-                                                                                               "e"                        \
-                                                                                               "_"                        \
-                                                                                               "m"                        \
-                                                                                               "a"                        \
-                                                                                               "s"                        \
-                                                                                               "k"                        \
-                                                                                               " "                        \
-                                                                                               "F"                        \
-                                                                                               "R"                        \
-                                                                                               "O"                        \
-                                                                                               "M"                        \
-                                                                                               " "                        \
-                                                                                               "c"                        \
-                                                                                               "a"                        \
-                                                                                               "s"                        \
-                                                                                               "e"                        \
-                                                                                               "s"                        \
-                                                                                               " "                        \
-                                                                                               "c"                        \
-                                                                                               " "                        \
-                                                                                               "L"                        \
-                                                                                               "E"                        \
-                                                                                               "F"                        \
-                                                                                               "T"                        \
-                                                                                               " "                        \
-                                                                                               "J"                        \
-                                                                                               "O"                        \
-                                                                                               "I"                        \
-                                                                                               "N"                        \
-                                                                                               " "                        \
-                                                                                               "c"                        \
-                                                                                               "o"                        \
-                                                                                               "m"                        \
-                                                                                               "p"                        \
-                                                                                               "l"                        \
-                                                                                               "a"                        \
-                                                                                               "i"                        \
-                                                                                               "n"                        \
-                                                                                               "a"                        \
-                                                                                               "n"                        \
-                                                                                               "t"                        \
-                                                                                               "s"                        \
-                                                                                               " "                        \
-                                                                                               "p"                        \
-                                                                                               " "                        \
-                                                                                               "O"                        \
-                                                                                               "N"                        \
-                                                                                               " "                        \
-                                                                                               "p"                        \
-                                                                                               "."                        \
-                                                                                               "i"                        \
-                                                                                               "d"                        \
-                                                                                               " "                        \
-                                                                                               "="                        \
-                                                                                               " "                        \
-                                                                                               "c"                        \
-                                                                                               "."                        \
-                                                                                               "c"                        \
-                                                                                               "o"                        \
-                                                                                               "m"                        \
-                                                                                               "p"                        \
-                                                                                               "l"                        \
-                                                                                               "a"                        \
-                                                                                               "i"                        \
-                                                                                               "n"                        \
-                                                                                               "a"                        \
-                                                                                               "n"                        \
-                                                                                               "t"                        \
-                                                                                               "_"                        \
-                                                                                               "i"                        \
-                                                                                               "d"                        \
-                                                                                               " "
+static const pg_stmt_t st_savepoint = {"intake_savepoint", "SAVEPOINT intake_one", 0};
+static const pg_stmt_t st_release = {"intake_release", "RELEASE SAVEPOINT intake_one", 0};
+static const pg_stmt_t st_rollback_to = {"intake_rollback_to", "ROLLBACK TO SAVEPOINT intake_one",
+                                         0};
 
-/* A handler's token carries its department: $2 scopes the query to it (NULL: all). */
+/* The columns both case views read; row-level security decides who sees which row. */
+#define CASE_COLUMNS                                                                                                                                              \
+    "SELECT c.id, c.case_no, c.status, c.version, c.channel, c.external_ref, c.title, c.body, "                                                                   \
+    "c.language, " TS("c.created_at") " AS created_at, " TS(                                                                                                      \
+        "c.updated_at") " AS updated_at, "                                                                                                                        \
+                        "c.address, c.district_code, c.lat, c.lon, c.anonymous, c.confidential, "                                                                 \
+                        "c.domain, "                                                                                                                              \
+                        "c.request_type, c.category, c.urgency, array_to_json(c.flags) AS flags, "                                                                \
+                        "c.confidence, "                                                                                                                          \
+                        "c.needs_review, c.classified_at IS NOT NULL AS classified, "                                                                             \
+                        "c.department, c.handler, "                                                                                                               \
+                        "array_to_json(c.co_departments) AS co_departments, " TS("c.assigned_at") " AS assigned_at, " TS("c.accepted_at") " AS accepted_at, " TS( \
+                            "c.resolved_at") " AS resolved_at, c.measures, "                                                                                      \
+                                             "c.reply, c.satisfaction, c.feedback_comment, " TS(                                                                  \
+                                                 "c.closed_at") " AS closed_at, "                                                                                 \
+                                                                "c.close_reason, c.reopen_count, "                                                                \
+                                                                "c.channel_data::text AS "                                                                        \
+                                                                "channel_data, "                                                                                  \
+                                                                "c.attachments::text AS "                                                                         \
+                                                                "attachments, " TS(                                                                               \
+                                                                    "c.info_requested_at") " AS "                                                                 \
+                                                                                           "info_"                                                                \
+                                                                                           "reque"                                                                \
+                                                                                           "sted_"                                                                \
+                                                                                           "at, "                                                                 \
+                                                                                           "c."                                                                   \
+                                                                                           "exten"                                                                \
+                                                                                           "sion_"                                                                \
+                                                                                           "pendi"                                                                \
+                                                                                           "ng_"                                                                  \
+                                                                                           "minut"                                                                \
+                                                                                           "es, "                                                                 \
+                                                                                           "c."                                                                   \
+                                                                                           "exten"                                                                \
+                                                                                           "sion_"                                                                \
+                                                                                           "reaso"                                                                \
+                                                                                           "n, "                                                                  \
+                                                                                           "c."                                                                   \
+                                                                                           "statu"                                                                \
+                                                                                           "s_"                                                                   \
+                                                                                           "reaso"                                                                \
+                                                                                           "n, "                                                                  \
+                                                                                           "c."                                                                   \
+                                                                                           "super"                                                                \
+                                                                                           "vise_"                                                                \
+                                                                                           "level"                                                                \
+                                                                                           ", "                                                                   \
+                                                                                           "(SELE"                                                                \
+                                                                                           "CT "                                                                  \
+                                                                                           "m."                                                                   \
+                                                                                           "case_"                                                                \
+                                                                                           "no "                                                                  \
+                                                                                           "FROM "                                                                \
+                                                                                           "cases"                                                                \
+                                                                                           " m "                                                                  \
+                                                                                           "WHERE"                                                                \
+                                                                                           " m."                                                                  \
+                                                                                           "id = "                                                                \
+                                                                                           "c."                                                                   \
+                                                                                           "merge"                                                                \
+                                                                                           "d_"                                                                   \
+                                                                                           "into)"                                                                \
+                                                                                           " AS "                                                                 \
+                                                                                           "merge"                                                                \
+                                                                                           "d_"                                                                   \
+                                                                                           "into,"                                                                \
+                                                                                           " "                                                                    \
+                                                                                           "p.id "                                                                \
+                                                                                           "IS "                                                                  \
+                                                                                           "NOT "                                                                 \
+                                                                                           "NULL "                                                                \
+                                                                                           "AS "                                                                  \
+                                                                                           "has_"                                                                 \
+                                                                                           "compl"                                                                \
+                                                                                           "ainan"                                                                \
+                                                                                           "t, "                                                                  \
+                                                                                           "encod"                                                                \
+                                                                                           "e(p."                                                                 \
+                                                                                           "name_"                                                                \
+                                                                                           "enc, "                                                                \
+                                                                                           "'hex'"                                                                \
+                                                                                           ") AS "                                                                \
+                                                                                           "name_"                                                                \
+                                                                                           "enc, "                                                                \
+                                                                                           "encod"                                                                \
+                                                                                           "e(p."                                                                 \
+                                                                                           "phone"                                                                \
+                                                                                           "_enc,"                                                                \
+                                                                                           " '"                                                                   \
+                                                                                           "hex')"                                                                \
+                                                                                           " AS "                                                                 \
+                                                                                           "phone"                                                                \
+                                                                                           "_enc,"                                                                \
+                                                                                           " enco"                                                                \
+                                                                                           "de(p."                                                                \
+                                                                                           "email"                                                                \
+                                                                                           "_enc,"                                                                \
+                                                                                           " '"                                                                   \
+                                                                                           "hex')"                                                                \
+                                                                                           " AS "                                                                 \
+                                                                                           "email"                                                                \
+                                                                                           "_enc,"                                                                \
+                                                                                           " "                                                                    \
+                                                                                           "encod"                                                                \
+                                                                                           "e(p."                                                                 \
+                                                                                           "id_"                                                                  \
+                                                                                           "no_"                                                                  \
+                                                                                           "enc, "                                                                \
+                                                                                           "'hex'"                                                                \
+                                                                                           ") AS "                                                                \
+                                                                                           "id_"                                                                  \
+                                                                                           "no_"                                                                  \
+                                                                                           "enc, "                                                                \
+                                                                                           "p."                                                                   \
+                                                                                           "phone"                                                                \
+                                                                                           "_mask"                                                                \
+                                                                                           " "                                                                    \
+                                                                                           "FROM "                                                                \
+                                                                                           "cases"                                                                \
+                                                                                           " c "                                                                  \
+                                                                                           "LEFT "                                                                \
+                                                                                           "JOIN "                                                                \
+                                                                                           "compl"                                                                \
+                                                                                           "ainan"                                                                \
+                                                                                           "ts p "                                                                \
+                                                                                           "ON "                                                                  \
+                                                                                           "p.id "                                                                \
+                                                                                           "= "                                                                   \
+                                                                                           "c."                                                                   \
+                                                                                           "compl"                                                                \
+                                                                                           "ainan"                                                                \
+                                                                                           "t_id "
+
+/* Row-level security scopes it; the department test repeats the rule in C's terms. */
 static const pg_stmt_t st_case_staff = {
     "intake_case_staff",
     CASE_COLUMNS "WHERE c.case_no = $1 AND ($2::text IS NULL OR c.department = $2::text)", 2};
@@ -351,6 +240,12 @@ static const pg_stmt_t st_case_staff = {
 static const pg_stmt_t st_case_public = {
     "intake_case_public",
     CASE_COLUMNS "WHERE c.case_no = $1 AND c.access_code_hash = decode($2, 'hex')", 2};
+
+static const pg_stmt_t st_reveal_log = {
+    "intake_reveal_log",
+    "INSERT INTO contact_access_log (token_id, role, case_id, fields, reason) "
+    "VALUES ($1::uuid, $2, $3::uuid, $4::text[], $5)",
+    5};
 
 static const pg_stmt_t st_history = {
     "intake_history",
@@ -361,29 +256,100 @@ static const pg_stmt_t st_history = {
                                     "$2::text) ORDER BY e.seq",
     2};
 
+/* overdue: a breached timer, or a running one past its due time */
+#define CASE_OVERDUE                                                                               \
+    "EXISTS (SELECT 1 FROM sla_timers t WHERE t.case_id = c.id AND (t.state = 'breached' OR "      \
+    "(t.state = 'running' AND t.due_at < now())))"
+
+static const pg_stmt_t st_list = {
+    "intake_list",
+    "SELECT c.id, c.case_no, c.status, c.version, c.channel, c.title, c.department, c.category, "
+    "c.urgency, c.district_code, " TS("c.created_at") " AS created_at, " TS(
+        "c.updated_at") " AS updated_at, "
+                        "to_char(c.created_at AT TIME ZONE 'UTC', "
+                        "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS cursor_at, " CASE_OVERDUE
+                        " AS overdue FROM cases c "
+                        "WHERE ($1::text[] IS NULL OR c.status = ANY ($1::text[])) "
+                        "AND ($2::text IS NULL OR c.department = $2) "
+                        "AND ($3::text IS NULL OR c.category = $3) "
+                        "AND ($4::text IS NULL OR c.channel = $4) "
+                        "AND ($5::text IS NULL OR c.district_code = $5) "
+                        "AND ($6::boolean IS NULL OR " CASE_OVERDUE " = $6::boolean) "
+                        "AND ($7::text IS NULL OR c.created_at >= CASE WHEN length($7) = 10 "
+                        "THEN $7::date::timestamp AT TIME ZONE 'Asia/Shanghai' "
+                        "ELSE $7::timestamptz END) "
+                        "AND ($8::text IS NULL OR c.created_at < CASE WHEN length($8) = 10 "
+                        "THEN ($8::date + 1)::timestamp AT TIME ZONE 'Asia/Shanghai' "
+                        "ELSE $8::timestamptz END) "
+                        "AND ($9::timestamptz IS NULL OR (c.created_at, c.id) < "
+                        "($9::timestamptz, $10::uuid)) "
+                        "AND ($11::text IS NULL OR c.department = $11::text) "
+                        "ORDER BY c.created_at DESC, c.id DESC LIMIT $12::int",
+    12};
+
 static const pg_stmt_t st_action_lock = {
     "intake_action_lock",
     "SELECT id, case_no, status, version, coalesce(department, '') AS department, "
-    "coalesce(handler, '') AS handler FROM cases "
+    "coalesce(handler, '') AS handler, extension_pending_minutes, "
+    "info_requested_at IS NOT NULL AS info_pending FROM cases "
     "WHERE case_no = $1 AND ($2::text IS NULL OR department = $2::text) FOR UPDATE",
     2};
+
+static const pg_stmt_t st_merge_target = {
+    "intake_merge_target", "SELECT id, case_no, status FROM cases WHERE case_no = $1 FOR SHARE", 1};
 
 static const pg_stmt_t st_accepted = {
     "intake_accepted", "UPDATE cases SET accepted_at = now() WHERE id = $1::uuid", 1};
 
 static const pg_stmt_t st_resolved = {
     "intake_resolved",
-    "UPDATE cases SET measures = $2, reply = $3, resolved_at = now() WHERE id = $1::uuid", 3};
+    "UPDATE cases SET measures = $2, reply = $3, resolved_at = now(), info_requested_at = NULL "
+    "WHERE id = $1::uuid",
+    3};
 
-static const pg_stmt_t st_feedback_lock = {
-    "intake_feedback_lock",
-    "SELECT id, case_no, status, version FROM cases "
-    "WHERE case_no = $1 AND access_code_hash = decode($2, 'hex') FOR UPDATE",
+static const pg_stmt_t st_info_requested = {
+    "intake_info_requested", "UPDATE cases SET info_requested_at = now() WHERE id = $1::uuid", 1};
+
+static const pg_stmt_t st_extension_asked = {
+    "intake_extension_asked",
+    "UPDATE cases SET extension_pending_minutes = $2::int, extension_reason = $3 "
+    "WHERE id = $1::uuid",
+    3};
+
+static const pg_stmt_t st_extension_decided = {
+    "intake_extension_decided",
+    "UPDATE cases SET extension_pending_minutes = NULL, extension_reason = NULL "
+    "WHERE id = $1::uuid",
+    1};
+
+static const pg_stmt_t st_status_reason = {
+    "intake_status_reason", "UPDATE cases SET status_reason = $2 WHERE id = $1::uuid", 2};
+
+static const pg_stmt_t st_merged = {
+    "intake_merged",
+    "UPDATE cases SET merged_into = $2::uuid, status_reason = $3 WHERE id = $1::uuid", 3};
+
+static const pg_stmt_t st_supervised = {
+    "intake_supervised",
+    "UPDATE cases SET supervise_level = greatest(supervise_level, $2::smallint) "
+    "WHERE id = $1::uuid",
+    2};
+
+static const pg_stmt_t st_complainant_lock = {
+    "intake_complainant_lock",
+    "SELECT id, case_no, status, version, info_requested_at IS NOT NULL AS info_pending "
+    "FROM cases WHERE case_no = $1 AND access_code_hash = decode($2, 'hex') FOR UPDATE",
     2};
 
 static const pg_stmt_t st_feedback_set = {
     "intake_feedback_set",
     "UPDATE cases SET satisfaction = $2::smallint, feedback_comment = $3 WHERE id = $1::uuid", 3};
+
+static const pg_stmt_t st_supplement_set = {
+    "intake_supplement_set",
+    "UPDATE cases SET info_requested_at = NULL, attachments = attachments || $2::jsonb "
+    "WHERE id = $1::uuid",
+    2};
 
 static const pg_stmt_t st_closed = {
     "intake_closed", "UPDATE cases SET closed_at = now(), close_reason = $2 WHERE id = $1::uuid",
@@ -394,9 +360,79 @@ static const pg_stmt_t st_reopen_count = {
     "UPDATE cases SET reopen_count = reopen_count + 1 WHERE id = $1::uuid RETURNING reopen_count",
     1};
 
-static const char *const from_assigned[] = {"assigned", NULL};
-static const char *const from_accepted[] = {"accepted", "in_progress", NULL};
+/*
+ * The access-code throttle, outside any case transaction (a failure must
+ * count even though its transaction rolls back). Keyed by the case number
+ * asked for, whether or not it exists, so the throttle itself tells nothing.
+ */
+static const pg_stmt_t st_throttle_check = {
+    "intake_throttle_check",
+    "SELECT ceil(extract(epoch FROM window_start + make_interval(secs => $2::int) - now()))::int "
+    "AS retry_after FROM access_code_throttle WHERE case_no = $1 AND failures >= $3::int "
+    "AND window_start > now() - make_interval(secs => $2::int)",
+    3};
+
+static const pg_stmt_t st_throttle_fail = {
+    "intake_throttle_fail",
+    "INSERT INTO access_code_throttle AS t (case_no, window_start, failures) "
+    "VALUES ($1, now(), 1) ON CONFLICT (case_no) DO UPDATE SET "
+    "failures = CASE WHEN t.window_start <= now() - make_interval(secs => $2::int) THEN 1 "
+    "ELSE t.failures + 1 END, "
+    "window_start = CASE WHEN t.window_start <= now() - make_interval(secs => $2::int) "
+    "THEN now() ELSE t.window_start END",
+    2};
+
 static const char *const from_replied[] = {"replied", NULL};
+static const char *const from_open[] = {"received",    "classified", "assigned", "accepted",
+                                        "in_progress", "resolved",   "replied",  "returned",
+                                        "reopened",    NULL};
+static const char *const from_assigned[] = {"assigned", NULL};
+static const char *const from_handling[] = {"accepted", "in_progress", NULL};
+static const char *const from_returnable[] = {"assigned", "accepted", "in_progress", NULL};
+static const char *const from_mergeable[] = {"received",    "classified", "assigned", "accepted",
+                                             "in_progress", "returned",   NULL};
+static const char *const from_rejectable[] = {"received", "classified", "assigned", "returned",
+                                              NULL};
+static const char *const from_withdrawable[] = {"received",    "classified", "assigned", "accepted",
+                                                "in_progress", "returned",   "reopened", NULL};
+/* the supplement: anything not yet finished (resolved and later have nothing left to add to) */
+static const char *const from_supplementable[] = {
+    "received", "classified", "assigned", "accepted", "in_progress", "returned", "reopened", NULL};
+
+#define ROLES_HANDLING (INTAKE_ROLE_HANDLER | INTAKE_ROLE_SUPERVISOR | INTAKE_ROLE_ADMIN)
+#define ROLES_OFFICE   (INTAKE_ROLE_SUPERVISOR | INTAKE_ROLE_ADMIN)
+#define ROLES_DESK     (INTAKE_ROLE_AGENT | INTAKE_ROLE_SUPERVISOR | INTAKE_ROLE_ADMIN)
+
+/*
+ * The staff actions: who may take each, from which statuses, to which
+ * status (NULL: the status stays, the version goes up), and what the
+ * action needs to be phrased in an error ("accepted or in_progress").
+ */
+typedef struct action_rule {
+    intake_action_kind_t kind;
+    int roles;
+    const char *const *from;
+    const char *to;
+    const char *needs;
+} action_rule_t;
+
+static const action_rule_t action_rules[] = {
+    {INTAKE_ACTION_ACCEPT, ROLES_HANDLING, from_assigned, "accepted", "assigned"},
+    {INTAKE_ACTION_NOTE, ROLES_HANDLING, from_handling, NULL, "accepted or in_progress"},
+    {INTAKE_ACTION_REQUEST_INFO, ROLES_HANDLING, from_handling, NULL, "accepted or in_progress"},
+    {INTAKE_ACTION_EXTENSION_REQUEST, ROLES_HANDLING, from_handling, NULL,
+     "accepted or in_progress"},
+    {INTAKE_ACTION_EXTENSION_DECIDE, ROLES_OFFICE, from_handling, NULL, "accepted or in_progress"},
+    {INTAKE_ACTION_RETURN, ROLES_HANDLING, from_returnable, "returned",
+     "assigned, accepted or in_progress"},
+    {INTAKE_ACTION_RESOLVE, ROLES_HANDLING, from_handling, "resolved", "accepted or in_progress"},
+    {INTAKE_ACTION_SUPERVISE, ROLES_OFFICE, from_open, NULL, "open (not closed or ended)"},
+    {INTAKE_ACTION_MERGE, ROLES_DESK, from_mergeable, "merged", "open and not yet resolved"},
+    {INTAKE_ACTION_REJECT, ROLES_DESK, from_rejectable, "rejected",
+     "received, classified, assigned or returned"},
+    {INTAKE_ACTION_WITHDRAW, ROLES_DESK, from_withdrawable, "withdrawn", "open and not resolved"},
+    {0, 0, NULL, NULL, NULL},
+};
 
 void intake_result_clear(intake_result_t *res)
 {
@@ -491,20 +527,18 @@ static void create_answer(intake_result_t *res, int status, const char *case_id,
  * or duplicate), 0: new, -1: database error (res filled).
  */
 static int create_lookup(intake_worker_t *w, const intake_complaint_t *c, const char *idem_key,
-                         const char *body_hex, intake_result_t *res)
+                         const char *body_hex, intake_result_t *res, char *errstr,
+                         size_t errstr_size)
 {
-    char errstr[512];
     PGresult *pr = NULL;
     int rc = 0;
     char *code = NULL;
 
     if (idem_key) {
         const char *v[1] = {idem_key};
-        pr = pg_exec_stmt(w->pg, &st_idem_get, v, PGRES_TUPLES_OK, errstr, sizeof(errstr));
-        if (!pr) {
-            res_db(w, res, "idempotency key lookup", errstr);
+        pr = pg_exec_stmt(w->pg, &st_idem_get, v, PGRES_TUPLES_OK, errstr, errstr_size);
+        if (!pr)
             return -1;
-        }
         if (PQntuples(pr) == 1) {
             if (strcmp(pg_get(pr, 0, "request_hash"), body_hex) != 0) {
                 res_error(res, 422, "idempotency_key_reused", "Idempotency-Key",
@@ -515,6 +549,8 @@ static int create_lookup(intake_worker_t *w, const intake_complaint_t *c, const 
                 code = decrypt_hex(w->app, pg_get(pr, 0, "access_code_enc"));
                 create_answer(res, 200, pg_get(pr, 0, "id"), pg_get(pr, 0, "case_no"), code,
                               "received", 1, pg_get(pr, 0, "created_at"), 0);
+                if (res->body)
+                    json_object_set_new(res->body, "replayed", json_true());
                 res->outcome = "replayed";
             }
             rc = 1;
@@ -525,11 +561,9 @@ static int create_lookup(intake_worker_t *w, const intake_complaint_t *c, const 
     }
     if (c->external_ref) {
         const char *v[2] = {c->channel, c->external_ref};
-        pr = pg_exec_stmt(w->pg, &st_ref_get, v, PGRES_TUPLES_OK, errstr, sizeof(errstr));
-        if (!pr) {
-            res_db(w, res, "external_ref lookup", errstr);
+        pr = pg_exec_stmt(w->pg, &st_ref_get, v, PGRES_TUPLES_OK, errstr, errstr_size);
+        if (!pr)
             return -1;
-        }
         if (PQntuples(pr) == 1) {
             code = decrypt_hex(w->app, pg_get(pr, 0, "access_code_enc"));
             create_answer(res, 200, pg_get(pr, 0, "id"), pg_get(pr, 0, "case_no"), code,
@@ -574,6 +608,8 @@ typedef struct create_data {
     uint8_t phone_index[32];
     char last4[8], phone_mask[32];
     char lat[32], lon[32];
+    char *channel_data; /* JSON text of the channel details */
+    char *attachments;  /* JSON text of the attachment references */
 } create_data_t;
 
 static void create_data_free(create_data_t *d)
@@ -586,6 +622,8 @@ static void create_data_free(create_data_t *d)
     free(d->phone_enc);
     free(d->email_enc);
     free(d->id_enc);
+    free(d->channel_data);
+    free(d->attachments);
     memset(d->access_code, 0, sizeof(d->access_code));
 }
 
@@ -605,6 +643,22 @@ static int create_prepare(const intake_app_t *app, const intake_complaint_t *c, 
     if (!d->title || !d->body || (c->address && !d->address)) {
         snprintf(errstr, errstr_size, "out of memory masking text");
         return -1;
+    }
+    {
+        /* channel details are ids and a date, never free text: stored as given */
+        json_t *cd = json_object();
+        const char *keys[] = {"call_id", "agent_id", "received_date", "scan_ref", "window_id"};
+        const char *vals[] = {c->call_id, c->agent_id, c->received_date, c->scan_ref, c->window_id};
+        for (int k = 0; k < 5; k++)
+            if (vals[k])
+                json_object_set_new(cd, keys[k], json_string(vals[k]));
+        d->channel_data = json_dumps(cd, JSON_COMPACT);
+        json_decref(cd);
+        d->attachments = c->attachments ? json_dumps(c->attachments, JSON_COMPACT) : strdup("[]");
+        if (!d->channel_data || !d->attachments) {
+            snprintf(errstr, errstr_size, "out of memory encoding channel details");
+            return -1;
+        }
     }
     if (c->has_coordinates) {
         snprintf(d->lat, sizeof(d->lat), "%.17g", c->lat);
@@ -628,14 +682,43 @@ static int create_prepare(const intake_app_t *app, const intake_complaint_t *c, 
     return 0;
 }
 
+int intake_tx_begin(intake_worker_t *w, const char *role, const char *dept, const char *access_hash,
+                    char *errstr, size_t errstr_size)
+{
+    const char *v[3] = {role, dept ? dept : "", access_hash ? access_hash : ""};
+    if (pg_begin(w->pg, errstr, errstr_size) != 0)
+        return -1;
+    PGresult *pr = pg_exec_stmt(w->pg, &st_scope, v, PGRES_TUPLES_OK, errstr, errstr_size);
+    if (!pr) {
+        pg_rollback(w->pg);
+        return -1;
+    }
+    PQclear(pr);
+    return 0;
+}
+
+/* Begin the transaction of a staff request, scoped to its token. */
+static int tx_staff(intake_worker_t *w, const intake_token_t *tok, char *errstr, size_t errstr_size)
+{
+    return intake_tx_begin(w, tok->role_name, tok->department, NULL, errstr, errstr_size);
+}
+
+static int exec_cmd(intake_worker_t *w, const pg_stmt_t *st, char *errstr, size_t errstr_size)
+{
+    PGresult *pr = pg_exec_stmt(w->pg, st, NULL, PGRES_COMMAND_OK, errstr, errstr_size);
+    PQclear(pr);
+    return pr ? 0 : -1;
+}
+
 /*
- * The insert transaction. 0: created (res filled), 1: a unique constraint
- * said someone else got there first (rolled back; look again), -1: error.
+ * The inserts of one new case inside the open transaction. 0: created (res
+ * filled), 1: a unique constraint said someone else got there first, -1:
+ * error (errstr; res untouched).
  */
 static int create_insert(intake_worker_t *w, const intake_token_t *tok, const intake_complaint_t *c,
-                         const char *idem_key, const char *body_hex, intake_result_t *res)
+                         const char *idem_key, const char *body_hex, intake_result_t *res,
+                         char *errstr, size_t errstr_size)
 {
-    char errstr[512];
     create_data_t d;
     PGresult *pr = NULL;
     int rc = -1;
@@ -643,14 +726,8 @@ static int create_insert(intake_worker_t *w, const intake_token_t *tok, const in
     casestore_result_t out;
     char case_no[64], created_at[40];
 
-    if (create_prepare(w->app, c, &d, errstr, sizeof(errstr)) != 0) {
-        LOG_ERROR("cannot prepare a new case: %s", errstr);
-        res_error(res, 500, "internal", NULL, "internal error; it has been logged");
+    if (create_prepare(w->app, c, &d, errstr, errstr_size) != 0)
         goto out;
-    }
-    if (pg_begin(w->pg, errstr, sizeof(errstr)) != 0)
-        goto db;
-
     if (c->has_complainant) {
         int has_phone = c->phone_norm[0] != '\0';
         const char *v[9] = {d.complainant_id,
@@ -665,14 +742,14 @@ static int create_insert(intake_worker_t *w, const intake_token_t *tok, const in
         const int len[9] = {0, d.name_len, d.phone_len, d.email_len, d.id_len, 32, 0, 0, 0};
         const int fmt[9] = {0, 1, 1, 1, 1, 1, 0, 0, 0};
         pr = pg_exec_stmt_bin(w->pg, &st_complainant_insert, v, len, fmt, 0, PGRES_COMMAND_OK,
-                              errstr, sizeof(errstr));
+                              errstr, errstr_size);
         if (!pr)
             goto db;
         PQclear(pr);
         pr = NULL;
     }
     {
-        const char *v[17] = {d.case_id,
+        const char *v[19] = {d.case_id,
                              w->app->case_prefix,
                              (const char *)d.code_hash,
                              (const char *)d.code_enc,
@@ -688,15 +765,17 @@ static int create_insert(intake_worker_t *w, const intake_token_t *tok, const in
                              c->anonymous ? "true" : "false",
                              c->confidential ? "true" : "false",
                              c->has_complainant ? d.complainant_id : NULL,
-                             d.trace_id};
-        int len[17] = {0};
-        int fmt[17] = {0};
+                             d.trace_id,
+                             d.channel_data,
+                             d.attachments};
+        int len[19] = {0};
+        int fmt[19] = {0};
         len[2] = 32;
         fmt[2] = 1;
         len[3] = d.code_enc_len;
         fmt[3] = 1;
         pr = pg_exec_stmt_bin(w->pg, &st_case_insert, v, len, fmt, 0, PGRES_TUPLES_OK, errstr,
-                              sizeof(errstr));
+                              errstr_size);
         if (!pr)
             goto db;
         snprintf(case_no, sizeof(case_no), "%s", pg_get(pr, 0, "case_no"));
@@ -706,7 +785,7 @@ static int create_insert(intake_worker_t *w, const intake_token_t *tok, const in
     }
     if (idem_key) {
         const char *v[3] = {idem_key, body_hex, d.case_id};
-        pr = pg_exec_stmt(w->pg, &st_idem_insert, v, PGRES_COMMAND_OK, errstr, sizeof(errstr));
+        pr = pg_exec_stmt(w->pg, &st_idem_insert, v, PGRES_COMMAND_OK, errstr, errstr_size);
         if (!pr)
             goto db;
         PQclear(pr);
@@ -734,51 +813,121 @@ static int create_insert(intake_worker_t *w, const intake_token_t *tok, const in
         proto_env_init(&pe, INTAKE_PRODUCER);
         proto_env_set_payload(&pe, KESU__V1__ENVELOPE__PAYLOAD_CASE_RECEIVED, &cr.base);
         int crc = casestore_append(w->pg, d.case_id, INTAKE_PRODUCER, tok->id, KAFKA_TOPIC_INTAKE,
-                                   &pe, &out, errstr, sizeof(errstr));
+                                   &pe, &out, errstr, errstr_size);
         if (crc != CASESTORE_OK)
             goto db;
     }
-    if (pg_commit(w->pg, errstr, sizeof(errstr)) != 0)
-        goto db;
-
-    log_ctx_set(d.case_id, pe.event_id, NULL, -1, -1);
-    LOG_INFO("case %s received (channel %s)", case_no, c->channel);
-    log_ctx_clear();
     create_answer(res, 201, d.case_id, case_no, d.access_code, "received", 1, created_at, 0);
     res->outcome = "created";
-    res->wrote_outbox = 1;
     rc = 0;
     goto out;
 db:
-    if (strcmp(w->pg->sqlstate, "23505") == 0) {
-        pg_rollback(w->pg);
+    if (strcmp(w->pg->sqlstate, "23505") == 0)
         rc = 1;
-        goto out;
-    }
-    res_db(w, res, "case insert", errstr);
 out:
     PQclear(pr);
     create_data_free(&d);
     return rc;
 }
 
+/*
+ * One submission inside the group's transaction, under its own savepoint.
+ * 0: answered in req->res (created, replay, duplicate, reused key, or a
+ * refused row rolled back to the savepoint), -1: the transaction is lost
+ * (transient trouble; errstr), the group must fail.
+ */
+static int create_one(intake_worker_t *w, intake_create_req_t *q, char *errstr, size_t errstr_size)
+{
+    char body_hex[65];
+    util_hex(q->body_sha, 32, body_hex);
+    /* a few rounds: look, insert; a unique violation means look again */
+    for (int attempt = 0; attempt < 3; attempt++) {
+        if (exec_cmd(w, &st_savepoint, errstr, errstr_size) != 0)
+            return -1;
+        int rc = create_lookup(w, q->c, q->idem_key, body_hex, &q->res, errstr, errstr_size);
+        if (rc == 0)
+            rc = create_insert(w, q->tok, q->c, q->idem_key, body_hex, &q->res, errstr,
+                               errstr_size) == 0
+                     ? 1
+                     : (strcmp(w->pg->sqlstate, "23505") == 0 ? 0 : -1);
+        if (rc == 1) /* answered: created, replay, duplicate or reused key */
+            return exec_cmd(w, &st_release, errstr, errstr_size);
+        if (rc == -1 && pg_failure_transient(w->pg))
+            return -1;
+        /* a unique violation (look again) or a refused row (answer 500, keep the others) */
+        char line[512];
+        snprintf(line, sizeof(line), "%s", errstr);
+        line[strcspn(line, "\n")] = '\0';
+        if (exec_cmd(w, &st_rollback_to, errstr, errstr_size) != 0)
+            return -1;
+        if (rc == -1) {
+            LOG_ERROR("case insert failed (sqlstate %s): %s", w->pg->sqlstate, line);
+            res_error(&q->res, 500, "internal", NULL, "internal error; it has been logged");
+            return 0;
+        }
+    }
+    res_error(&q->res, 409, "concurrent_submission",
+              q->idem_key ? "Idempotency-Key" : "external_ref",
+              "an identical submission is being processed right now; retry shortly");
+    return 0;
+}
+
+int intake_case_create_group(intake_worker_t *w, intake_create_req_t *reqs, size_t n)
+{
+    char errstr[512] = "";
+    int created = 0;
+    size_t i;
+    if (n == 0)
+        return 0;
+    for (i = 0; i < n; i++)
+        memset(&reqs[i].res, 0, sizeof(reqs[i].res));
+    /* every submitter role sees alike under row-level security: the first token scopes all */
+    if (tx_staff(w, reqs[0].tok, errstr, sizeof(errstr)) != 0)
+        goto failed;
+    for (i = 0; i < n; i++)
+        if (create_one(w, &reqs[i], errstr, sizeof(errstr)) != 0)
+            goto failed;
+    if (pg_commit(w->pg, errstr, sizeof(errstr)) != 0)
+        goto failed;
+    for (i = 0; i < n; i++) {
+        intake_result_t *res = &reqs[i].res;
+        if (res->status != 201)
+            continue;
+        created++;
+        res->wrote_outbox = 1;
+        log_ctx_set(json_string_value(json_object_get(res->body, "case_id")), NULL, NULL, -1, -1);
+        LOG_INFO("case %s received (channel %s)",
+                 json_string_value(json_object_get(res->body, "case_no")), reqs[i].c->channel);
+        log_ctx_clear();
+    }
+    if (n > 1)
+        LOG_DEBUG("group commit of %zu submissions, %d created", n, created);
+    return created;
+failed:
+    /* nothing of the group was committed: every answer is the database's */
+    for (i = 0; i < n; i++) {
+        intake_result_clear(&reqs[i].res);
+        memset(&reqs[i].res, 0, sizeof(reqs[i].res));
+    }
+    res_db(w, &reqs[0].res, "case insert", errstr);
+    for (i = 1; i < n; i++) {
+        intake_result_t *res = &reqs[i].res;
+        res->status = reqs[0].res.status;
+        res->code = reqs[0].res.code;
+        memcpy(res->message, reqs[0].res.message, sizeof(res->message));
+    }
+    return 0;
+}
+
 int intake_case_create(intake_worker_t *w, const intake_token_t *tok, const intake_complaint_t *c,
                        const char *idem_key, const uint8_t body_sha[32], intake_result_t *res)
 {
-    char body_hex[65];
-    util_hex(body_sha, 32, body_hex);
-    /* a few rounds: look, insert; a unique violation means look again */
-    for (int attempt = 0; attempt < 3; attempt++) {
-        int rc = create_lookup(w, c, idem_key, body_hex, res);
-        if (rc != 0)
-            return 0;
-        rc = create_insert(w, tok, c, idem_key, body_hex, res);
-        if (rc != 1)
-            return 0;
-    }
-    return res_error(res, 409, "concurrent_submission",
-                     idem_key ? "Idempotency-Key" : "external_ref",
-                     "an identical submission is being processed right now; retry shortly");
+    intake_create_req_t q = {.tok = tok, .c = c, .idem_key = idem_key};
+    memcpy(q.body_sha, body_sha, 32);
+    intake_case_create_group(w, &q, 1);
+    intake_result_clear(res);
+    *res = q.res;
+    return 0;
 }
 
 /* ---------------------------------------------------------------- reads */
@@ -827,8 +976,21 @@ static json_t *col_measures(const PGresult *pr)
 
 typedef enum { VIEW_STAFF, VIEW_HANDLER, VIEW_COMPLAINANT } case_view_t;
 
-/* The complainant's contact data, masked; NULL when the case has none. */
-static json_t *case_complainant(const intake_app_t *app, const PGresult *pr)
+/* Wipe and free a decrypted value. */
+static void wipe_free(char *s)
+{
+    if (s)
+        memset(s, 0, strlen(s));
+    free(s);
+}
+
+/*
+ * The complainant's contact data: masked, or (reveal) in clear, with the
+ * names of the revealed fields appended to revealed (a JSON array) for the
+ * audit row. NULL when the case has none.
+ */
+static json_t *case_complainant(const intake_app_t *app, const PGresult *pr, int reveal,
+                                json_t *revealed)
 {
     char buf[512];
     if (strcmp(pg_get(pr, 0, "has_complainant"), "t") != 0)
@@ -836,30 +998,34 @@ static json_t *case_complainant(const intake_app_t *app, const PGresult *pr)
     json_t *o = json_object();
     char *name = decrypt_hex(app, pg_get(pr, 0, "name_enc"));
     char *email = decrypt_hex(app, pg_get(pr, 0, "email_enc"));
-    if (name) {
+    char *phone = reveal ? decrypt_hex(app, pg_get(pr, 0, "phone_enc")) : NULL;
+    char *id_no = reveal ? decrypt_hex(app, pg_get(pr, 0, "id_no_enc")) : NULL;
+    if (name && !reveal)
         intake_mask_name(name, buf, sizeof(buf));
-        json_object_set_new(o, "name", json_string(buf));
-    } else {
-        json_object_set_new(o, "name", json_null());
-    }
+    json_object_set_new(o, "name", name ? json_string(reveal ? name : buf) : json_null());
     json_object_set_new(o, "phone_mask", col_str(pr, "phone_mask"));
-    if (email) {
+    if (email && !reveal)
         intake_mask_email(email, buf, sizeof(buf));
-        json_object_set_new(o, "email", json_string(buf));
-    } else {
-        json_object_set_new(o, "email", json_null());
+    json_object_set_new(o, "email", email ? json_string(reveal ? email : buf) : json_null());
+    if (reveal) {
+        json_object_set_new(o, "phone", phone ? json_string(phone) : json_null());
+        json_object_set_new(o, "id_number", id_no ? json_string(id_no) : json_null());
+        const char *names[4] = {"name", "phone", "email", "id_number"};
+        const char *vals[4] = {name, phone, email, id_no};
+        for (int k = 0; k < 4; k++)
+            if (vals[k])
+                json_array_append_new(revealed, json_string(names[k]));
     }
-    /* decrypted only to be masked: wipe the clear text now */
-    if (name)
-        memset(name, 0, strlen(name));
-    if (email)
-        memset(email, 0, strlen(email));
-    free(name);
-    free(email);
+    /* decrypted only to be masked or shown once: wipe the clear text now */
+    wipe_free(name);
+    wipe_free(email);
+    wipe_free(phone);
+    wipe_free(id_no);
     return o;
 }
 
-static json_t *case_json(const intake_app_t *app, const PGresult *pr, case_view_t view)
+static json_t *case_json(const intake_app_t *app, const PGresult *pr, case_view_t view, int reveal,
+                         json_t *revealed)
 {
     int staff = view != VIEW_COMPLAINANT;
     json_t *o = json_object();
@@ -869,13 +1035,17 @@ static json_t *case_json(const intake_app_t *app, const PGresult *pr, case_view_
     json_object_set_new(o, "status", col_str(pr, "status"));
     json_object_set_new(o, "version", col_int(pr, "version"));
     json_object_set_new(o, "channel", col_str(pr, "channel"));
-    if (staff)
+    if (staff) {
         json_object_set_new(o, "external_ref", col_str(pr, "external_ref"));
+        json_t *cd = json_loads(pg_get(pr, 0, "channel_data"), 0, NULL);
+        json_object_set_new(o, "channel_data", cd ? cd : json_object());
+    }
     json_object_set_new(o, "title", col_str(pr, "title"));
     json_object_set_new(o, "body", col_str(pr, "body"));
     json_object_set_new(o, "language", col_str(pr, "language"));
     json_object_set_new(o, "created_at", col_str(pr, "created_at"));
     json_object_set_new(o, "updated_at", col_str(pr, "updated_at"));
+    json_object_set_new(o, "attachments", col_json(pr, "attachments"));
 
     if (pg_isnull(pr, 0, "address") && pg_isnull(pr, 0, "district_code") &&
         pg_isnull(pr, 0, "lat")) {
@@ -928,13 +1098,24 @@ static json_t *case_json(const intake_app_t *app, const PGresult *pr, case_view_
     json_object_set_new(o, "feedback_comment", col_str(pr, "feedback_comment"));
     json_object_set_new(o, "closed_at", col_str(pr, "closed_at"));
     json_object_set_new(o, "close_reason", col_str(pr, "close_reason"));
-    if (staff)
+    json_object_set_new(o, "info_requested_at", col_str(pr, "info_requested_at"));
+    json_object_set_new(o, "merged_into", col_str(pr, "merged_into"));
+    json_object_set_new(o, "status_reason", col_str(pr, "status_reason"));
+    if (staff) {
         json_object_set_new(o, "reopen_count", col_int(pr, "reopen_count"));
+        json_object_set_new(o, "supervise_level", col_int(pr, "supervise_level"));
+        json_object_set_new(o, "extension_pending",
+                            pg_isnull(pr, 0, "extension_pending_minutes")
+                                ? json_null()
+                                : json_pack("{s:o, s:o}", "extra_minutes",
+                                            col_int(pr, "extension_pending_minutes"), "reason",
+                                            col_str(pr, "extension_reason")));
+    }
 
     /* 保密: a confidential complainant stays hidden from the handling department */
     int confidential = strcmp(pg_get(pr, 0, "confidential"), "t") == 0;
     if (!(view == VIEW_HANDLER && confidential))
-        json_object_set_new(o, "complainant", case_complainant(app, pr));
+        json_object_set_new(o, "complainant", case_complainant(app, pr, reveal, revealed));
     return o;
 }
 
@@ -943,24 +1124,89 @@ static int not_found(intake_result_t *res, const char *case_no)
     return res_error(res, 404, "not_found", "case_no", "no case %.64s", case_no);
 }
 
-int intake_case_get(intake_worker_t *w, const intake_token_t *tok, const char *case_no,
-                    const char *access_code, intake_result_t *res)
+/*
+ * The access-code throttle. 1: too many wrong codes (429 in res), 0: go
+ * on, -1: database trouble (res filled).
+ */
+static int throttle_check(intake_worker_t *w, const char *case_no, intake_result_t *res)
 {
-    char errstr[512];
-    PGresult *pr;
+    char errstr[512], win[16], max[16];
+    snprintf(win, sizeof(win), "%d", INTAKE_CODE_WINDOW_S);
+    snprintf(max, sizeof(max), "%d", INTAKE_CODE_FAILURES_MAX);
+    const char *v[3] = {case_no, win, max};
+    PGresult *pr =
+        pg_exec_stmt(w->pg, &st_throttle_check, v, PGRES_TUPLES_OK, errstr, sizeof(errstr));
+    if (!pr) {
+        res_db(w, res, "access code throttle", errstr);
+        return -1;
+    }
+    int rc = 0;
+    if (PQntuples(pr) == 1) {
+        int after = atoi(pg_get(pr, 0, "retry_after"));
+        res_error(res, 429, "too_many_attempts", "access_code",
+                  "too many wrong access codes for this case; try again in %d seconds",
+                  after > 0 ? after : 1);
+        res->retry_after = after > 0 ? after : 1;
+        rc = 1;
+    }
+    PQclear(pr);
+    return rc;
+}
+
+/* Count a wrong code (best effort: a failure to count is logged, the answer stays 404). */
+static void throttle_fail(intake_worker_t *w, const char *case_no)
+{
+    char errstr[512], win[16];
+    snprintf(win, sizeof(win), "%d", INTAKE_CODE_WINDOW_S);
+    const char *v[2] = {case_no, win};
+    PGresult *pr =
+        pg_exec_stmt(w->pg, &st_throttle_fail, v, PGRES_COMMAND_OK, errstr, sizeof(errstr));
+    if (!pr) {
+        errstr[strcspn(errstr, "\n")] = '\0';
+        LOG_WARN("cannot count a wrong access code: %s", errstr);
+    }
+    PQclear(pr);
+}
+
+/* SHA-256 hex of a normalised access code; -1 if it is malformed (a wrong code). */
+static int code_hash_hex(const char *code, char hex[65])
+{
+    char norm[16];
+    uint8_t sum[32];
+    if (intake_access_code_normalize(code, norm, sizeof(norm)) != 0)
+        return -1;
+    crypto_sha256(norm, strlen(norm), sum);
+    util_hex(sum, 32, hex);
+    return 0;
+}
+
+int intake_case_get(intake_worker_t *w, const intake_token_t *tok, const char *case_no,
+                    const char *access_code, const char *reveal_reason, intake_result_t *res)
+{
+    char errstr[512], hex[65] = "";
+    PGresult *pr = NULL;
     case_view_t view;
+    json_t *revealed = NULL;
+    int reveal = tok && reveal_reason;
+
+    if (!tok) {
+        int t = throttle_check(w, case_no, res);
+        if (t != 0)
+            return 0;
+        /* a malformed code is a wrong code: the same 404, no hint */
+        if (code_hash_hex(access_code, hex) != 0) {
+            throttle_fail(w, case_no);
+            return not_found(res, case_no);
+        }
+    }
+    if ((tok ? tx_staff(w, tok, errstr, sizeof(errstr))
+             : intake_tx_begin(w, "complainant", NULL, hex, errstr, sizeof(errstr))) != 0)
+        return res_db(w, res, "case read", errstr);
     if (tok) {
         const char *v[2] = {case_no, intake_token_scope(tok)};
         pr = pg_exec_stmt(w->pg, &st_case_staff, v, PGRES_TUPLES_OK, errstr, sizeof(errstr));
         view = tok->role == INTAKE_ROLE_HANDLER ? VIEW_HANDLER : VIEW_STAFF;
     } else {
-        char code[16], hex[65];
-        uint8_t sum[32];
-        /* a malformed code is a wrong code: the same 404, no hint */
-        if (intake_access_code_normalize(access_code, code, sizeof(code)) != 0)
-            return not_found(res, case_no);
-        crypto_sha256(code, strlen(code), sum);
-        util_hex(sum, 32, hex);
         const char *v[2] = {case_no, hex};
         pr = pg_exec_stmt(w->pg, &st_case_public, v, PGRES_TUPLES_OK, errstr, sizeof(errstr));
         view = VIEW_COMPLAINANT;
@@ -969,11 +1215,61 @@ int intake_case_get(intake_worker_t *w, const intake_token_t *tok, const char *c
         return res_db(w, res, "case read", errstr);
     if (PQntuples(pr) != 1) {
         PQclear(pr);
+        pg_rollback(w->pg);
+        if (!tok)
+            throttle_fail(w, case_no);
         return not_found(res, case_no);
+    }
+    revealed = json_array();
+    json_t *body = case_json(w->app, pr, view, reveal, revealed);
+    if (reveal && json_array_size(revealed) > 0) {
+        /* the unmasking and its audit row commit together, or the reader sees nothing */
+        char *fields = NULL, *reason = crypto_mask_text(reveal_reason);
+        size_t i;
+        json_t *f;
+        size_t cap = 64, o = 1;
+        fields = malloc(cap);
+        if (fields && reason) {
+            fields[0] = '{';
+            json_array_foreach(revealed, i, f)
+            {
+                o += (size_t)snprintf(fields + o, cap - o, "%s%s", i ? "," : "",
+                                      json_string_value(f));
+            }
+            snprintf(fields + o, cap - o, "}");
+            const char *v[5] = {tok->id, tok->role_name, pg_get(pr, 0, "id"), fields, reason};
+            PGresult *lr =
+                pg_exec_stmt(w->pg, &st_reveal_log, v, PGRES_COMMAND_OK, errstr, sizeof(errstr));
+            if (lr)
+                LOG_INFO("contact data of case %s revealed to token %s", case_no, tok->id);
+            PQclear(lr);
+            free(fields);
+            free(reason);
+            if (!lr) {
+                json_decref(body);
+                json_decref(revealed);
+                PQclear(pr);
+                return res_db(w, res, "contact access log", errstr);
+            }
+        } else {
+            free(fields);
+            free(reason);
+            json_decref(body);
+            json_decref(revealed);
+            PQclear(pr);
+            pg_rollback(w->pg);
+            return res_error(res, 500, "internal", NULL, "internal error: out of memory");
+        }
+    }
+    json_decref(revealed);
+    if (pg_commit(w->pg, errstr, sizeof(errstr)) != 0) {
+        json_decref(body);
+        PQclear(pr);
+        return res_db(w, res, "case read commit", errstr);
     }
     intake_result_clear(res);
     res->status = 200;
-    res->body = case_json(w->app, pr, view);
+    res->body = body;
     res_etag(res, strtoll(pg_get(pr, 0, "version"), NULL, 10));
     PQclear(pr);
     return 0;
@@ -984,9 +1280,12 @@ int intake_case_history(intake_worker_t *w, const intake_token_t *tok, const cha
 {
     char errstr[512];
     const char *v[2] = {case_no, intake_token_scope(tok)};
+    if (tx_staff(w, tok, errstr, sizeof(errstr)) != 0)
+        return res_db(w, res, "history read", errstr);
     PGresult *pr = pg_exec_stmt(w->pg, &st_history, v, PGRES_TUPLES_OK, errstr, sizeof(errstr));
     if (!pr)
         return res_db(w, res, "history read", errstr);
+    pg_rollback(w->pg); /* read only */
     int n = PQntuples(pr);
     if (n == 0) {
         PQclear(pr);
@@ -1013,6 +1312,71 @@ int intake_case_history(intake_worker_t *w, const intake_token_t *tok, const cha
     return 0;
 }
 
+/* One column of row i as JSON: NULL -> null. */
+static json_t *row_str(const PGresult *pr, int i, const char *col)
+{
+    return pg_isnull(pr, i, col) ? json_null() : json_string(pg_get(pr, i, col));
+}
+
+int intake_case_list(intake_worker_t *w, const intake_token_t *tok, const intake_list_query_t *q,
+                     intake_result_t *res)
+{
+    char errstr[512], limit[16], cursor[160];
+    snprintf(limit, sizeof(limit), "%d", q->limit + 1); /* one more: is there a next page? */
+    const char *v[12] = {q->statuses,
+                         q->department,
+                         q->category,
+                         q->channel,
+                         q->district,
+                         q->overdue < 0 ? NULL
+                         : q->overdue   ? "true"
+                                        : "false",
+                         q->created_from,
+                         q->created_to,
+                         q->cursor_at,
+                         q->cursor_id,
+                         intake_token_scope(tok),
+                         limit};
+    if (tx_staff(w, tok, errstr, sizeof(errstr)) != 0)
+        return res_db(w, res, "case list", errstr);
+    PGresult *pr = pg_exec_stmt(w->pg, &st_list, v, PGRES_TUPLES_OK, errstr, sizeof(errstr));
+    if (!pr)
+        return res_db(w, res, "case list", errstr);
+    pg_rollback(w->pg); /* read only */
+    int n = PQntuples(pr), more = n > q->limit;
+    if (more)
+        n = q->limit;
+    json_t *items = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(
+            items,
+            json_pack("{s:o, s:o, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b}", "case_no",
+                      row_str(pr, i, "case_no"), "status", row_str(pr, i, "status"), "version",
+                      (json_int_t)strtoll(pg_get(pr, i, "version"), NULL, 10), "channel",
+                      row_str(pr, i, "channel"), "title", row_str(pr, i, "title"), "department",
+                      row_str(pr, i, "department"), "category", row_str(pr, i, "category"),
+                      "urgency", row_str(pr, i, "urgency"), "district_code",
+                      row_str(pr, i, "district_code"), "created_at", row_str(pr, i, "created_at"),
+                      "updated_at", row_str(pr, i, "updated_at"), "overdue",
+                      strcmp(pg_get(pr, i, "overdue"), "t") == 0));
+    json_t *next = json_null();
+    if (more && n > 0) {
+        /* opaque to clients: hex of "<created_at with microseconds>|<id>" */
+        char raw[128];
+        int len = snprintf(raw, sizeof(raw), "%s|%s", pg_get(pr, n - 1, "cursor_at"),
+                           pg_get(pr, n - 1, "id"));
+        if (len > 0 && (size_t)len < sizeof(raw) && (size_t)len * 2 < sizeof(cursor)) {
+            util_hex((const uint8_t *)raw, (size_t)len, cursor);
+            next = json_string(cursor);
+        }
+    }
+    PQclear(pr);
+    intake_result_clear(res);
+    res->status = 200;
+    res->body = json_pack("{s:o, s:o}", "items", items, "next_cursor", next);
+    return 0;
+}
+
 /* --------------------------------------------------------------- changes */
 
 /* 200 {"case_no","status","version"} after a committed change. */
@@ -1026,21 +1390,185 @@ static void change_answer(intake_result_t *res, const char *case_no, const cases
     res->wrote_outbox = 1;
 }
 
+static const action_rule_t *action_rule(intake_action_kind_t kind)
+{
+    for (const action_rule_t *ar = action_rules; ar->kind; ar++)
+        if (ar->kind == kind)
+            return ar;
+    return NULL;
+}
+
+int intake_action_roles(intake_action_kind_t kind)
+{
+    const action_rule_t *ar = action_rule(kind);
+    return ar ? ar->roles : 0;
+}
+
+static int in_set(const char *s, const char *const *set)
+{
+    for (; *set; set++)
+        if (strcmp(*set, s) == 0)
+            return 1;
+    return 0;
+}
+
+/* What one action writes besides the status and its event; the payloads live in the caller. */
+typedef struct action_payloads {
+    Kesu__V1__CaseAccepted acc;
+    Kesu__V1__CaseResolved resd;
+    Kesu__V1__ProgressNoted note;
+    Kesu__V1__InfoRequested info;
+    Kesu__V1__ExtensionRequested extr;
+    Kesu__V1__ExtensionDecided extd;
+    Kesu__V1__CaseReturned ret;
+    Kesu__V1__CaseSupervised sup;
+    Kesu__V1__CaseMerged mer;
+    Kesu__V1__CaseRejected rej;
+    Kesu__V1__CaseWithdrawn wd;
+} action_payloads_t;
+
+/*
+ * Put the action's payload into pe. masked is the action's free text,
+ * masked (may be NULL). @returns 0.
+ */
+static int action_payload(const intake_action_t *a, action_payloads_t *p, proto_env_t *pe,
+                          const char *dept, const char *handler, char *masked,
+                          int64_t pending_minutes, const char *into_no)
+{
+    char *text = masked ? masked : "";
+    switch (a->kind) {
+    case INTAKE_ACTION_ACCEPT:
+        p->acc = (Kesu__V1__CaseAccepted)KESU__V1__CASE_ACCEPTED__INIT;
+        p->acc.department = (char *)dept;
+        p->acc.handler = (char *)handler;
+        return proto_env_set_payload(pe, KESU__V1__ENVELOPE__PAYLOAD_CASE_ACCEPTED, &p->acc.base);
+    case INTAKE_ACTION_RESOLVE:
+        p->resd = (Kesu__V1__CaseResolved)KESU__V1__CASE_RESOLVED__INIT;
+        p->resd.measures = (char *)a->measures;
+        p->resd.reply = text;
+        p->resd.department = (char *)dept;
+        return proto_env_set_payload(pe, KESU__V1__ENVELOPE__PAYLOAD_CASE_RESOLVED, &p->resd.base);
+    case INTAKE_ACTION_NOTE:
+        p->note = (Kesu__V1__ProgressNoted)KESU__V1__PROGRESS_NOTED__INIT;
+        p->note.note = text;
+        return proto_env_set_payload(pe, KESU__V1__ENVELOPE__PAYLOAD_PROGRESS_NOTED, &p->note.base);
+    case INTAKE_ACTION_REQUEST_INFO:
+        p->info = (Kesu__V1__InfoRequested)KESU__V1__INFO_REQUESTED__INIT;
+        p->info.question = text;
+        return proto_env_set_payload(pe, KESU__V1__ENVELOPE__PAYLOAD_INFO_REQUESTED, &p->info.base);
+    case INTAKE_ACTION_EXTENSION_REQUEST:
+        p->extr = (Kesu__V1__ExtensionRequested)KESU__V1__EXTENSION_REQUESTED__INIT;
+        p->extr.extra_minutes = a->extra_minutes;
+        p->extr.reason = text;
+        return proto_env_set_payload(pe, KESU__V1__ENVELOPE__PAYLOAD_EXTENSION_REQUESTED,
+                                     &p->extr.base);
+    case INTAKE_ACTION_EXTENSION_DECIDE:
+        p->extd = (Kesu__V1__ExtensionDecided)KESU__V1__EXTENSION_DECIDED__INIT;
+        p->extd.approved = a->approved;
+        /* approving without a figure grants what was asked */
+        p->extd.extra_minutes =
+            a->approved ? (a->extra_minutes > 0 ? a->extra_minutes : pending_minutes) : 0;
+        p->extd.note = text;
+        return proto_env_set_payload(pe, KESU__V1__ENVELOPE__PAYLOAD_EXTENSION_DECIDED,
+                                     &p->extd.base);
+    case INTAKE_ACTION_RETURN:
+        p->ret = (Kesu__V1__CaseReturned)KESU__V1__CASE_RETURNED__INIT;
+        p->ret.department = (char *)dept;
+        p->ret.reason = text;
+        return proto_env_set_payload(pe, KESU__V1__ENVELOPE__PAYLOAD_CASE_RETURNED, &p->ret.base);
+    case INTAKE_ACTION_SUPERVISE:
+        p->sup = (Kesu__V1__CaseSupervised)KESU__V1__CASE_SUPERVISED__INIT;
+        p->sup.note = text;
+        p->sup.level = a->level;
+        p->sup.department = (char *)dept;
+        return proto_env_set_payload(pe, KESU__V1__ENVELOPE__PAYLOAD_CASE_SUPERVISED, &p->sup.base);
+    case INTAKE_ACTION_MERGE:
+        p->mer = (Kesu__V1__CaseMerged)KESU__V1__CASE_MERGED__INIT;
+        p->mer.into_case_no = (char *)into_no;
+        return proto_env_set_payload(pe, KESU__V1__ENVELOPE__PAYLOAD_CASE_MERGED, &p->mer.base);
+    case INTAKE_ACTION_REJECT:
+        p->rej = (Kesu__V1__CaseRejected)KESU__V1__CASE_REJECTED__INIT;
+        p->rej.reason = text;
+        return proto_env_set_payload(pe, KESU__V1__ENVELOPE__PAYLOAD_CASE_REJECTED, &p->rej.base);
+    case INTAKE_ACTION_WITHDRAW:
+        p->wd = (Kesu__V1__CaseWithdrawn)KESU__V1__CASE_WITHDRAWN__INIT;
+        p->wd.reason = masked ? masked : "complainant_request";
+        return proto_env_set_payload(pe, KESU__V1__ENVELOPE__PAYLOAD_CASE_WITHDRAWN, &p->wd.base);
+    }
+    return -1;
+}
+
+/* The row an action writes besides status/version; NULL statement: nothing. */
+static PGresult *action_update(intake_worker_t *w, const intake_action_t *a, const char *id,
+                               const char *masked, const char *into_id, char *errstr,
+                               size_t errstr_size)
+{
+    char num[24];
+    switch (a->kind) {
+    case INTAKE_ACTION_ACCEPT: {
+        const char *v[1] = {id};
+        return pg_exec_stmt(w->pg, &st_accepted, v, PGRES_COMMAND_OK, errstr, errstr_size);
+    }
+    case INTAKE_ACTION_RESOLVE: {
+        const char *v[3] = {id, a->measures, masked};
+        return pg_exec_stmt(w->pg, &st_resolved, v, PGRES_COMMAND_OK, errstr, errstr_size);
+    }
+    case INTAKE_ACTION_REQUEST_INFO: {
+        const char *v[1] = {id};
+        return pg_exec_stmt(w->pg, &st_info_requested, v, PGRES_COMMAND_OK, errstr, errstr_size);
+    }
+    case INTAKE_ACTION_EXTENSION_REQUEST: {
+        snprintf(num, sizeof(num), "%" PRId64, a->extra_minutes);
+        const char *v[3] = {id, num, masked};
+        return pg_exec_stmt(w->pg, &st_extension_asked, v, PGRES_COMMAND_OK, errstr, errstr_size);
+    }
+    case INTAKE_ACTION_EXTENSION_DECIDE: {
+        const char *v[1] = {id};
+        return pg_exec_stmt(w->pg, &st_extension_decided, v, PGRES_COMMAND_OK, errstr, errstr_size);
+    }
+    case INTAKE_ACTION_SUPERVISE: {
+        snprintf(num, sizeof(num), "%d", a->level);
+        const char *v[2] = {id, num};
+        return pg_exec_stmt(w->pg, &st_supervised, v, PGRES_COMMAND_OK, errstr, errstr_size);
+    }
+    case INTAKE_ACTION_MERGE: {
+        const char *v[3] = {id, into_id, masked};
+        return pg_exec_stmt(w->pg, &st_merged, v, PGRES_COMMAND_OK, errstr, errstr_size);
+    }
+    case INTAKE_ACTION_RETURN:
+    case INTAKE_ACTION_REJECT:
+    case INTAKE_ACTION_WITHDRAW: {
+        const char *v[2] = {id, masked};
+        return pg_exec_stmt(w->pg, &st_status_reason, v, PGRES_COMMAND_OK, errstr, errstr_size);
+    }
+    case INTAKE_ACTION_NOTE:
+        break;
+    }
+    return PQmakeEmptyPGresult(NULL, PGRES_COMMAND_OK);
+}
+
 int intake_case_action(intake_worker_t *w, const intake_token_t *tok, const char *case_no,
                        const intake_action_t *a, int64_t expect_version, intake_result_t *res)
 {
-    char errstr[512], id[37], no[64], dept[128], handler[128];
+    char errstr[512], id[37], no[64], dept[128], handler[128], status[24];
+    char into_id[37] = "", into_no[64] = "";
     PGresult *pr = NULL;
     proto_env_t pe;
     casestore_result_t out;
-    int64_t version;
-    char *reply = NULL;
-    const char *verb = a->kind == INTAKE_ACTION_ACCEPT ? "accept" : "resolve";
-    const char *needs = a->kind == INTAKE_ACTION_ACCEPT ? "assigned" : "accepted or in_progress";
+    action_payloads_t pl;
+    int64_t version, pending = 0;
+    int info_pending;
+    char *masked = NULL;
+    const action_rule_t *ar = action_rule(a->kind);
 
-    if (pg_begin(w->pg, errstr, sizeof(errstr)) != 0)
+    if (!ar)
+        return res_error(res, 400, "invalid_value", "action", "unknown action");
+    if (!(ar->roles & tok->role))
+        return res_error(res, 403, "forbidden", "action", "a %s token may not %s a case",
+                         tok->role_name, a->name);
+    if (tx_staff(w, tok, errstr, sizeof(errstr)) != 0)
         return res_db(w, res, "action", errstr);
-    /* the handler's department is part of the WHERE clause: no row, no action */
+    /* row-level security hides other departments' rows; the WHERE clause says it again */
     const char *v[2] = {case_no, intake_token_scope(tok)};
     pr = pg_exec_stmt(w->pg, &st_action_lock, v, PGRES_TUPLES_OK, errstr, sizeof(errstr));
     if (!pr)
@@ -1054,7 +1582,11 @@ int intake_case_action(intake_worker_t *w, const intake_token_t *tok, const char
     snprintf(no, sizeof(no), "%s", pg_get(pr, 0, "case_no"));
     snprintf(dept, sizeof(dept), "%s", pg_get(pr, 0, "department"));
     snprintf(handler, sizeof(handler), "%s", pg_get(pr, 0, "handler"));
+    snprintf(status, sizeof(status), "%s", pg_get(pr, 0, "status"));
     version = strtoll(pg_get(pr, 0, "version"), NULL, 10);
+    if (!pg_isnull(pr, 0, "extension_pending_minutes"))
+        pending = strtoll(pg_get(pr, 0, "extension_pending_minutes"), NULL, 10);
+    info_pending = strcmp(pg_get(pr, 0, "info_pending"), "t") == 0;
     PQclear(pr);
     pr = NULL;
     /* a stale view loses before anything else is judged */
@@ -1065,64 +1597,98 @@ int intake_case_action(intake_worker_t *w, const intake_token_t *tok, const char
                          "; reload it and try again",
                          no, version, expect_version);
     }
+    if (!in_set(status, ar->from)) {
+        pg_rollback(w->pg);
+        return res_error(res, 409, "invalid_transition", "status",
+                         "case %s is %s; %s needs it to be %s", no, status, a->name, ar->needs);
+    }
+    /* what the action itself depends on, beyond the status */
+    if (a->kind == INTAKE_ACTION_EXTENSION_REQUEST && pending > 0) {
+        pg_rollback(w->pg);
+        return res_error(res, 409, "extension_pending", "action",
+                         "case %s already has an extension request waiting for a decision", no);
+    }
+    if (a->kind == INTAKE_ACTION_EXTENSION_DECIDE && pending == 0) {
+        pg_rollback(w->pg);
+        return res_error(res, 409, "no_extension_pending", "action",
+                         "case %s has no extension request to decide", no);
+    }
+    if (a->kind == INTAKE_ACTION_REQUEST_INFO && info_pending) {
+        pg_rollback(w->pg);
+        return res_error(res, 409, "info_pending", "action",
+                         "case %s is already waiting for the complainant's answer", no);
+    }
+    if (a->kind == INTAKE_ACTION_MERGE) {
+        const char *mv[1] = {a->into_case_no};
+        if (strcmp(a->into_case_no, no) == 0) {
+            pg_rollback(w->pg);
+            return res_error(res, 422, "invalid_value", "into_case_no",
+                             "a case cannot be merged into itself");
+        }
+        pr = pg_exec_stmt(w->pg, &st_merge_target, mv, PGRES_TUPLES_OK, errstr, sizeof(errstr));
+        if (!pr)
+            return res_db(w, res, "merge target", errstr);
+        int found = PQntuples(pr) == 1;
+        int open = found && casefsm_parse(pg_get(pr, 0, "status")) >= 0 &&
+                   !casefsm_terminal((case_status_t)casefsm_parse(pg_get(pr, 0, "status")));
+        if (found) {
+            snprintf(into_id, sizeof(into_id), "%s", pg_get(pr, 0, "id"));
+            snprintf(into_no, sizeof(into_no), "%s", pg_get(pr, 0, "case_no"));
+        }
+        PQclear(pr);
+        pr = NULL;
+        if (!open) {
+            pg_rollback(w->pg);
+            return res_error(res, 422, found ? "invalid_target" : "not_found", "into_case_no",
+                             found ? "the case to merge into is no longer open"
+                                   : "no open case %.64s to merge into",
+                             a->into_case_no);
+        }
+    }
 
-    Kesu__V1__CaseAccepted acc = KESU__V1__CASE_ACCEPTED__INIT;
-    Kesu__V1__CaseResolved resd = KESU__V1__CASE_RESOLVED__INIT;
+    const char *text = a->kind == INTAKE_ACTION_RESOLVE ? a->reply : a->text;
+    if (text && !(masked = crypto_mask_text(text))) {
+        pg_rollback(w->pg);
+        return res_error(res, 500, "internal", NULL, "internal error: out of memory");
+    }
+    /* a progress note on an accepted case starts the work: accepted -> in_progress */
+    const char *to = ar->to;
+    if (a->kind == INTAKE_ACTION_NOTE && strcmp(status, "accepted") == 0)
+        to = "in_progress";
     casestore_change_t ch = {.case_id = id,
+                             .from = ar->from,
+                             .to = to,
                              .expect_version = expect_version,
+                             .bump_version = to == NULL,
                              .producer = INTAKE_PRODUCER,
                              .actor = tok->id,
                              .topic = KAFKA_TOPIC_INTAKE};
     proto_env_init(&pe, INTAKE_PRODUCER);
-    if (a->kind == INTAKE_ACTION_ACCEPT) {
-        acc.department = dept;
-        acc.handler = handler;
-        ch.from = from_assigned;
-        ch.to = "accepted";
-        proto_env_set_payload(&pe, KESU__V1__ENVELOPE__PAYLOAD_CASE_ACCEPTED, &acc.base);
-    } else {
-        reply = crypto_mask_text(a->reply);
-        if (!reply) {
-            pg_rollback(w->pg);
-            return res_error(res, 500, "internal", NULL, "internal error: out of memory");
-        }
-        resd.measures = (char *)a->measures;
-        resd.reply = reply;
-        resd.department = dept;
-        ch.from = from_accepted;
-        ch.to = "resolved";
-        proto_env_set_payload(&pe, KESU__V1__ENVELOPE__PAYLOAD_CASE_RESOLVED, &resd.base);
-    }
+    action_payload(a, &pl, &pe, dept, handler, masked, pending, into_no);
     int crc = casestore_apply(w->pg, &ch, &pe, &out, errstr, sizeof(errstr));
     switch (crc) {
     case CASESTORE_OK:
         break;
     case CASESTORE_NOT_FOUND:
         pg_rollback(w->pg);
-        free(reply);
+        free(masked);
         return not_found(res, case_no);
     case CASESTORE_CONFLICT:
         pg_rollback(w->pg);
-        free(reply);
+        free(masked);
         return res_error(res, 409, "invalid_transition", "status",
-                         "case %s is %s; %s needs it to be %s", no, out.status_before, verb, needs);
+                         "case %s is %s; %s needs it to be %s", no, out.status_before, a->name,
+                         ar->needs);
     case CASESTORE_STALE:
         pg_rollback(w->pg);
-        free(reply);
+        free(masked);
         return res_error(res, 409, "stale_version", "If-Match", "%s", errstr);
     default:
-        free(reply);
+        free(masked);
         return res_db(w, res, "action apply", errstr);
     }
-
-    if (a->kind == INTAKE_ACTION_ACCEPT) {
-        const char *uv[1] = {id};
-        pr = pg_exec_stmt(w->pg, &st_accepted, uv, PGRES_COMMAND_OK, errstr, sizeof(errstr));
-    } else {
-        const char *uv[3] = {id, a->measures, reply};
-        pr = pg_exec_stmt(w->pg, &st_resolved, uv, PGRES_COMMAND_OK, errstr, sizeof(errstr));
-    }
-    free(reply);
+    pr = action_update(w, a, id, masked, into_id, errstr, sizeof(errstr));
+    free(masked);
     if (!pr)
         return res_db(w, res, "action update", errstr);
     PQclear(pr);
@@ -1130,45 +1696,135 @@ int intake_case_action(intake_worker_t *w, const intake_token_t *tok, const char
         return res_db(w, res, "action commit", errstr);
 
     log_ctx_set(id, pe.event_id, NULL, -1, -1);
-    LOG_INFO("case %s %s -> %s by token %s", no, out.status_before, out.status_after, tok->id);
+    LOG_INFO("case %s %s: %s -> %s by token %s", no, a->name, out.status_before, out.status_after,
+             tok->id);
     log_ctx_clear();
     change_answer(res, no, &out);
-    res->outcome = verb;
+    res->outcome = a->name;
+    return 0;
+}
+
+/*
+ * Open the complainant's transaction and lock their case: throttle, code,
+ * row. 0: locked (id/no/status/info_pending filled), 1: answered in res
+ * (404, 429, 503, ...).
+ */
+static int complainant_lock(intake_worker_t *w, const char *case_no, const char *access_code,
+                            char id[37], char no[64], char status[24], int *info_pending,
+                            intake_result_t *res)
+{
+    char errstr[512], hex[65];
+    uint8_t sum[32];
+    if (throttle_check(w, case_no, res) != 0)
+        return 1;
+    /* the same 404 for an unknown case and a wrong code: codes cannot be probed */
+    if (!access_code[0]) {
+        throttle_fail(w, case_no);
+        not_found(res, case_no);
+        return 1;
+    }
+    crypto_sha256(access_code, strlen(access_code), sum);
+    util_hex(sum, 32, hex);
+    if (intake_tx_begin(w, "complainant", NULL, hex, errstr, sizeof(errstr)) != 0) {
+        res_db(w, res, "complainant", errstr);
+        return 1;
+    }
+    const char *v[2] = {case_no, hex};
+    PGresult *pr =
+        pg_exec_stmt(w->pg, &st_complainant_lock, v, PGRES_TUPLES_OK, errstr, sizeof(errstr));
+    if (!pr) {
+        res_db(w, res, "complainant lock", errstr);
+        return 1;
+    }
+    if (PQntuples(pr) != 1) {
+        PQclear(pr);
+        pg_rollback(w->pg);
+        throttle_fail(w, case_no);
+        not_found(res, case_no);
+        return 1;
+    }
+    snprintf(id, 37, "%s", pg_get(pr, 0, "id"));
+    snprintf(no, 64, "%s", pg_get(pr, 0, "case_no"));
+    snprintf(status, 24, "%s", pg_get(pr, 0, "status"));
+    if (info_pending)
+        *info_pending = strcmp(pg_get(pr, 0, "info_pending"), "t") == 0;
+    PQclear(pr);
+    return 0;
+}
+
+int intake_case_supplement(intake_worker_t *w, const char *case_no, const intake_supplement_t *s,
+                           intake_result_t *res)
+{
+    char errstr[512], id[37], no[64], status[24];
+    int info_pending = 0;
+    proto_env_t pe;
+    casestore_result_t out;
+    char *text = NULL, *att = NULL;
+    PGresult *pr = NULL;
+
+    if (complainant_lock(w, case_no, s->access_code, id, no, status, &info_pending, res) != 0)
+        return 0;
+    if (!in_set(status, from_supplementable)) {
+        pg_rollback(w->pg);
+        return res_error(res, 409, "invalid_transition", "status",
+                         "case %s is %s; a supplement is taken while the case is still open", no,
+                         status);
+    }
+    text = crypto_mask_text(s->text);
+    att = s->attachments ? json_dumps(s->attachments, JSON_COMPACT) : strdup("[]");
+    if (!text || !att) {
+        free(text);
+        free(att);
+        pg_rollback(w->pg);
+        return res_error(res, 500, "internal", NULL, "internal error: out of memory");
+    }
+    Kesu__V1__SupplementReceived sr = KESU__V1__SUPPLEMENT_RECEIVED__INIT;
+    sr.text = text;
+    sr.answers_request = info_pending;
+    casestore_change_t ch = {.case_id = id,
+                             .from = from_supplementable,
+                             .bump_version = 1,
+                             .producer = INTAKE_PRODUCER,
+                             .actor = "complainant",
+                             .topic = KAFKA_TOPIC_INTAKE};
+    proto_env_init(&pe, INTAKE_PRODUCER);
+    proto_env_set_payload(&pe, KESU__V1__ENVELOPE__PAYLOAD_SUPPLEMENT_RECEIVED, &sr.base);
+    int crc = casestore_apply(w->pg, &ch, &pe, &out, errstr, sizeof(errstr));
+    free(text);
+    if (crc != CASESTORE_OK) {
+        free(att);
+        if (crc == CASESTORE_ERROR)
+            return res_db(w, res, "supplement apply", errstr);
+        pg_rollback(w->pg);
+        return res_error(res, 409, "invalid_transition", "status", "case %s: %s", no, errstr);
+    }
+    const char *uv[2] = {id, att};
+    pr = pg_exec_stmt(w->pg, &st_supplement_set, uv, PGRES_COMMAND_OK, errstr, sizeof(errstr));
+    free(att);
+    if (!pr)
+        return res_db(w, res, "supplement", errstr);
+    PQclear(pr);
+    if (pg_commit(w->pg, errstr, sizeof(errstr)) != 0)
+        return res_db(w, res, "supplement commit", errstr);
+    log_ctx_set(id, pe.event_id, NULL, -1, -1);
+    LOG_INFO("case %s supplement received%s", no, info_pending ? " (answers a request)" : "");
+    log_ctx_clear();
+    change_answer(res, no, &out);
+    res->outcome = "supplement";
     return 0;
 }
 
 int intake_case_feedback(intake_worker_t *w, const char *case_no, const intake_feedback_t *f,
                          intake_result_t *res)
 {
-    char errstr[512], id[37], no[64], status[24], hex[65], sat[8], count[16];
-    uint8_t sum[32];
+    char errstr[512], id[37], no[64], status[24], sat[8], count[16];
     PGresult *pr = NULL;
     proto_env_t pe;
     casestore_result_t out;
     char *comment = NULL;
 
-    /* the same 404 for an unknown case and a wrong code: codes cannot be probed */
-    if (!f->access_code[0])
-        return not_found(res, case_no);
-    crypto_sha256(f->access_code, strlen(f->access_code), sum);
-    util_hex(sum, 32, hex);
-
-    if (pg_begin(w->pg, errstr, sizeof(errstr)) != 0)
-        return res_db(w, res, "feedback", errstr);
-    const char *v[2] = {case_no, hex};
-    pr = pg_exec_stmt(w->pg, &st_feedback_lock, v, PGRES_TUPLES_OK, errstr, sizeof(errstr));
-    if (!pr)
-        return res_db(w, res, "feedback lock", errstr);
-    if (PQntuples(pr) != 1) {
-        PQclear(pr);
-        pg_rollback(w->pg);
-        return not_found(res, case_no);
-    }
-    snprintf(id, sizeof(id), "%s", pg_get(pr, 0, "id"));
-    snprintf(no, sizeof(no), "%s", pg_get(pr, 0, "case_no"));
-    snprintf(status, sizeof(status), "%s", pg_get(pr, 0, "status"));
-    PQclear(pr);
-    pr = NULL;
+    if (complainant_lock(w, case_no, f->access_code, id, no, status, NULL, res) != 0)
+        return 0;
     if (strcmp(status, "replied") != 0) {
         pg_rollback(w->pg);
         return res_error(res, 409, "invalid_transition", "status",

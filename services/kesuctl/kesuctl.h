@@ -5,6 +5,8 @@
 #ifndef KESU_KESUCTL_H
 #define KESU_KESUCTL_H
 
+#include <librdkafka/rdkafka.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "config.h"
@@ -34,6 +36,31 @@ typedef struct kesuctl {
     int load_warmup_s;    /**< seconds not counted in the figures */
     int load_duration_s;  /**< measured seconds after the warm-up (0: until count) */
     int load_drain_s;     /**< how long to wait for submitted cases to complete */
+    /* template render, stats, complainant erase */
+    char *templates; /**< template render: notifier.json */
+    char *event;     /**< template render --event */
+    char *audience;  /**< template render --audience */
+    char *lang;      /**< template render --lang */
+    char *case_no;   /**< template render / complainant erase --case */
+    char *from;      /**< stats --from YYYY-MM-DD */
+    char *to;        /**< stats --to YYYY-MM-DD */
+    char *group_by;  /**< stats --group_by day,department,... */
+    char *format;    /**< stats --format table|csv|json */
+    char *phone;     /**< complainant erase --phone */
+    char *reason;    /**< complainant erase --reason */
+    char *actor;     /**< complainant erase --actor (operator id, recorded) */
+    char *pii_key;   /**< PII key spec (complainant erase --phone) */
+    /* catalogue load, sla recompute, case sla */
+    char *domains;  /**< catalogue load|check: domains.json */
+    char *policy;   /**< sla recompute: sla.json */
+    char *calendar; /**< sla recompute / case sla: the working calendar */
+    int dry_run;    /**< sla recompute --dry-run */
+    int json;       /**< case sla --json, dlq list --json, verify --json */
+    /* dlq, verify */
+    char *since;    /**< dlq list|replay, verify: from then on (30m, 2h, Unix ms, RFC 3339 UTC) */
+    char *dlq_ids;  /**< dlq replay --id P:O[,P:O...] (DLQ partition:offset) */
+    int all;        /**< dlq replay --all */
+    int wait_s;     /**< verify --wait: re-check until clean or this many seconds */
 } kesuctl_t;
 
 /** @brief Apply pending migrations and sync case_transitions. @returns exit code. */
@@ -53,6 +80,47 @@ int kesuctl_token(kesuctl_t *k, int argi);
 
 /** @brief Decode envelopes of a topic to JSON lines on stdout. @returns exit code. */
 int kesuctl_events_tail(kesuctl_t *k);
+
+/** @brief Print a notice rendered as the notifier would (template render). @returns exit code. */
+int kesuctl_template_render(kesuctl_t *k);
+
+/** @brief Print the statistics of a date range (stats). @returns exit code. */
+int kesuctl_stats(kesuctl_t *k);
+
+/** @brief Erase a complainant's contact data, audited (complainant erase). @returns exit code. */
+int kesuctl_complainant_erase(kesuctl_t *k);
+
+/** @brief catalogue check (load 0) or load (load 1) [FILE]. @returns exit code. */
+int kesuctl_catalogue(kesuctl_t *k, int load);
+
+/** @brief sla recompute [--dry-run]: open deadlines after a policy/calendar change. @returns exit code. */
+int kesuctl_sla_recompute(kesuctl_t *k);
+
+/** @brief case sla CASE_NO [--json]: the SLA timeline in working time. @returns exit code. */
+int kesuctl_case_sla(kesuctl_t *k);
+
+/** @brief dlq list [--since] [--json]: the DLQ entries. @returns exit code. */
+int kesuctl_dlq_list(kesuctl_t *k);
+
+/** @brief dlq replay (--id P:O,... | --all) [--since] [--dry-run]. @returns exit code. */
+int kesuctl_dlq_replay(kesuctl_t *k);
+
+/** @brief verify [--since] [--wait S] [--json]: reconcile PostgreSQL and the topics. @returns 0 clean, 1 discrepancies, 2 error. */
+int kesuctl_verify(kesuctl_t *k);
+
+/** Called for each message of a topic scan; return non-zero to stop. */
+typedef int (*kesuctl_scan_fn)(void *opaque, const rd_kafka_message_t *rkm);
+
+/**
+ * @brief Read every partition of topic from the beginning to its high
+ *        watermark at the start (no group, nothing committed).
+ * @returns 0 or -1 with errstr.
+ */
+int kesuctl_topic_scan(kesuctl_t *k, const char *topic, kesuctl_scan_fn fn, void *opaque,
+                       char *errstr, size_t errstr_size);
+
+/** @brief Parse --since (30s/15m/2h/1d ago, Unix ms, RFC 3339 UTC) into Unix ms (0 if empty). @returns 0 or -1. */
+int kesuctl_parse_since(const char *s, int64_t *out_ms);
 
 /**
  * @brief Apply the migrations in dir to the database (the function behind

@@ -6,6 +6,14 @@
  *   kesuctl token create --role ROLE [--department D] [--label L]
  *   kesuctl token list | token revoke ID
  *   kesuctl events tail [--topic T] [--from-beginning] [--max N] [--timeout_ms MS]
+ *   kesuctl catalogue load|check [FILE]
+ *   kesuctl sla recompute [--dry-run]
+ *   kesuctl case sla CASE_NO [--json]
+ *   kesuctl template render --event E --audience A [--lang L] [--case NO]
+ *   kesuctl stats --from D [--to D] [--group_by ...] [--format table|csv|json]
+ *   kesuctl complainant erase (--case NO | --phone N) --reason TEXT
+ *   kesuctl dlq list [--since T] [--json] | dlq replay (--id P:O,... | --all) [--dry-run]
+ *   kesuctl verify [--since T] [--wait S] [--json]
  */
 #include <stdio.h>
 #include <string.h>
@@ -33,6 +41,29 @@ static const char kesuctl_usage[] =
     "  events tail             print envelopes of a topic as JSON lines\n"
     "                          [--topic kesu.public.v1] [--from-beginning] [--max N]\n"
     "                          [--timeout_ms MS: stop when idle that long]\n"
+    "  template render         print a notice as the notifier renders it: --event TYPE\n"
+    "                          --audience complainant|handler|department_head|supervisor\n"
+    "                          [--lang zh-CN|en] [--case CASE_NO: that case's values]\n"
+    "  stats                   statistics table: --from YYYY-MM-DD [--to YYYY-MM-DD]\n"
+    "                          [--group_by day,department,category,channel,district]\n"
+    "                          [--format table|csv|json]\n"
+    "  complainant erase       erase a complainant's contact data (audited): --case NO\n"
+    "                          or --phone NUMBER (needs --pii.key), --reason TEXT\n"
+    "                          [--actor OPERATOR_ID]\n"
+    "  catalogue check [FILE]  check a dispatch catalogue (default deploy/config/catalogue.json)\n"
+    "  catalogue load [FILE]   check it and store it as a new version; dispatchers switch to\n"
+    "                          it on their next tick [--domains deploy/config/domains.json]\n"
+    "  sla recompute           recompute open SLA deadlines after a policy or calendar change\n"
+    "                          [--dry-run] [--policy sla.json] [--calendar calendar/cn.json]\n"
+    "  case sla CASE_NO        a case's SLA timeline in working time [--json]\n"
+    "  dlq list                the messages consumers gave up on (kesu.dlq.v1), with service,\n"
+    "                          source topic/partition/offset and reason [--since 2h] [--json]\n"
+    "  dlq replay              republish DLQ entries to their source topic (idempotent: the\n"
+    "                          inboxes apply an event once): --id P:O[,P:O...] | --all\n"
+    "                          [--since 2h] [--dry-run]\n"
+    "  verify                  reconcile cases, history, outbox, inbox, notifications and the\n"
+    "                          public feed; every discrepancy printed, exit 1 if any\n"
+    "                          [--since T: cases created from then on] [--wait S] [--json]\n"
     "\n"
     "Examples:\n"
     "  kesuctl migrate --pg 'host=127.0.0.1 port=55432 dbname=kesu user=postgres'\n"
@@ -60,6 +91,21 @@ int main(int argc, char **argv)
         {"max", CONFIG_INT, &k.max, "0", "events tail: stop after N messages", 0},
         {"timeout_ms", CONFIG_INT, &k.timeout_ms, "0", "events tail: stop when idle this long",
          0},
+        {"templates", CONFIG_STR, &k.templates, "deploy/config/notifier.json",
+         "template render: the notifier's template index", 0},
+        {"event", CONFIG_STR, &k.event, NULL, "template render: event type", 0},
+        {"audience", CONFIG_STR, &k.audience, NULL, "template render: audience", 0},
+        {"lang", CONFIG_STR, &k.lang, NULL, "template render: language (default zh-CN)", 0},
+        {"case", CONFIG_STR, &k.case_no, NULL, "template render / complainant erase: case number",
+         0},
+        {"from", CONFIG_STR, &k.from, NULL, "stats: first day YYYY-MM-DD", 0},
+        {"to", CONFIG_STR, &k.to, NULL, "stats: last day (default: --from)", 0},
+        {"group_by", CONFIG_STR, &k.group_by, "day", "stats: dimensions, comma-separated", 0},
+        {"format", CONFIG_STR, &k.format, "table", "stats: table, csv or json", 0},
+        {"phone", CONFIG_STR, &k.phone, NULL, "complainant erase: phone number", 1},
+        {"reason", CONFIG_STR, &k.reason, NULL, "complainant erase: why (recorded)", 0},
+        {"actor", CONFIG_STR, &k.actor, "kesuctl", "complainant erase: operator id (recorded)", 0},
+        {"pii.key", CONFIG_STR, &k.pii_key, NULL, "PII key: 64 hex or file:PATH", 1},
         {"api", CONFIG_STR, &k.load_api, "http://127.0.0.1:8080", "load: intake base URL", 0},
         {"token", CONFIG_STR, &k.load_token, NULL, "load: an agent token", 1},
         {"data", CONFIG_STR, &k.load_data, NULL,
@@ -78,6 +124,20 @@ int main(int argc, char **argv)
          "load: measured seconds after the warm-up (ignored with --count)", 0},
         {"drain", CONFIG_INT, &k.load_drain_s, "60",
          "load: seconds to wait for submitted cases to be assigned and acknowledged", 0},
+        {"domains", CONFIG_STR, &k.domains, "deploy/config/domains.json",
+         "catalogue load|check: domain codes rules may use", 0},
+        {"policy", CONFIG_STR, &k.policy, "deploy/config/sla.json", "sla recompute: SLA policy",
+         0},
+        {"calendar", CONFIG_STR, &k.calendar, "deploy/config/calendar/cn.json",
+         "sla recompute / case sla: working calendar", 0},
+        {"dry-run", CONFIG_BOOL, &k.dry_run, "false", "sla recompute: print, change nothing", 0},
+        {"json", CONFIG_BOOL, &k.json, "false", "case sla / dlq list / verify: print JSON", 0},
+        {"since", CONFIG_STR, &k.since, NULL,
+         "dlq / verify: from then on (30m, 2h, Unix ms, RFC 3339 UTC)", 0},
+        {"id", CONFIG_STR, &k.dlq_ids, NULL, "dlq replay: DLQ entries P:O, comma-separated", 0},
+        {"all", CONFIG_BOOL, &k.all, "false", "dlq replay: every entry (since --since)", 0},
+        {"wait", CONFIG_INT, &k.wait_s, "0", "verify: re-check until clean for up to S seconds",
+         0},
         {NULL, 0, NULL, NULL, NULL, 0},
     };
     int rc;
@@ -113,6 +173,25 @@ int main(int argc, char **argv)
         rc = kesuctl_token(&k, 1);
     } else if (strcmp(cmd, "events") == 0 && strcmp(sub, "tail") == 0) {
         rc = kesuctl_events_tail(&k);
+    } else if (strcmp(cmd, "template") == 0 && strcmp(sub, "render") == 0) {
+        rc = kesuctl_template_render(&k);
+    } else if (strcmp(cmd, "stats") == 0) {
+        rc = kesuctl_stats(&k);
+    } else if (strcmp(cmd, "complainant") == 0 && strcmp(sub, "erase") == 0) {
+        rc = kesuctl_complainant_erase(&k);
+    } else if (strcmp(cmd, "catalogue") == 0 &&
+               (strcmp(sub, "load") == 0 || strcmp(sub, "check") == 0)) {
+        rc = kesuctl_catalogue(&k, strcmp(sub, "load") == 0);
+    } else if (strcmp(cmd, "sla") == 0 && strcmp(sub, "recompute") == 0) {
+        rc = kesuctl_sla_recompute(&k);
+    } else if (strcmp(cmd, "dlq") == 0 && strcmp(sub, "list") == 0) {
+        rc = kesuctl_dlq_list(&k);
+    } else if (strcmp(cmd, "dlq") == 0 && strcmp(sub, "replay") == 0) {
+        rc = kesuctl_dlq_replay(&k);
+    } else if (strcmp(cmd, "verify") == 0) {
+        rc = kesuctl_verify(&k);
+    } else if (strcmp(cmd, "case") == 0 && strcmp(sub, "sla") == 0) {
+        rc = kesuctl_case_sla(&k);
     } else {
         fprintf(stderr, "kesuctl: unknown command \"%s%s%s\"; see kesuctl --help\n", cmd,
                 *sub ? " " : "", sub);

@@ -11,11 +11,12 @@
  *    the case history and, once the reply reached the complainant, moves
  *    the case resolved -> replied (the notifier owns that transition).
  *
- * Templates come from deploy/config/notifier.json (event type x audience,
- * zh-CN text with {{case_no}}, {{department}}, {{reply}}), rendered by
- * notify_render: a placeholder is substituted once and the substituted text
- * is never scanned again, so text from a complaint cannot smuggle in a
- * placeholder.
+ * Templates: deploy/config/notifier.json lists event type x audience (and
+ * routing); the texts are files deploy/config/templates/<lang>/<name>.txt
+ * (zh-CN default, en) with {{case_no}}, {{department}}, {{reply}},
+ * {{deadline}}, {{status_link}}, rendered by notify_render: a placeholder is
+ * substituted once and the substituted text is never scanned again, so text
+ * from a complaint cannot smuggle in a placeholder. docs/notifications.md.
  */
 #ifndef KESU_NOTIFY_H
 #define KESU_NOTIFY_H
@@ -23,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "crypto.h"
 #include "kafka.h"
 #include "metrics.h"
 #include "pg.h"
@@ -34,6 +36,8 @@
 /** Channel names as stored in notifications.channel and NotificationSent. */
 #define NOTIFY_CHANNEL_LOG     "log"
 #define NOTIFY_CHANNEL_WEBHOOK "webhook"
+#define NOTIFY_CHANNEL_SMS     "sms"
+#define NOTIFY_CHANNEL_EMAIL   "email"
 /** ReplySent channel when the complainant cannot be reached (anonymous, no contact). */
 #define NOTIFY_CHANNEL_NONE "none"
 
@@ -42,16 +46,32 @@ typedef enum {
     NOTIFY_ROUTE_COMPLAINANT_WEBHOOK = 1, /**< complainants.webhook_url, when set */
     NOTIFY_ROUTE_STAFF_WEBHOOK = 2,       /**< notify.staff_webhook_url, when set */
     NOTIFY_ROUTE_LOG = 3,                 /**< a LOG_INFO line: always available */
+    NOTIFY_ROUTE_SMS = 4,   /**< the complainant's phone via notify.sms_url (needs pii.key) */
+    NOTIFY_ROUTE_EMAIL = 5, /**< the complainant's e-mail via notify.smtp_url (needs pii.key) */
 } notify_route_t;
 
-#define NOTIFY_MAX_ROUTES 4
+#define NOTIFY_MAX_ROUTES 6
 
-/** One template: the notice an event type sends to one audience. */
+/** Default of notify.status_url: {{status_link}} is this + the case number. */
+#define NOTIFY_STATUS_URL_DEFAULT "https://12345.example.gov.cn/status?case="
+
+/** Default local time offset (Asia/Shanghai, UTC+8, no daylight saving). */
+#define NOTIFY_TZ_OFFSET_DEFAULT 480
+
+/** Default of notify.templates. */
+#define NOTIFY_TEMPLATES_DEFAULT "deploy/config/notifier.json"
+
+/** Languages a template set may have; the first listed is the default. */
+#define NOTIFY_MAX_LANGS 4
+
+/** One template: the notice an event type sends to one audience, per language. */
 typedef struct notify_template {
     char *event;    /**< event type ("CaseReceived") */
-    char *audience; /**< "complainant", "handler", "department_head", ... */
-    char *name;     /**< template name, recorded in notifications.template */
-    char *text;     /**< UTF-8 text with {{placeholders}} */
+    char *audience; /**< "complainant", "handler", "department_head", "supervisor" */
+    char *name;     /**< template name, recorded in notifications.template and the file name */
+    char *text;     /**< default-language text (== texts[0], not separately owned) */
+    char *texts[NOTIFY_MAX_LANGS]; /**< text per notify_config_t.langs[i]; NULL: use the default */
+    int emergency_only;            /**< "when": "emergency": only for emergency cases */
 } notify_template_t;
 
 /** The routing of one audience: candidate routes in order, first usable wins. */
@@ -60,12 +80,15 @@ typedef struct notify_routing {
     notify_route_t routes[NOTIFY_MAX_ROUTES]; /**< candidates, 0-terminated */
 } notify_routing_t;
 
-/** deploy/config/notifier.json, loaded once at start. */
+/** deploy/config/notifier.json (+ the template files it names), loaded once at start. */
 typedef struct notify_config {
     notify_template_t *templates; /**< n_templates entries */
     size_t n_templates;
     notify_routing_t *routing; /**< n_routing entries; one per audience used */
     size_t n_routing;
+    char *langs[NOTIFY_MAX_LANGS];   /**< languages ("zh-CN", "en"); langs[0] is the default */
+    size_t n_langs;                  /**< >= 1 */
+    char *subjects[NOTIFY_MAX_LANGS]; /**< e-mail subject template per language (may be NULL) */
 } notify_config_t;
 
 /** The notifier's runtime: settings (borrowed from the service config) and metrics. */
@@ -73,7 +96,18 @@ typedef struct notify {
     notify_config_t cfg;           /**< templates and routing */
     const char *webhook_secret;    /**< HMAC key for X-Kesu-Signature; "" signs nothing */
     const char *staff_webhook_url; /**< staff notices go here when set, else log */
-    int webhook_timeout_ms;        /**< per request, > 0 */
+    int webhook_timeout_ms;        /**< per request (webhook, SMS gateway, SMTP), > 0 */
+    const char *sms_url;           /**< SMS gateway endpoint; "" disables the sms route */
+    const char *sms_token;         /**< bearer token for the gateway; "" sends none */
+    const char *smtp_url;          /**< smtp:// or smtps:// server; "" disables the email route */
+    const char *smtp_from;         /**< envelope and header From address */
+    const char *smtp_user;         /**< SMTP AUTH user; "" for none */
+    const char *smtp_password;     /**< SMTP AUTH password */
+    const char *status_url;        /**< {{status_link}} = status_url + case number */
+    const crypto_keys_t *keys;     /**< PII keys to decrypt contact data; NULL: no sms/email */
+    int quiet_start_min;           /**< quiet hours start, minutes after local midnight */
+    int quiet_end_min;             /**< quiet hours end; == start: no quiet hours */
+    int tz_offset_min;             /**< local time = UTC + this (Asia/Shanghai: 480) */
     int max_attempts;              /**< attempts before a notice is failed, >= 1 */
     int send_batch;                /**< due rows locked per tick pass */
     int backoff_base_ms;           /**< first retry delay */
@@ -85,6 +119,7 @@ typedef struct notify {
     metrics_counter_t *m_sent;     /**< notices delivered */
     metrics_counter_t *m_retry;    /**< failed attempts that will be retried */
     metrics_counter_t *m_failed;   /**< notices given up after max_attempts */
+    metrics_counter_t *m_held;     /**< SMS held by quiet hours */
     metrics_counter_t *m_replied;  /**< resolved -> replied transitions */
     metrics_histogram_t *m_send;   /**< time of one send */
 } notify_t;
@@ -126,6 +161,41 @@ const notify_template_t *notify_template_find(const notify_config_t *cfg, const 
 /** @brief The routing of an audience, or NULL. */
 const notify_routing_t *notify_routing_find(const notify_config_t *cfg, const char *audience);
 
+/**
+ * @brief The text of t in lang, falling back to the default language when
+ *        lang is NULL, unknown or has no file for t. @returns the text.
+ */
+const char *notify_template_text(const notify_config_t *cfg, const notify_template_t *t,
+                                 const char *lang);
+
+/** @brief lang if the config has it, else the default language. @returns a string owned by cfg. */
+const char *notify_lang_pick(const notify_config_t *cfg, const char *lang);
+
+/**
+ * @brief The placeholder values of a case for the templates: case number,
+ *        department name, masked reply, deadline (due_ms formatted in local
+ *        time "2026-12-03 17:00", "-" when due_ms <= 0), status link.
+ *        Strings are borrowed; vars needs NOTIFY_N_VARS entries.
+ * @returns NOTIFY_N_VARS.
+ */
+#define NOTIFY_N_VARS 5
+size_t notify_vars(notify_var_t *vars, const char *case_no, const char *department,
+                   const char *reply, const char *deadline, const char *status_link);
+
+/** @brief Format due_ms as local time (UTC + tz_offset_min), "-" if <= 0. out needs 24 bytes. */
+void notify_fmt_deadline(int64_t due_ms, int tz_offset_min, char *out, size_t out_size);
+
+/**
+ * @brief Quiet hours: if now_ms (UTC) falls inside [start_min, end_min) of
+ *        local time (UTC + tz_offset_min; the window may span midnight:
+ *        22:00-08:00), the instant it ends; else 0. start == end: never quiet.
+ *        Pure, for the tests. @returns ms or 0.
+ */
+int64_t notify_quiet_until(int64_t now_ms, int start_min, int end_min, int tz_offset_min);
+
+/** @brief Parse "22:00-08:00" into minutes. @returns 0, or -1 if malformed. */
+int notify_quiet_parse(const char *s, int *start_min, int *end_min);
+
 /* ------------------------------------------------------------- sending */
 
 /**
@@ -153,6 +223,35 @@ char *notify_webhook_body(const char *notification_id, const char *case_no, cons
 void notify_sign(const char *secret, const char *body, size_t len, char out[72]);
 
 /**
+ * @brief The SMS gateway body {"id","to","text"}.
+ * @returns a malloc'd compact JSON string (caller frees) or NULL.
+ */
+char *notify_sms_body(const char *notification_id, const char *to, const char *text);
+
+/**
+ * @brief An RFC 5322 message for SMTP: From, To, Subject (RFC 2047 UTF-8
+ *        base64), Date, Message-ID <notification_id.kesu@host-of-from>,
+ *        MIME-Version, text/plain UTF-8 body in base64 (so no line of the
+ *        body can end the DATA phase or be too long). Addresses must be
+ *        plain addr-specs without CR, LF, '<', '>' or spaces.
+ * @returns a malloc'd message (caller frees) or NULL with errstr.
+ */
+char *notify_email_message(const char *from, const char *to, const char *subject,
+                           const char *text, const char *notification_id, int64_t now_ms,
+                           char *errstr, size_t errstr_size);
+
+/** @brief 1 if s is a plausible addr-spec (local@domain, printable ASCII, no specials). */
+int notify_email_valid(const char *s);
+
+/**
+ * @brief Send one message over SMTP with libcurl (STARTTLS when the server
+ *        offers it on smtp://, implicit TLS on smtps://, peer verified).
+ * @returns 0 when the server accepted it, -1 with errstr (never the address).
+ */
+int notify_email_send(const notify_t *nt, const char *to, const char *message, char *errstr,
+                      size_t errstr_size);
+
+/**
  * @brief Move the case resolved -> replied with a ReplySent(channel) event,
  *        in the caller's transaction. A case that is no longer resolved
  *        (CONFLICT) or gone (NOT_FOUND) is logged and left alone.
@@ -174,9 +273,19 @@ kc_result_t notify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errst
                           size_t errstr_size);
 
 /**
+ * @brief Write the history events (NotificationSent, NotificationFailed +
+ *        its DLQ entry, ReplySent) of outcomes already committed, one row
+ *        per transaction (each locks one case row only, so it cannot
+ *        deadlock with a stage), until none is left or about 2 s passed.
+ * @returns events recorded, or -1 with errstr (the rest wait).
+ */
+int notify_record_due(notify_t *nt, pg_t *pg, char *errstr, size_t errstr_size);
+
+/**
  * @brief One send pass in its own transaction: lock up to send_batch due
- *        pending rows (FOR UPDATE SKIP LOCKED), send each, record the
- *        outcome and its event, commit, wake the relay.
+ *        pending rows (FOR UPDATE SKIP LOCKED), send each, store the
+ *        outcome on the notifications rows only (sent, retry, failed,
+ *        held), commit; then notify_record_due writes the history events.
  * @returns rows handled (sent, retried or failed), or -1 with errstr
  *          (rolled back; the rows stay pending).
  */

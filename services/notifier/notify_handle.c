@@ -4,10 +4,14 @@
  * batch never waits on a slow webhook and a redelivered event (a no-op in
  * the inbox) can never send twice.
  *
- * Routing is decided now and stored with the row: the complainant's own
- * webhook when they left one, else the log channel (the stand-in for SMS and
- * e-mail in the spine); staff notices go to notify.staff_webhook_url when it
- * is set, else to the log. A complainant who is anonymous or left no way to
+ * Routing is decided now and stored with the row: the first route of the
+ * audience's list (notifier.json) that can reach them - the complainant's own
+ * webhook, SMS to their phone, e-mail, the log; staff notices go to
+ * notify.staff_webhook_url when it is set, else to the log. The phone and
+ * e-mail address are not read here: they stay encrypted until the tick sends.
+ * An emergency case (urgency emergency or the public_safety flag) also
+ * queues the "when": "emergency" templates (the on-duty supervisor's page),
+ * and all its rows are urgent: sent first and never held by quiet hours. A complainant who is anonymous or left no way to
  * be reached gets no notices at all; their reply is "sent" on channel none,
  * which is what moves the case on to replied.
  */
@@ -22,8 +26,12 @@
 
 static const pg_stmt_t nt_case = {
     "nt_case",
-    "SELECT c.case_no, c.status, c.reply, c.department, "
-    "p.webhook_url, "
+    "SELECT c.case_no, c.status, c.reply, c.department, c.language, "
+    "(c.urgency = 'emergency' OR 'public_safety' = ANY (c.flags)) AS emergency, "
+    "p.webhook_url, (p.phone_enc IS NOT NULL AND p.purged_at IS NULL) AS has_phone, "
+    "(p.email_enc IS NOT NULL AND p.purged_at IS NULL) AS has_email, "
+    "COALESCE((SELECT (EXTRACT(EPOCH FROM min(t.due_at)) * 1000)::bigint FROM sla_timers t "
+    "  WHERE t.case_id = c.id AND t.state = 'running'), 0) AS due_ms, "
     "(p.id IS NOT NULL AND p.purged_at IS NULL AND NOT c.anonymous AND "
     " (p.phone_enc IS NOT NULL OR p.email_enc IS NOT NULL OR p.webhook_url IS NOT NULL)) "
     "AS reachable "
@@ -36,9 +44,36 @@ static const pg_stmt_t nt_department = {"nt_department",
 static const pg_stmt_t nt_insert = {
     "nt_insert",
     "INSERT INTO notifications (case_id, trigger_event_id, event_type, channel, audience, "
-    "template, target, body) VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, NULLIF($7, ''), $8) "
+    "template, target, body, language, urgent) VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, "
+    "NULLIF($7, ''), $8, $9, $10::boolean) "
     "ON CONFLICT (trigger_event_id, channel, audience) DO NOTHING",
-    8};
+    10};
+
+/* an emergency (DESIGN.md 9): by the classifier's verdict in the event, or on the case */
+static int notify_is_emergency(const Kesu__V1__Envelope *env, int case_emergency)
+{
+    const Kesu__V1__CaseClassified *cc = env->case_classified;
+    if (case_emergency)
+        return 1;
+    if (env->payload_case != KESU__V1__ENVELOPE__PAYLOAD_CASE_CLASSIFIED || !cc)
+        return 0;
+    if (cc->urgency && strcmp(cc->urgency, "emergency") == 0)
+        return 1;
+    for (size_t i = 0; i < cc->n_flags; i++)
+        if (strcmp(cc->flags[i], "public_safety") == 0)
+            return 1;
+    return 0;
+}
+
+/* the deadline a notice names: the SLA event's own, else the case's nearest running timer */
+static int64_t notify_event_due(const Kesu__V1__Envelope *env, int64_t case_due)
+{
+    if (env->payload_case == KESU__V1__ENVELOPE__PAYLOAD_SLA_WARNING && env->sla_warning)
+        return env->sla_warning->due_at_ms;
+    if (env->payload_case == KESU__V1__ENVELOPE__PAYLOAD_SLA_BREACHED && env->sla_breached)
+        return env->sla_breached->due_at_ms;
+    return case_due;
+}
 
 int notify_mark_replied(notify_t *nt, pg_t *pg, const char *case_id, const char *channel,
                         char *errstr, size_t errstr_size)
@@ -116,11 +151,13 @@ kc_result_t notify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errst
     const Kesu__V1__Envelope *env = m->env;
     PGresult *res = NULL;
     char *dept_name = NULL;
-    strbuf_t text;
+    strbuf_t text, link;
     kc_result_t r = KC_SKIP;
     size_t matched = 0;
+    char deadline[32];
 
     strbuf_init(&text);
+    strbuf_init(&link);
     for (size_t i = 0; i < nt->cfg.n_templates; i++)
         matched += strcmp(nt->cfg.templates[i].event, env->event_type) == 0;
     if (!matched)
@@ -150,11 +187,17 @@ kc_result_t notify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errst
         r = notify_db_failure(pg, "reading the department", errstr, errstr_size);
         goto out;
     }
-    const notify_var_t vars[] = {
-        {"case_no", case_no},
-        {"department", dept_name ? dept_name : ""},
-        {"reply", reply},
-    };
+    int emergency = notify_is_emergency(env, strcmp(pg_get(res, 0, "emergency"), "t") == 0);
+    int has_phone = strcmp(pg_get(res, 0, "has_phone"), "t") == 0 && nt->keys && nt->sms_url &&
+                    *nt->sms_url;
+    int has_email = strcmp(pg_get(res, 0, "has_email"), "t") == 0 && nt->keys && nt->smtp_url &&
+                    *nt->smtp_url;
+    const char *case_lang = pg_get(res, 0, "language");
+    notify_fmt_deadline(notify_event_due(env, strtoll(pg_get(res, 0, "due_ms"), NULL, 10)),
+                        nt->tz_offset_min, deadline, sizeof(deadline));
+    strbuf_appendf(&link, "%s%s", nt->status_url ? nt->status_url : "", case_no);
+    notify_var_t vars[NOTIFY_N_VARS];
+    size_t n_vars = notify_vars(vars, case_no, dept_name ? dept_name : "", reply, deadline, link.s);
 
     r = KC_OK;
     for (size_t i = 0; i < nt->cfg.n_templates; i++) {
@@ -162,7 +205,7 @@ kc_result_t notify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errst
         const notify_routing_t *rt;
         const char *channel = NULL, *target = "";
         int complainant;
-        if (strcmp(t->event, env->event_type) != 0)
+        if (strcmp(t->event, env->event_type) != 0 || (t->emergency_only && !emergency))
             continue;
         complainant = strcmp(t->audience, NOTIFY_AUDIENCE_COMPLAINANT) == 0;
         rt = notify_routing_find(&nt->cfg, t->audience);
@@ -179,6 +222,15 @@ kc_result_t notify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errst
                     channel = NOTIFY_CHANNEL_WEBHOOK;
                     target = nt->staff_webhook_url;
                 }
+                break;
+            case NOTIFY_ROUTE_SMS:
+                /* the phone stays encrypted in complainants; the tick decrypts it */
+                if (reachable && has_phone)
+                    channel = NOTIFY_CHANNEL_SMS;
+                break;
+            case NOTIFY_ROUTE_EMAIL:
+                if (reachable && has_email)
+                    channel = NOTIFY_CHANNEL_EMAIL;
                 break;
             case NOTIFY_ROUTE_LOG:
                 if (!complainant || reachable)
@@ -202,7 +254,9 @@ kc_result_t notify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errst
 
         text.len = 0;
         text.s[0] = '\0';
-        if (notify_render(t->text, vars, sizeof(vars) / sizeof(vars[0]), &text, errstr,
+        /* the complainant reads their case's language; staff the default one */
+        const char *lang = notify_lang_pick(&nt->cfg, complainant ? case_lang : NULL);
+        if (notify_render(notify_template_text(&nt->cfg, t, lang), vars, n_vars, &text, errstr,
                           errstr_size) != 0) {
             /* the templates were checked at start, so this is a value (bad UTF-8) */
             char tmp[512];
@@ -211,8 +265,9 @@ kc_result_t notify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errst
             r = KC_POISON;
             goto out;
         }
-        const char *iv[8] = {env->case_id, env->event_id, env->event_type, channel,
-                             t->audience,  t->name,       target,          text.s};
+        const char *iv[10] = {env->case_id, env->event_id, env->event_type, channel,
+                              t->audience,  t->name,       target,          text.s,
+                              lang,         emergency ? "t" : "f"};
         PGresult *ins = pg_exec_stmt(pg, &nt_insert, iv, PGRES_COMMAND_OK, errstr, errstr_size);
         if (!ins) {
             r = notify_db_failure(pg, "queueing a notification", errstr, errstr_size);
@@ -226,6 +281,7 @@ kc_result_t notify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errst
     }
 out:
     strbuf_free(&text);
+    strbuf_free(&link);
     free(dept_name);
     PQclear(res);
     return r;

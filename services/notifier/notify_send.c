@@ -15,6 +15,7 @@
  */
 #include <inttypes.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 #include "httpc.h"
 #include "log.h"
 #include "notify.h"
+#include "outbox.h"
 #include "proto.h"
 
 /* how long one pass may keep sending: the tick runs on the consumer thread,
@@ -33,11 +35,36 @@
 static const pg_stmt_t nt_due = {
     "nt_due",
     "SELECT n.id, n.case_id, n.trigger_event_id, n.event_type, n.channel, n.audience, "
-    "n.template, n.target, n.body, n.attempts, c.case_no "
+    "n.template, n.target, n.body, n.attempts, n.language, n.urgent, c.case_no, "
+    "CASE WHEN n.channel = 'sms' AND p.purged_at IS NULL THEN p.phone_enc END AS phone_enc, "
+    "CASE WHEN n.channel = 'email' AND p.purged_at IS NULL THEN p.email_enc END AS email_enc "
     "FROM notifications n JOIN cases c ON c.id = n.case_id "
+    "LEFT JOIN complainants p ON p.id = c.complainant_id AND n.audience = 'complainant' "
     "WHERE n.state = 'pending' AND n.next_attempt_at <= now() "
-    "ORDER BY n.next_attempt_at, n.id LIMIT $1::int FOR UPDATE OF n SKIP LOCKED",
+    "ORDER BY n.urgent DESC, n.next_attempt_at, n.id LIMIT $1::int FOR UPDATE OF n SKIP LOCKED",
     1};
+
+/* outcomes whose history event is not written yet (see notify_record_one) */
+static const pg_stmt_t nt_unrecorded = {
+    "nt_unrecorded",
+    "SELECT n.id, n.case_id, n.trigger_event_id, n.event_type, n.channel, n.audience, "
+    "n.template, n.state, n.attempts, COALESCE(n.last_error, '') AS last_error, c.case_no, "
+    "(p.purged_at IS NOT NULL) AS erased "
+    "FROM notifications n JOIN cases c ON c.id = n.case_id "
+    "LEFT JOIN complainants p ON p.id = c.complainant_id "
+    "WHERE n.state <> 'pending' AND n.recorded_at IS NULL "
+    "ORDER BY n.id LIMIT 1 FOR UPDATE OF n SKIP LOCKED",
+    0};
+
+static const pg_stmt_t nt_recorded = {
+    "nt_recorded", "UPDATE notifications SET recorded_at = now() WHERE id = $1::bigint", 1};
+
+/* quiet hours: not an attempt, just later */
+static const pg_stmt_t nt_hold = {
+    "nt_hold",
+    "UPDATE notifications SET next_attempt_at = to_timestamp($2::double precision / 1000), "
+    "held_at = now() WHERE id = $1::bigint",
+    2};
 
 static const pg_stmt_t nt_sent = {
     "nt_sent",
@@ -108,6 +135,8 @@ void notify_metrics_init(notify_t *nt)
                                   "Failed delivery attempts that will be retried", NULL);
     nt->m_failed = metrics_counter("kesu_notifications_failed_total",
                                    "Notifications given up after the last attempt", NULL);
+    nt->m_held = metrics_counter("kesu_notifications_held_total",
+                                 "SMS notices held until quiet hours end", NULL);
     nt->m_replied = metrics_counter("kesu_replies_total",
                                     "Cases moved resolved -> replied by the notifier", NULL);
     nt->m_send = metrics_histogram("kesu_notification_send_seconds",
@@ -117,11 +146,14 @@ void notify_metrics_init(notify_t *nt)
 /* one due row, as locked */
 typedef struct notify_row {
     const char *id, *case_id, *trigger_event_id, *event_type, *channel, *audience, *template_name,
-        *target, *body, *case_no;
-    int attempts;    /**< attempts before this one */
-    int tried;       /**< sent in this pass (the pass budget may leave rows for the next) */
-    int ok;          /**< this attempt delivered */
-    char error[256]; /**< why not (no URL path, no PII) */
+        *target, *body, *case_no, *language, *phone_enc, *email_enc;
+    int urgent;        /**< emergency: first, never held */
+    int attempts;      /**< attempts before this one */
+    int tried;         /**< sent in this pass (the pass budget may leave rows for the next) */
+    int ok;            /**< this attempt delivered */
+    int permanent;     /**< retrying cannot help (contact data erased): fail now */
+    int64_t held_until; /**< > 0: quiet hours, not sent, due again then */
+    char error[256];   /**< why not (no URL path, no PII) */
 } notify_row_t;
 
 static void notify_row_read(const PGresult *res, int i, notify_row_t *r)
@@ -137,7 +169,122 @@ static void notify_row_read(const PGresult *res, int i, notify_row_t *r)
     r->target = pg_get(res, i, "target");
     r->body = pg_get(res, i, "body");
     r->case_no = pg_get(res, i, "case_no");
+    r->language = pg_get(res, i, "language");
+    r->phone_enc = pg_get(res, i, "phone_enc");
+    r->email_enc = pg_get(res, i, "email_enc");
+    r->urgent = strcmp(pg_get(res, i, "urgent"), "t") == 0;
     r->attempts = atoi(pg_get(res, i, "attempts"));
+}
+
+/* the complainant's contact (phone or e-mail) in clear into *out (caller
+ * wipes and frees); the only place the notifier decrypts PII */
+static int notify_contact(notify_t *nt, notify_row_t *r, const char *enc_text, char **out)
+{
+    size_t bin_len = 0, plain_len = 0;
+    uint8_t *plain = NULL;
+    char why[128];
+    *out = NULL;
+    if (!*enc_text) {
+        snprintf(r->error, sizeof(r->error), "the complainant's contact data is gone (erased)");
+        r->permanent = 1;
+        return -1;
+    }
+    if (!nt->keys) {
+        snprintf(r->error, sizeof(r->error), "no pii.key: cannot decrypt the contact data");
+        return -1;
+    }
+    unsigned char *bin = PQunescapeBytea((const unsigned char *)enc_text, &bin_len);
+    if (!bin || crypto_decrypt(nt->keys, bin, bin_len, &plain, &plain_len, why, sizeof(why)) != 0) {
+        snprintf(r->error, sizeof(r->error), "cannot decrypt the contact data: %s",
+                 bin ? why : "out of memory");
+        r->permanent = bin != NULL; /* a wrong key or damaged data will not heal */
+        PQfreemem(bin);
+        return -1;
+    }
+    PQfreemem(bin);
+    *out = (char *)plain;
+    return 0;
+}
+
+static void notify_wipe(char *s)
+{
+    if (s) {
+        OPENSSL_cleanse(s, strlen(s));
+        free(s);
+    }
+}
+
+static void notify_deliver_sms(notify_t *nt, notify_row_t *r)
+{
+    char *phone = NULL, *body = NULL, idem[96], auth[600];
+    const char *headers[4];
+    int h = 0;
+    httpc_response_t resp = {0};
+    int64_t until;
+    if (!r->urgent && (until = notify_quiet_until(util_now_ms(), nt->quiet_start_min,
+                                                  nt->quiet_end_min, nt->tz_offset_min)) > 0) {
+        r->held_until = until;
+        return;
+    }
+    if (notify_contact(nt, r, r->phone_enc, &phone) != 0)
+        return;
+    body = notify_sms_body(r->id, phone, r->body);
+    notify_wipe(phone);
+    if (!body) {
+        snprintf(r->error, sizeof(r->error), "out of memory building the sms body");
+        return;
+    }
+    headers[h++] = "Content-Type: application/json; charset=utf-8";
+    snprintf(idem, sizeof(idem), "Idempotency-Key: %s", r->id);
+    headers[h++] = idem;
+    if (nt->sms_token && *nt->sms_token) {
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", nt->sms_token);
+        headers[h++] = auth;
+    }
+    headers[h] = NULL;
+    if (httpc_request("POST", nt->sms_url, headers, body, strlen(body), nt->webhook_timeout_ms,
+                      &resp, r->error, sizeof(r->error)) == 0) {
+        if (resp.status >= 200 && resp.status < 300)
+            r->ok = 1;
+        else
+            snprintf(r->error, sizeof(r->error), "sms gateway answered HTTP %ld", resp.status);
+    }
+    httpc_response_free(&resp);
+    OPENSSL_cleanse(body, strlen(body));
+    free(body);
+}
+
+static void notify_deliver_email(notify_t *nt, notify_row_t *r)
+{
+    char *to = NULL, *msg = NULL;
+    strbuf_t subject;
+    const char *st = NULL;
+    for (size_t l = 0; l < nt->cfg.n_langs; l++)
+        if (strcmp(nt->cfg.langs[l], r->language) == 0)
+            st = nt->cfg.subjects[l];
+    if (!st)
+        st = nt->cfg.subjects[0] ? nt->cfg.subjects[0] : "{{case_no}}";
+    strbuf_init(&subject);
+    if (notify_contact(nt, r, r->email_enc, &to) != 0)
+        goto out;
+    {
+        notify_var_t vars[NOTIFY_N_VARS];
+        size_t n = notify_vars(vars, r->case_no, "", "", "-", "");
+        if (notify_render(st, vars, n, &subject, r->error, sizeof(r->error)) != 0)
+            goto out;
+    }
+    msg = notify_email_message(nt->smtp_from, to, subject.s, r->body, r->id, util_now_ms(),
+                               r->error, sizeof(r->error));
+    if (!msg) {
+        r->permanent = strstr(r->error, "recipient") != NULL; /* a bad address stays bad */
+        goto out;
+    }
+    if (notify_email_send(nt, to, msg, r->error, sizeof(r->error)) == 0)
+        r->ok = 1;
+out:
+    notify_wipe(to);
+    notify_wipe(msg);
+    strbuf_free(&subject);
 }
 
 static void notify_deliver(notify_t *nt, notify_row_t *r)
@@ -170,7 +317,9 @@ static void notify_deliver(notify_t *nt, notify_row_t *r)
         }
         headers[h] = NULL;
         if (!*r->target) {
+            /* only an erasure removes a queued target: retrying cannot help */
             snprintf(r->error, sizeof(r->error), "webhook notification without a target");
+            r->permanent = 1;
         } else if (httpc_request("POST", r->target, headers, body, strlen(body),
                                  nt->webhook_timeout_ms, &resp, r->error, sizeof(r->error)) == 0) {
             if (resp.status >= 200 && resp.status < 300)
@@ -180,66 +329,77 @@ static void notify_deliver(notify_t *nt, notify_row_t *r)
         }
         httpc_response_free(&resp);
         free(body);
+    } else if (strcmp(r->channel, NOTIFY_CHANNEL_SMS) == 0) {
+        notify_deliver_sms(nt, r);
+    } else if (strcmp(r->channel, NOTIFY_CHANNEL_EMAIL) == 0) {
+        notify_deliver_email(nt, r);
     } else {
         snprintf(r->error, sizeof(r->error), "unknown channel %s", r->channel);
     }
     metrics_histogram_observe(nt->m_send, (double)(util_mono_ms() - t0) / 1000.0);
 }
 
-static int notify_exec(pg_t *pg, const pg_stmt_t *st, const char *const *v, char *errstr,
-                       size_t errstr_size)
+/*
+ * A given-up notice also goes to kesu.dlq.v1 (with the headers of 0006 plus
+ * dlq_notification_id), so the operator's one place for "could not be
+ * processed" shows it; the value is the NotificationFailed envelope. To send
+ * it again: set the notifications row back to pending (docs/notifications.md).
+ */
+static int notify_dead_letter(pg_t *pg, const notify_row_t *r, const Kesu__V1__Envelope *env,
+                              char *errstr, size_t errstr_size)
 {
-    PGresult *res = pg_exec_stmt(pg, st, v, PGRES_COMMAND_OK, errstr, errstr_size);
-    if (!res)
+    size_t len;
+    char att[16];
+    uint8_t *buf = proto_env_pack(env, &len);
+    json_t *h;
+    int rc;
+    if (!buf) {
+        snprintf(errstr, errstr_size, "out of memory packing NotificationFailed");
         return -1;
-    PQclear(res);
-    return 0;
+    }
+    snprintf(att, sizeof(att), "%d", r->attempts + 1);
+    h = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "dlq_service", "notifier",
+                  "dlq_consumer", "notifier-send", "dlq_source_topic", "notifications",
+                  "dlq_error", r->error, "dlq_attempts", att, "dlq_notification_id", r->id,
+                  "event_type", env->event_type, "event_id", env->event_id, "schema_version", "1");
+    rc = outbox_append(pg, "notifier", KAFKA_TOPIC_DLQ, r->case_id, buf, len, h, errstr,
+                       errstr_size);
+    json_decref(h);
+    free(buf);
+    return rc;
 }
 
-/* the outcome of one row and its history event; -1 leaves the savepoint to roll back */
-static int notify_record(notify_t *nt, pg_t *pg, const notify_row_t *r, int *wrote_outbox,
-                         char *errstr, size_t errstr_size)
+/*
+ * The outcome of one attempt, in the pass's transaction. It touches the
+ * notifications row only - no case row lock - so a pass that has already
+ * sent can always commit: a deadlock with a stage's batch (which locks case
+ * rows in its own order) could otherwise roll the pass back and send its
+ * notices a second time. The history event follows in notify_record_due.
+ */
+static int notify_outcome(notify_t *nt, pg_t *pg, const notify_row_t *r, char *errstr,
+                          size_t errstr_size)
 {
-    proto_env_t pe;
-    proto_env_init(&pe, "notifier");
-    if (r->ok) {
-        Kesu__V1__NotificationSent ns = KESU__V1__NOTIFICATION_SENT__INIT;
-        const char *v[1] = {r->id};
-        ns.channel = (char *)r->channel;
-        ns.audience = (char *)r->audience;
-        ns.template_ = (char *)r->template_name;
-        ns.trigger_event_id = (char *)r->trigger_event_id;
-        proto_env_set_payload(&pe, KESU__V1__ENVELOPE__PAYLOAD_NOTIFICATION_SENT, &ns.base);
-        if (notify_exec(pg, &nt_sent, v, errstr, errstr_size) != 0)
+    if (r->held_until > 0) {
+        char until[24];
+        snprintf(until, sizeof(until), "%" PRId64, r->held_until);
+        const char *v[2] = {r->id, until};
+        if (pg_exec_stmt_cmd(pg, &nt_hold, v, errstr, errstr_size) != 0)
             return -1;
-        if (casestore_append(pg, r->case_id, "notifier", "notifier", KAFKA_TOPIC_NOTIFIER, &pe,
-                             NULL, errstr, errstr_size) != CASESTORE_OK)
-            return -1;
-        *wrote_outbox = 1;
-        metrics_counter_add(nt->m_sent, 1);
-        if (strcmp(r->event_type, "CaseResolved") == 0 &&
-            strcmp(r->audience, NOTIFY_AUDIENCE_COMPLAINANT) == 0 &&
-            notify_mark_replied(nt, pg, r->case_id, r->channel, errstr, errstr_size) ==
-                CASESTORE_ERROR)
-            return -1;
+        metrics_counter_add(nt->m_held, 1);
+        LOG_INFO("sms notice %s for case %s held by quiet hours", r->template_name, r->case_no);
         return 0;
     }
-    if (r->attempts + 1 >= nt->max_attempts) {
-        Kesu__V1__NotificationFailed nf = KESU__V1__NOTIFICATION_FAILED__INIT;
+    if (r->ok) {
+        const char *v[1] = {r->id};
+        if (pg_exec_stmt_cmd(pg, &nt_sent, v, errstr, errstr_size) != 0)
+            return -1;
+        metrics_counter_add(nt->m_sent, 1);
+        return 0;
+    }
+    if (r->attempts + 1 >= nt->max_attempts || r->permanent) {
         const char *v[2] = {r->id, r->error};
-        nf.channel = (char *)r->channel;
-        nf.audience = (char *)r->audience;
-        nf.template_ = (char *)r->template_name;
-        nf.trigger_event_id = (char *)r->trigger_event_id;
-        nf.error = (char *)r->error;
-        nf.attempts = r->attempts + 1;
-        proto_env_set_payload(&pe, KESU__V1__ENVELOPE__PAYLOAD_NOTIFICATION_FAILED, &nf.base);
-        if (notify_exec(pg, &nt_failed, v, errstr, errstr_size) != 0)
+        if (pg_exec_stmt_cmd(pg, &nt_failed, v, errstr, errstr_size) != 0)
             return -1;
-        if (casestore_append(pg, r->case_id, "notifier", "notifier", KAFKA_TOPIC_NOTIFIER, &pe,
-                             NULL, errstr, errstr_size) != CASESTORE_OK)
-            return -1;
-        *wrote_outbox = 1;
         metrics_counter_add(nt->m_failed, 1);
         LOG_WARN("notice %s for the %s of case %s given up after %d attempts: %s", r->template_name,
                  r->audience, r->case_no, r->attempts + 1, r->error);
@@ -251,7 +411,7 @@ static int notify_record(notify_t *nt, pg_t *pg, const notify_row_t *r, int *wro
     int64_t ms = notify_backoff_ms(r->attempts + 1, nt->backoff_base_ms, nt->backoff_cap_ms, rnd);
     snprintf(delay, sizeof(delay), "%" PRId64, ms);
     const char *v[3] = {r->id, r->error, delay};
-    if (notify_exec(pg, &nt_retry, v, errstr, errstr_size) != 0)
+    if (pg_exec_stmt_cmd(pg, &nt_retry, v, errstr, errstr_size) != 0)
         return -1;
     metrics_counter_add(nt->m_retry, 1);
     LOG_INFO("notice %s for the %s of case %s failed (attempt %d), retry in %" PRId64 " ms: %s",
@@ -259,11 +419,128 @@ static int notify_record(notify_t *nt, pg_t *pg, const notify_row_t *r, int *wro
     return 0;
 }
 
+/* the history event of one sent or given-up row (casestore locks its case) */
+static int notify_record_event(notify_t *nt, pg_t *pg, const notify_row_t *r, int sent,
+                               int erased, char *errstr, size_t errstr_size)
+{
+    proto_env_t pe;
+    int reply = strcmp(r->event_type, "CaseResolved") == 0 &&
+                strcmp(r->audience, NOTIFY_AUDIENCE_COMPLAINANT) == 0;
+    int rc;
+    proto_env_init(&pe, "notifier");
+    if (sent) {
+        Kesu__V1__NotificationSent ns = KESU__V1__NOTIFICATION_SENT__INIT;
+        ns.channel = (char *)r->channel;
+        ns.audience = (char *)r->audience;
+        ns.template_ = (char *)r->template_name;
+        ns.trigger_event_id = (char *)r->trigger_event_id;
+        proto_env_set_payload(&pe, KESU__V1__ENVELOPE__PAYLOAD_NOTIFICATION_SENT, &ns.base);
+        rc = casestore_append(pg, r->case_id, "notifier", "notifier", KAFKA_TOPIC_NOTIFIER, &pe,
+                              NULL, errstr, errstr_size);
+    } else {
+        Kesu__V1__NotificationFailed nf = KESU__V1__NOTIFICATION_FAILED__INIT;
+        nf.channel = (char *)r->channel;
+        nf.audience = (char *)r->audience;
+        nf.template_ = (char *)r->template_name;
+        nf.trigger_event_id = (char *)r->trigger_event_id;
+        nf.error = (char *)r->error;
+        nf.attempts = r->attempts;
+        proto_env_set_payload(&pe, KESU__V1__ENVELOPE__PAYLOAD_NOTIFICATION_FAILED, &nf.base);
+        rc = casestore_append(pg, r->case_id, "notifier", "notifier", KAFKA_TOPIC_NOTIFIER, &pe,
+                              NULL, errstr, errstr_size);
+        if (rc == CASESTORE_OK && notify_dead_letter(pg, r, &pe.env, errstr, errstr_size) != 0)
+            return CASESTORE_ERROR;
+    }
+    if (rc != CASESTORE_OK)
+        return rc;
+    /* the reply reached the complainant - or never can (erased), like for
+     * someone who left no contact: either way the case moves on */
+    if (reply && (sent || erased) &&
+        notify_mark_replied(nt, pg, r->case_id, sent ? r->channel : NOTIFY_CHANNEL_NONE, errstr,
+                            errstr_size) == CASESTORE_ERROR)
+        return CASESTORE_ERROR;
+    return CASESTORE_OK;
+}
+
+/*
+ * Record one outcome in its own transaction. @returns 1 recorded, 0 nothing
+ * left, -1 with errstr (transient: rolled back, the row waits for the next
+ * tick).
+ */
+static int notify_record_one(notify_t *nt, pg_t *pg, char *errstr, size_t errstr_size)
+{
+    notify_row_t r;
+    PGresult *res = NULL;
+    int rc = -1, ev;
+    if (pg_begin(pg, errstr, errstr_size) != 0)
+        return -1;
+    res = pg_exec_stmt(pg, &nt_unrecorded, NULL, PGRES_TUPLES_OK, errstr, errstr_size);
+    if (!res)
+        goto out;
+    if (PQntuples(res) == 0) {
+        rc = 0;
+        goto out;
+    }
+    memset(&r, 0, sizeof(r));
+    r.id = pg_get(res, 0, "id");
+    r.case_id = pg_get(res, 0, "case_id");
+    r.trigger_event_id = pg_get(res, 0, "trigger_event_id");
+    r.event_type = pg_get(res, 0, "event_type");
+    r.channel = pg_get(res, 0, "channel");
+    r.audience = pg_get(res, 0, "audience");
+    r.template_name = pg_get(res, 0, "template");
+    r.case_no = pg_get(res, 0, "case_no");
+    r.attempts = atoi(pg_get(res, 0, "attempts"));
+    snprintf(r.error, sizeof(r.error), "%s", pg_get(res, 0, "last_error"));
+    log_ctx_set(r.case_id, r.trigger_event_id, NULL, -1, -1);
+    if (pg_command(pg, "SAVEPOINT nt_rec", errstr, errstr_size) != 0)
+        goto out;
+    ev = notify_record_event(nt, pg, &r, strcmp(pg_get(res, 0, "state"), "sent") == 0,
+                             strcmp(pg_get(res, 0, "erased"), "t") == 0, errstr, errstr_size);
+    if (ev == CASESTORE_ERROR && pg_failure_transient(pg))
+        goto out;
+    if (ev != CASESTORE_OK) {
+        /* the case store refuses this event (the case is gone, ...): the
+         * notice stands as sent or failed, only its history line is lost */
+        LOG_ERROR("notification %s: its %s event cannot be recorded: %s", r.id,
+                  strcmp(pg_get(res, 0, "state"), "sent") == 0 ? "NotificationSent"
+                                                              : "NotificationFailed",
+                  errstr);
+        if (pg_command(pg, "ROLLBACK TO SAVEPOINT nt_rec", errstr, errstr_size) != 0)
+            goto out;
+    }
+    const char *v[1] = {r.id};
+    if (pg_exec_stmt_cmd(pg, &nt_recorded, v, errstr, errstr_size) != 0 ||
+        pg_commit(pg, errstr, errstr_size) != 0)
+        goto out;
+    if (nt->wake)
+        nt->wake(nt->wake_arg);
+    rc = 1;
+out:
+    log_ctx_clear();
+    if (pg->in_tx)
+        pg_rollback(pg);
+    PQclear(res);
+    return rc;
+}
+
+int notify_record_due(notify_t *nt, pg_t *pg, char *errstr, size_t errstr_size)
+{
+    int n = 0, rc;
+    int64_t t0 = util_mono_ms();
+    while ((rc = notify_record_one(nt, pg, errstr, errstr_size)) == 1) {
+        n++;
+        if (util_mono_ms() - t0 > NOTIFY_PASS_BUDGET_MS)
+            break; /* the consumer's turn; the rest next tick */
+    }
+    return rc < 0 ? -1 : n;
+}
+
 int notify_send_due(notify_t *nt, pg_t *pg, char *errstr, size_t errstr_size)
 {
     PGresult *res = NULL;
     notify_row_t *rows = NULL;
-    int n = 0, rc = -1, wrote_outbox = 0;
+    int n = 0, rc = -1;
     int64_t t0 = util_mono_ms();
     char limit[16];
 
@@ -297,38 +574,17 @@ int notify_send_due(notify_t *nt, pg_t *pg, char *errstr, size_t errstr_size)
         rows[i].tried = 1;
     }
     for (int i = 0; i < n; i++) {
-        const notify_row_t *r = &rows[i];
-        if (!r->tried)
+        if (!rows[i].tried)
             continue;
-        log_ctx_set(r->case_id, r->trigger_event_id, NULL, -1, -1);
-        if (pg_command(pg, "SAVEPOINT nt_row", errstr, errstr_size) != 0)
-            goto out;
-        if (notify_record(nt, pg, r, &wrote_outbox, errstr, errstr_size) == 0) {
-            if (pg_command(pg, "RELEASE SAVEPOINT nt_row", errstr, errstr_size) != 0)
-                goto out;
-            continue;
-        }
-        if (pg_failure_transient(pg))
-            goto out; /* the whole pass again later; the rows stay pending */
-        /* the database refuses this row's outcome: keep the row pending with
-         * the reason so one bad row cannot block the others */
-        LOG_ERROR("cannot record notification %s: %s", r->id, errstr);
-        char why[256], delay[24];
-        snprintf(why, sizeof(why), "recording the outcome failed: %s", errstr);
-        snprintf(delay, sizeof(delay), "%d", nt->backoff_cap_ms);
-        const char *v[3] = {r->id, why, delay};
-        /* past the last attempt it stops here, failed without its event */
-        const pg_stmt_t *st = r->attempts + 1 >= nt->max_attempts ? &nt_failed : &nt_retry;
-        if (pg_command(pg, "ROLLBACK TO SAVEPOINT nt_row", errstr, errstr_size) != 0 ||
-            notify_exec(pg, st, v, errstr, errstr_size) != 0 ||
-            pg_command(pg, "RELEASE SAVEPOINT nt_row", errstr, errstr_size) != 0)
+        log_ctx_set(rows[i].case_id, rows[i].trigger_event_id, NULL, -1, -1);
+        /* only the database being unavailable fails here; then the whole
+         * pass is retried and its notices go out again (at least once) */
+        if (notify_outcome(nt, pg, &rows[i], errstr, errstr_size) != 0)
             goto out;
     }
     log_ctx_clear();
     if (pg_commit(pg, errstr, errstr_size) != 0)
         goto out;
-    if (wrote_outbox && nt->wake)
-        nt->wake(nt->wake_arg);
     rc = 0;
     for (int i = 0; i < n; i++)
         rc += rows[i].tried;
@@ -338,6 +594,15 @@ out:
         pg_rollback(pg);
     free(rows);
     PQclear(res);
+    if (rc >= 0) {
+        /* the history events of what this pass (or a crashed one) decided */
+        char why[512];
+        if (notify_record_due(nt, pg, why, sizeof(why)) < 0 &&
+            util_mono_ms() - nt->last_warn_ms > 10000) {
+            nt->last_warn_ms = util_mono_ms();
+            LOG_WARN("recording notification events failed, will retry: %s", why);
+        }
+    }
     return rc;
 }
 

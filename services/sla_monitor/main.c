@@ -1,22 +1,24 @@
 /*
- * kesu-sla-monitor: runs the SLA timers of every case. Consumes
- * kesu.dispatcher.v1 (CaseAssigned starts accept and resolve timers) and
- * kesu.intake.v1 (accept, resolve and the end of a case stop them); every
- * sla.scan_ms it breaches the due timers and publishes SlaBreached on
- * kesu.sla.v1. Timers live in PostgreSQL, so instances share them and a
- * restart loses none.
+ * kesu-sla-monitor: runs the SLA timers of every case on the working
+ * calendar. Consumes kesu.dispatcher.v1 (CaseAssigned), kesu.intake.v1
+ * (accept, return, resolve, information requests, extensions, feedback,
+ * reopen, the end of a case) and kesu.notifier.v1 (ReplySent); every
+ * sla.scan_ms it fires the due timers - SlaWarning, SlaBreached +
+ * CaseEscalated, the auto-close CaseClosed - on kesu.sla.v1. Timers live in
+ * PostgreSQL, so instances share them and a restart loses none.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <time.h>
 
+#include "calendar.h"
 #include "log.h"
 #include "service.h"
 #include "sla_policy.h"
 #include "sla_timers.h"
 
-static char *policy_path, *time_scale;
+static char *policy_path, *calendar_path, *time_scale;
 static int scan_ms;
 
 static const config_key_t sla_keys[] = {
@@ -24,20 +26,13 @@ static const config_key_t sla_keys[] = {
      "SLA limits per request type x urgency (relative: to the working directory, else the "
      "source tree)",
      0},
+    {"sla.calendar", CONFIG_STR, &calendar_path, "deploy/config/calendar/cn.json",
+     "working calendar: hours, holidays, make-up days (always.json: 24x7, for tests)", 0},
     {"sla.time_scale", CONFIG_STR, &time_scale, "1.0",
      "multiplies every limit (0.001 makes a 1440-minute limit last 86.4 s; for tests)", 0},
     {"sla.scan_ms", CONFIG_INT, &scan_ms, "1000", "how often due timers are looked for", 0},
     {NULL, 0, NULL, NULL, NULL, 0},
 };
-
-/* a relative path not found from the working directory is taken from the source tree */
-static void resolve_path(const char *path, char *out, size_t n)
-{
-    if (path[0] != '/' && access(path, R_OK) != 0)
-        snprintf(out, n, "%s/%s", KESU_SOURCE_DIR, path);
-    else
-        snprintf(out, n, "%s", path);
-}
 
 static void wake_relay(void *arg)
 {
@@ -49,8 +44,10 @@ int main(int argc, char **argv)
     service_t svc;
     sla_ctx_t ctx;
     sla_policy_t *policy = NULL;
-    char errstr[1024], pp[4096], *end;
-    const char *const topics[] = {KAFKA_TOPIC_DISPATCHER, KAFKA_TOPIC_INTAKE, NULL};
+    calendar_t *cal = NULL;
+    char errstr[1024], pp[4096], cp[4096], *end;
+    const char *const topics[] = {KAFKA_TOPIC_DISPATCHER, KAFKA_TOPIC_INTAKE,
+                                  KAFKA_TOPIC_NOTIFIER, NULL};
     int rc = service_init(&svc, "sla-monitor",
                           "Starts, stops and breaches SLA timers; publishes SlaBreached on "
                           "kesu.sla.v1.",
@@ -69,25 +66,44 @@ int main(int argc, char **argv)
         config_free(&svc.cfg);
         return 2;
     }
-    resolve_path(policy_path, pp, sizeof(pp));
+    config_resolve_path(calendar_path, cp, sizeof(cp));
+    cal = calendar_load(cp, errstr, sizeof(errstr));
+    if (!cal) {
+        LOG_ERROR("cannot load the working calendar: %s", errstr);
+        config_free(&svc.cfg);
+        return 2;
+    }
+    config_resolve_path(policy_path, pp, sizeof(pp));
     policy = sla_policy_load(pp, errstr, sizeof(errstr));
     if (!policy) {
         LOG_ERROR("cannot load the SLA policy: %s", errstr);
+        calendar_free(cal);
         config_free(&svc.cfg);
         return 2;
     }
     policy->time_scale = scale;
-    LOG_INFO("SLA policy loaded: %zu entries, time scale %g, scan every %d ms", policy->nentries,
-             scale, scan_ms);
+    policy->cal = cal;
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    for (int y = tm.tm_year + 1900; y <= tm.tm_year + 1901; y++)
+        if (strcmp(calendar_name(cal), "always") != 0 && !calendar_covers(cal, y))
+            LOG_WARN("calendar %s lists no holidays for %d: that year counts plain Monday-Friday "
+                     "until the State Council's schedule is added",
+                     calendar_name(cal), y);
+    LOG_INFO("SLA policy loaded: %zu entries, calendar %s (%s), time scale %g, scan every %d ms",
+             policy->nentries, calendar_name(cal), calendar_tz(cal), scale, scan_ms);
 
     if (service_start(&svc) != 0) {
         service_stop(&svc);
         sla_policy_free(policy);
+        calendar_free(cal);
         return 1;
     }
     sla_ctx_init(&ctx, policy, wake_relay, &svc);
     rc = service_consume(&svc, topics, sla_handle, sla_tick, scan_ms, &ctx);
     int code = service_stop(&svc);
     sla_policy_free(policy);
+    calendar_free(cal);
     return rc != 0 ? 1 : code;
 }

@@ -146,9 +146,9 @@ static void test_inbox_dlq_offsets(void **state)
     assert_int_equal(c.retried, 1);
     assert_int_equal(count_of(pg, "poison"), 0);
     snprintf(sql, sizeof(sql),
-             "SELECT count(*) FROM outbox WHERE producer = 'itest' AND topic = 'kesu.dlq.v1' "
+             "SELECT count(*) FROM outbox WHERE producer = 'itest' AND topic = '%s' "
              "AND headers->>'dlq_consumer' = '%s'",
-             group);
+             KAFKA_TOPIC_DLQ, group);
     assert_int_equal(itest_scalar(pg, sql), 2);
     snprintf(sql, sizeof(sql),
              "SELECT count(*) FROM outbox WHERE producer = 'itest' AND headers->>'dlq_consumer' "

@@ -19,16 +19,15 @@
     "{\"domains\":[{\"code\":\"transport\",\"label\":\"交通运输\"},"                           \
     "{\"code\":\"other\",\"label\":\"其他\"}]}"
 
-/* a minimal valid rules document; %s slots: domains classes, request type default, flags */
+/* a minimal valid rules document; %s slots: domains classes, request type default
+ * (flags live in the alert rules: test_classify_alerts.c) */
 #define RULES_FMT                                                                                    \
     "{\"model\":\"t1\",\n"                                                                           \
     " \"domains\":{\"default\":\"other\",\"classes\":{%s}},\n"                                       \
     " \"request_types\":{\"default\":\"%s\",\"classes\":{\"consultation\":{\"zh\":{\"请问\":3}}}}" \
     ",\n"                                                                                            \
     " \"categories\":{\"default\":\"other\",\"classes\":{\"policy\":{\"zh\":{\"政策\":3}}}},\n"    \
-    " \"flags\":{\"classes\":{%s}},\n"                                                               \
-    " \"urgency\":{\"default\":\"normal\",\"classes\":{\"urgent\":{\"zh\":{\"紧急\":2}}},"         \
-    "\"by_flag\":{%s}}}\n"
+    " \"urgency\":{\"default\":\"normal\",\"classes\":{\"urgent\":{\"zh\":{\"紧急\":2}}}}}\n"
 
 #define DOM_OK     "\"transport\":{\"zh\":{\"公交\":3},\"en\":{\"Bus\":2}}"
 #define FLAG_OK    "\"public_safety\":{\"min_score\":2,\"zh\":{\"火灾\":2}}"
@@ -75,7 +74,7 @@ static classify_rules_t *load(const char *rules_text, const char *domains_text, 
 static void test_minimal_valid(void **state)
 {
     char text[4096], err[512] = "";
-    snprintf(text, sizeof(text), RULES_FMT, DOM_OK, "complaint", FLAG_OK, BY_FLAG_OK);
+    snprintf(text, sizeof(text), RULES_FMT, DOM_OK, "complaint");
     classify_rules_t *r = load(text, DOMAINS_OK, err, sizeof(err));
     if (!r)
         fail_msg("valid rules refused: %s", err);
@@ -83,11 +82,13 @@ static void test_minimal_valid(void **state)
     assert_int_equal(r->title_weight, 2);
     classify_result_t res;
     /* "Bus" was stored lower-case; matching ignores ASCII case */
-    assert_int_equal(classify_text(r, "BUS late", "the bus is late", &res), 0);
+    assert_int_equal(classify_rules_text(r, "BUS late", "the bus is late", &res), 0);
     assert_string_equal(res.domain, "transport");
-    assert_int_equal(classify_text(r, "火灾", "", &res), 0);
-    assert_true(classify_has_flag(&res, "public_safety"));
-    assert_string_equal(res.urgency, "emergency");
+    assert_string_equal(res.domain_source, "rules");
+    assert_int_equal(classify_rules_text(r, "紧急", "十分紧急", &res), 0);
+    assert_string_equal(res.urgency, "urgent");
+    assert_int_equal(classify_rules_text(r, "请问", "", &res), 0);
+    assert_string_equal(res.request_type, "consultation");
     assert_string_equal(classify_domain_code(r, "交通运输"), "transport");
     assert_null(classify_domain_code(r, "不存在"));
     classify_rules_free(r);
@@ -113,14 +114,6 @@ static const struct {
      "domains.classes.transport: has no keywords"},
     {"unknown request type default", DOM_OK, "grumble", FLAG_OK, BY_FLAG_OK, NULL,
      "request_types.default: unknown code \"grumble\""},
-    {"unknown flag", DOM_OK, "complaint", "\"gossip\":{\"zh\":{\"八卦\":2}}", BY_FLAG_OK, NULL,
-     "flags.classes.gossip: unknown code"},
-    {"bad min_score", DOM_OK, "complaint", "\"public_safety\":{\"min_score\":0,\"zh\":{\"火\":2}}",
-     BY_FLAG_OK, NULL, "flags.classes.public_safety.min_score: must be an integer"},
-    {"by_flag names a flag without keywords", DOM_OK, "complaint", FLAG_OK, "\"media\":\"urgent\"",
-     NULL, "urgency.by_flag.media: not a class of flags"},
-    {"by_flag level unknown", DOM_OK, "complaint", FLAG_OK, "\"public_safety\":\"panic\"", NULL,
-     "urgency.by_flag.public_safety: must be one of low, normal, urgent, emergency"},
     {"domains without other", DOM_OK, "complaint", FLAG_OK, BY_FLAG_OK,
      "{\"domains\":[{\"code\":\"transport\",\"label\":\"交通运输\"}]}",
      "domains: needs the fallback domain \"other\""},
@@ -139,8 +132,7 @@ static void test_bad_rules(void **state)
 {
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char text[4096], err[512] = "";
-        snprintf(text, sizeof(text), RULES_FMT, bad[i].domains_class, bad[i].rt_default,
-                 bad[i].flags, bad[i].by_flag);
+        snprintf(text, sizeof(text), RULES_FMT, bad[i].domains_class, bad[i].rt_default);
         classify_rules_t *r =
             load(text, bad[i].domains_json ? bad[i].domains_json : DOMAINS_OK, err, sizeof(err));
         if (r) {

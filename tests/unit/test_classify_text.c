@@ -1,10 +1,12 @@
 /*
- * Unit tests: the keyword classifier with the shipped rules
- * (deploy/config/classifier_rules.json, domains.json).
+ * Unit tests: the whole classifier with the shipped files (the model the
+ * build trained, deploy/config/classifier/rules.json and alerts.json,
+ * deploy/config/domains.json).
  *
- * - domain accuracy on real labeled hotline messages (Teddy Cup 2020 C,
- *   file in KESU_DATA_DIR, default ../shared/data beside the repository): must be
- *   clearly above chance (the largest class is ~21 %), printed;
+ * - domain accuracy of the model on the real labeled hotline messages it
+ *   was trained on (Teddy Cup 2020 C, KESU_DATA_DIR, default ../shared/data
+ *   beside the repository): a sanity check of training and loading (the
+ *   honest figure is the cross-validated one, test_classify_model.c);
  * - a table of sentences for urgency and flags, Chinese and English;
  * - request types, categories and the confidence / needs_review rule.
  */
@@ -20,7 +22,7 @@
 
 #include "classify.h"
 
-static classify_rules_t *rules;
+static classify_t *cls;
 
 static const char *source_dir(void)
 {
@@ -30,12 +32,14 @@ static const char *source_dir(void)
 
 static int setup(void **state)
 {
-    char rp[1024], dp[1024], err[512];
-    snprintf(rp, sizeof(rp), "%s/deploy/config/classifier_rules.json", source_dir());
-    snprintf(dp, sizeof(dp), "%s/deploy/config/domains.json", source_dir());
-    rules = classify_rules_load(rp, dp, err, sizeof(err));
-    if (!rules) {
-        fprintf(stderr, "cannot load rules: %s\n", err);
+    char rp[1024], ap[1024], dp[1024], err[1024];
+    snprintf(rp, sizeof(rp), "%s/" CLASSIFY_DEFAULT_RULES, source_dir());
+    snprintf(ap, sizeof(ap), "%s/" CLASSIFY_DEFAULT_ALERTS, source_dir());
+    snprintf(dp, sizeof(dp), "%s/" CLASSIFY_DEFAULT_DOMAINS, source_dir());
+    classify_paths_t p = {CLASSIFY_DEFAULT_MODEL, rp, ap, dp};
+    cls = classify_load(&p, 0.5, err, sizeof(err));
+    if (!cls) {
+        fprintf(stderr, "cannot load the classifier: %s\n", err);
         return -1;
     }
     return 0;
@@ -43,8 +47,8 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    classify_rules_free(rules);
-    rules = NULL;
+    classify_free(cls);
+    cls = NULL;
     return 0;
 }
 
@@ -66,10 +70,10 @@ static void test_accuracy_on_labeled_messages(void **state)
         json_t *row = json_loads(line, 0, &e);
         assert_non_null(row);
         const char *want =
-            classify_domain_code(rules, json_string_value(json_object_get(row, "label")));
+            classify_domain_code(cls->rules, json_string_value(json_object_get(row, "label")));
         assert_non_null(want);
         classify_result_t res;
-        assert_int_equal(classify_text(rules, json_string_value(json_object_get(row, "title")),
+        assert_int_equal(classify_text(cls, json_string_value(json_object_get(row, "title")),
                                        json_string_value(json_object_get(row, "body")), &res),
                          0);
         int ok = strcmp(res.domain, want) == 0;
@@ -87,7 +91,7 @@ static void test_accuracy_on_labeled_messages(void **state)
             "flagged %d\n",
             acc, right, total, review, review_wrong, (total - right) - review_wrong);
     assert_true(total >= 100);
-    assert_true(acc > 0.5);
+    assert_true(acc > 0.95);
     /* a review flag should find errors more often than chance */
     assert_true(review == 0 || (double)review_wrong / review > 1.0 - acc);
 }
@@ -134,7 +138,7 @@ static void test_urgency_and_flags(void **state)
     int bad = 0;
     for (size_t i = 0; i < sizeof(urgency_cases) / sizeof(urgency_cases[0]); i++) {
         classify_result_t res;
-        assert_int_equal(classify_text(rules, urgency_cases[i].title, urgency_cases[i].body, &res),
+        assert_int_equal(classify_text(cls, urgency_cases[i].title, urgency_cases[i].body, &res),
                          0);
         int ok = strcmp(res.urgency, urgency_cases[i].urgency) == 0;
         if (urgency_cases[i].flag)
@@ -180,7 +184,7 @@ static void test_types_and_categories(void **state)
     int bad = 0;
     for (size_t i = 0; i < sizeof(type_cases) / sizeof(type_cases[0]); i++) {
         classify_result_t res;
-        assert_int_equal(classify_text(rules, type_cases[i].title, type_cases[i].body, &res), 0);
+        assert_int_equal(classify_text(cls, type_cases[i].title, type_cases[i].body, &res), 0);
         if (strcmp(res.domain, type_cases[i].domain) != 0 ||
             strcmp(res.request_type, type_cases[i].request_type) != 0 ||
             strcmp(res.category, type_cases[i].category) != 0) {
@@ -196,26 +200,28 @@ static void test_types_and_categories(void **state)
 static void test_confidence(void **state)
 {
     classify_result_t res;
-    /* no keyword at all: the fallback domain, no confidence, a human looks */
-    assert_int_equal(classify_text(rules, "你好", "一些无关的话", &res), 0);
-    assert_string_equal(res.domain, "other");
-    assert_true(res.confidence == 0.0);
+    /* nothing about any domain: the model's guess is unsure, a human looks */
+    assert_int_equal(classify_text(cls, "你好", "一些无关的话", &res), 0);
+    assert_true(res.confidence < 0.5);
     assert_true(res.needs_review);
+    assert_string_equal(res.domain_source, "model");
     assert_string_equal(res.request_type, "complaint");
     assert_string_equal(res.urgency, "normal");
-    /* empty and NULL text are fine */
-    assert_int_equal(classify_text(rules, NULL, NULL, &res), 0);
+    /* empty and NULL text are fine: no Chinese, no keyword, the fallback domain */
+    assert_int_equal(classify_text(cls, NULL, NULL, &res), 0);
     assert_string_equal(res.domain, "other");
+    assert_string_equal(res.domain_source, "default");
+    assert_true(res.needs_review);
     /* several strong unopposed hints: confident */
     assert_int_equal(
-        classify_text(rules, "医院乱收费", "市人民医院门诊挂号后医生乱开药，患者看病贵", &res), 0);
+        classify_text(cls, "医院乱收费", "市人民医院门诊挂号后医生乱开药，患者看病贵", &res), 0);
     assert_string_equal(res.domain, "health_family_planning");
     assert_true(res.confidence > 0.7 && res.confidence <= 1.0);
     assert_false(res.needs_review);
     /* English keywords start a word: "pirate" holds no "rat" */
-    assert_int_equal(classify_text(rules, "", "a pirate ship", &res), 0);
+    assert_int_equal(classify_text(cls, "", "a pirate ship", &res), 0);
     assert_string_equal(res.domain, "other");
-    assert_int_equal(classify_text(rules, "", "RATS in the ALLEY", &res), 0);
+    assert_int_equal(classify_text(cls, "", "RATS in the ALLEY", &res), 0);
     assert_string_equal(res.domain, "health_family_planning");
 }
 

@@ -71,8 +71,83 @@ static const complaint_case_t complaint_cases[] = {
      "\"complainant\":{\"name\":\"\",\"phone\":null}}",
      NULL, NULL},
     {"integer coordinates", "{" MIN ",\"location\":{\"lat\":-90,\"lon\":180}}", NULL, NULL},
-    {"every channel: open311", "{\"channel\":\"open311\",\"title\":\"t\",\"body\":\"b\"}", NULL,
+    /* every channel with exactly its own details (issue 3) */
+    {"channel web", "{\"channel\":\"web\",\"title\":\"t\",\"body\":\"b\"}", NULL, NULL},
+    {"channel app", "{\"channel\":\"app\",\"title\":\"t\",\"body\":\"b\"}", NULL, NULL},
+    {"channel phone",
+     "{\"channel\":\"phone\",\"title\":\"t\",\"body\":\"b\",\"call_id\":\"c1\","
+     "\"agent_id\":\"a1\"}",
+     NULL, NULL},
+    {"channel letter",
+     "{\"channel\":\"letter\",\"title\":\"t\",\"body\":\"b\","
+     "\"received_date\":\"2024-02-29\",\"scan_ref\":\"SC-1\"}",
+     NULL, NULL},
+    {"channel walk_in",
+     "{\"channel\":\"walk_in\",\"title\":\"t\",\"body\":\"b\",\"window_id\":\"W3\"}", NULL, NULL},
+    {"channel open311",
+     "{\"channel\":\"open311\",\"title\":\"t\",\"body\":\"b\",\"external_ref\":\"o1\"}", NULL,
      NULL},
+    {"channel import",
+     "{\"channel\":\"import\",\"title\":\"t\",\"body\":\"b\",\"external_ref\":\"i1\"}", NULL, NULL},
+    {"phone without call_id",
+     "{\"channel\":\"phone\",\"title\":\"t\",\"body\":\"b\",\"agent_id\":\"a1\"}", "missing_field",
+     "call_id"},
+    {"phone without agent_id",
+     "{\"channel\":\"phone\",\"title\":\"t\",\"body\":\"b\",\"call_id\":\"c1\"}", "missing_field",
+     "agent_id"},
+    {"letter without received_date",
+     "{\"channel\":\"letter\",\"title\":\"t\",\"body\":\"b\","
+     "\"scan_ref\":\"SC-1\"}",
+     "missing_field", "received_date"},
+    {"letter without scan_ref",
+     "{\"channel\":\"letter\",\"title\":\"t\",\"body\":\"b\","
+     "\"received_date\":\"2024-02-29\"}",
+     "missing_field", "scan_ref"},
+    {"letter on a day that does not exist",
+     "{\"channel\":\"letter\",\"title\":\"t\",\"body\":\"b\","
+     "\"received_date\":\"2023-02-29\",\"scan_ref\":\"SC-1\"}",
+     "invalid_value", "received_date"},
+    {"walk_in without window_id", "{\"channel\":\"walk_in\",\"title\":\"t\",\"body\":\"b\"}",
+     "missing_field", "window_id"},
+    {"open311 without external_ref", "{\"channel\":\"open311\",\"title\":\"t\",\"body\":\"b\"}",
+     "missing_field", "external_ref"},
+    {"import without external_ref", "{\"channel\":\"import\",\"title\":\"t\",\"body\":\"b\"}",
+     "missing_field", "external_ref"},
+    {"another channel's detail", "{" MIN ",\"call_id\":\"c1\"}", "invalid_field", "call_id"},
+    {"call_id with a space",
+     "{\"channel\":\"phone\",\"title\":\"t\",\"body\":\"b\",\"call_id\":\"c 1\","
+     "\"agent_id\":\"a1\"}",
+     "invalid_value", "call_id"},
+    /* attachments by reference, anonymous */
+    {"attachments",
+     "{" MIN ",\"attachments\":[{\"url\":\"https://f.example/a.jpg\",\"name\":\"a.jpg\","
+     "\"content_type\":\"image/jpeg\",\"size\":1024,\"sha256\":\""
+     "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"}]}",
+     NULL, NULL},
+    {"attachment without url", "{" MIN ",\"attachments\":[{\"name\":\"a.jpg\"}]}", "missing_field",
+     "attachments[0].url"},
+    {"attachment size negative",
+     "{" MIN ",\"attachments\":[{\"url\":\"https://f.example/a\",\"size\":-1}]}", "out_of_range",
+     "attachments[0].size"},
+    {"attachments not an array", "{" MIN ",\"attachments\":{}}", "invalid_type", "attachments"},
+    {"anonymous with a complainant",
+     "{" MIN ",\"anonymous\":true,\"complainant\":{\"name\":\"张三\"}}", "invalid_value",
+     "anonymous"},
+    {"anonymous", "{" MIN ",\"anonymous\":true}", NULL, NULL},
+    /* mainland phone numbers and district codes */
+    {"landline with area code", "{" MIN ",\"complainant\":{\"phone\":\"010-8888 6666\"}}", NULL,
+     NULL},
+    {"landline of a 4-digit area code", "{" MIN ",\"complainant\":{\"phone\":\"0755-2345678\"}}",
+     NULL, NULL},
+    {"mobile with +86", "{" MIN ",\"complainant\":{\"phone\":\"+86 139 0000 1111\"}}", NULL, NULL},
+    {"not a mobile (12x)", "{" MIN ",\"complainant\":{\"phone\":\"12012345678\"}}", "invalid_value",
+     "complainant.phone"},
+    {"too many digits", "{" MIN ",\"complainant\":{\"phone\":\"138123456789\"}}", "invalid_value",
+     "complainant.phone"},
+    {"district code of 5 digits", "{" MIN ",\"location\":{\"district_code\":\"11010\"}}",
+     "invalid_value", "location.district_code"},
+    {"district code of zeros", "{" MIN ",\"location\":{\"district_code\":\"000000\"}}",
+     "invalid_value", "location.district_code"},
     {"200 characters of title", max_title, NULL, NULL},
     {"multi-line body", "{\"channel\":\"web\",\"title\":\"t\",\"body\":\"line 1\\nline 2\\tend\"}",
      NULL, NULL},
@@ -404,13 +479,135 @@ static void test_json_path(void **state)
     assert_string_equal(p, "t");
 }
 
+/* Field errors are all reported (422); a body that is not JSON stops at once (400). */
+static void test_every_error_listed(void **state)
+{
+    (void)state;
+    intake_complaint_t c;
+    intake_verr_t e;
+    const char *bad = "{\"channel\":\"phone\",\"title\":\"\",\"body\":\"b\",\"x\":1,"
+                      "\"location\":{\"district_code\":\"1\",\"lat\":91,\"lon\":0},"
+                      "\"complainant\":{\"phone\":\"123\",\"email\":\"no\"}}";
+    assert_int_equal(intake_complaint_parse(bad, strlen(bad), &c, &e), -1);
+    assert_int_equal(e.status, 422);
+    static const char *const fields[] = {"x",
+                                         "title",
+                                         "call_id",
+                                         "agent_id",
+                                         "location.district_code",
+                                         "location.lat",
+                                         "complainant.phone",
+                                         "complainant.email",
+                                         NULL};
+    for (int i = 0; fields[i]; i++) {
+        int found = 0;
+        for (int k = 0; k < e.count && k < INTAKE_VERR_MAX; k++)
+            found |= strcmp(e.list[k].field, fields[i]) == 0;
+        if (!found)
+            fail_msg("%s not listed (%d errors)", fields[i], e.count);
+    }
+    assert_string_equal(e.field, e.list[0].field);
+    assert_int_equal(intake_complaint_parse("{\"a\":", 5, &c, &e), -1);
+    assert_int_equal(e.status, 400);
+    assert_int_equal(e.count, 1);
+}
+
+static void test_phone_and_district_rules(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *norm;
+        int ok;
+    } phones[] = {{"13812345678", 1},  {"19912345678", 1}, {"12012345678", 0},
+                  {"1381234567", 0},   {"01088886666", 1}, {"07552345678", 1},
+                  {"075523456789", 1}, {"0088886666", 0},  {"88886666", 1},
+                  {"2345678", 1},      {"12345", 1},       {"95598", 1},
+                  {"4008001234", 1},   {"123456", 0},      {"", 0}};
+    for (size_t i = 0; i < sizeof(phones) / sizeof(phones[0]); i++)
+        if (intake_phone_cn_ok(phones[i].norm) != phones[i].ok)
+            fail_msg("phone %s: expected %d", phones[i].norm, phones[i].ok);
+    assert_true(intake_district_ok("110105"));
+    assert_false(intake_district_ok("11010a"));
+    assert_false(intake_district_ok("1101050"));
+    assert_true(intake_date_ok("2024-02-29"));
+    assert_false(intake_date_ok("2023-02-29"));
+    assert_false(intake_date_ok("2024-13-01"));
+    assert_false(intake_date_ok("24-01-01"));
+    const char *const *f = intake_channel_fields("phone");
+    assert_string_equal(f[0], "call_id");
+    assert_string_equal(f[1], "agent_id");
+    assert_null(f[2]);
+    assert_null(intake_channel_fields("web")[0]);
+    assert_null(intake_channel_fields("fax"));
+}
+
+/* Every staff action: its fields, what it refuses. */
+static void test_all_actions(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *json;
+        int kind;          /* 0: refused */
+        const char *field; /* the error's field when refused */
+    } cases[] = {
+        {"{\"action\":\"note\",\"note\":\"n\"}", INTAKE_ACTION_NOTE, NULL},
+        {"{\"action\":\"note\"}", 0, "note"},
+        {"{\"action\":\"request_info\",\"question\":\"q\"}", INTAKE_ACTION_REQUEST_INFO, NULL},
+        {"{\"action\":\"extension_request\",\"extra_minutes\":60,\"reason\":\"r\"}",
+         INTAKE_ACTION_EXTENSION_REQUEST, NULL},
+        {"{\"action\":\"extension_request\",\"reason\":\"r\"}", 0, "extra_minutes"},
+        {"{\"action\":\"extension_request\",\"extra_minutes\":999999,\"reason\":\"r\"}", 0,
+         "extra_minutes"},
+        {"{\"action\":\"extension_decide\",\"approved\":false}", INTAKE_ACTION_EXTENSION_DECIDE,
+         NULL},
+        {"{\"action\":\"extension_decide\"}", 0, "approved"},
+        {"{\"action\":\"return\",\"reason\":\"r\"}", INTAKE_ACTION_RETURN, NULL},
+        {"{\"action\":\"return\"}", 0, "reason"},
+        {"{\"action\":\"supervise\",\"note\":\"n\",\"level\":2}", INTAKE_ACTION_SUPERVISE, NULL},
+        {"{\"action\":\"supervise\",\"note\":\"n\",\"level\":3}", 0, "level"},
+        {"{\"action\":\"merge\",\"into_case_no\":\"KS1\"}", INTAKE_ACTION_MERGE, NULL},
+        {"{\"action\":\"merge\"}", 0, "into_case_no"},
+        {"{\"action\":\"reject\",\"reason\":\"spam\"}", INTAKE_ACTION_REJECT, NULL},
+        {"{\"action\":\"withdraw\"}", INTAKE_ACTION_WITHDRAW, NULL},
+        {"{\"action\":\"accept\",\"note\":\"n\"}", 0, "note"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        intake_action_t a;
+        intake_verr_t e;
+        int rc = intake_action_parse(cases[i].json, strlen(cases[i].json), &a, &e);
+        if (cases[i].kind) {
+            if (rc != 0 || (int)a.kind != cases[i].kind)
+                fail_msg("%s: expected valid, got %s on %s", cases[i].json, e.code, e.field);
+            intake_action_free(&a);
+        } else if (rc == 0 || strcmp(e.field, cases[i].field) != 0 || e.status != 422) {
+            fail_msg("%s: expected an error on %s, got %s", cases[i].json, cases[i].field,
+                     rc == 0 ? "valid" : e.field);
+        }
+    }
+    intake_supplement_t s;
+    intake_verr_t e;
+    const char *ok = "{\"access_code\":\"k7m2p9qz\",\"text\":\"3号楼\"}";
+    assert_int_equal(intake_supplement_parse(ok, strlen(ok), &s, &e), 0);
+    assert_string_equal(s.access_code, "K7M2P9QZ");
+    intake_supplement_free(&s);
+    const char *nok = "{\"access_code\":\"x\"}";
+    assert_int_equal(intake_supplement_parse(nok, strlen(nok), &s, &e), -1);
+    assert_string_equal(e.field, "text");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_complaint_table), cmocka_unit_test(test_complaint_values),
-        cmocka_unit_test(test_action_table),    cmocka_unit_test(test_feedback),
-        cmocka_unit_test(test_headers),         cmocka_unit_test(test_codes_and_masks),
+        cmocka_unit_test(test_complaint_table),
+        cmocka_unit_test(test_complaint_values),
+        cmocka_unit_test(test_action_table),
+        cmocka_unit_test(test_feedback),
+        cmocka_unit_test(test_headers),
+        cmocka_unit_test(test_codes_and_masks),
         cmocka_unit_test(test_json_path),
+        cmocka_unit_test(test_every_error_listed),
+        cmocka_unit_test(test_phone_and_district_rules),
+        cmocka_unit_test(test_all_actions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "crypto.h"
@@ -122,8 +123,13 @@ static void test_config_shipped(void **state)
     snprintf(path, sizeof(path), "%s/deploy/config/notifier.json", KESU_SOURCE_DIR);
     if (notify_config_load(&cfg, path, err, sizeof(err)) != 0)
         fail_msg("%s", err);
-    /* the five spine notices */
+    /* the spine notices and the ones issue 6 added */
     assert_non_null(notify_template_find(&cfg, "CaseReceived", "complainant"));
+    assert_non_null(notify_template_find(&cfg, "InfoRequested", "complainant"));
+    assert_non_null(notify_template_find(&cfg, "SlaWarning", "handler"));
+    assert_non_null(notify_template_find(&cfg, "CaseEscalated", "supervisor"));
+    assert_true(notify_template_find(&cfg, "CaseClassified", "supervisor")->emergency_only);
+    assert_false(notify_template_find(&cfg, "CaseReceived", "complainant")->emergency_only);
     assert_non_null(notify_template_find(&cfg, "CaseAssigned", "handler"));
     assert_non_null(notify_template_find(&cfg, "CaseResolved", "complainant"));
     assert_non_null(notify_template_find(&cfg, "SlaBreached", "department_head"));
@@ -134,8 +140,38 @@ static void test_config_shipped(void **state)
     const notify_routing_t *r = notify_routing_find(&cfg, "complainant");
     assert_non_null(r);
     assert_int_equal(r->routes[0], NOTIFY_ROUTE_COMPLAINANT_WEBHOOK);
-    assert_int_equal(r->routes[1], NOTIFY_ROUTE_LOG);
-    assert_int_equal(r->routes[2], 0);
+    assert_int_equal(r->routes[1], NOTIFY_ROUTE_SMS);
+    assert_int_equal(r->routes[2], NOTIFY_ROUTE_EMAIL);
+    assert_int_equal(r->routes[3], NOTIFY_ROUTE_LOG);
+    assert_int_equal(r->routes[4], 0);
+    assert_non_null(notify_routing_find(&cfg, "supervisor"));
+    /* zh-CN is the default, every template has its own English file */
+    assert_int_equal(cfg.n_langs, 2);
+    assert_string_equal(cfg.langs[0], "zh-CN");
+    assert_string_equal(cfg.langs[1], "en");
+    assert_non_null(cfg.subjects[0]);
+    assert_non_null(cfg.subjects[1]);
+    for (size_t i = 0; i < cfg.n_templates; i++) {
+        const notify_template_t *t = &cfg.templates[i];
+        assert_non_null(t->texts[0]);
+        if (!t->texts[1])
+            fail_msg("template %s has no English text", t->name);
+        assert_string_not_equal(t->texts[0], t->texts[1]);
+        assert_ptr_equal(notify_template_text(&cfg, t, "en"), t->texts[1]);
+        assert_ptr_equal(notify_template_text(&cfg, t, "zh-CN"), t->texts[0]);
+        /* an unknown language falls back to the default */
+        assert_ptr_equal(notify_template_text(&cfg, t, "fr"), t->texts[0]);
+        assert_ptr_equal(notify_template_text(&cfg, t, NULL), t->texts[0]);
+        /* the file's final newline is not part of the text */
+        assert_int_not_equal(t->texts[0][strlen(t->texts[0]) - 1], '\n');
+    }
+    assert_string_equal(notify_lang_pick(&cfg, "en"), "en");
+    assert_string_equal(notify_lang_pick(&cfg, "de"), "zh-CN");
+    assert_non_null(strstr(notify_template_text(&cfg,
+                                                notify_template_find(&cfg, "CaseReceived",
+                                                                     "complainant"),
+                                                "en"),
+                           "{{status_link}}"));
     notify_config_free(&cfg);
 }
 
@@ -182,6 +218,23 @@ static const config_case_t config_cases[] = {
      "\"audience\":\"complainant\",\"name\":\"c\",\"text\":\"x\"}]}",
      "CaseResolved"},
     {"duplicate keys", "{" ROUTING "," ROUTING ",\"templates\":[" REPLY "]}", "duplicate"},
+    {"sms for staff",
+     "{\"routing\":{\"complainant\":[\"log\"],\"handler\":[\"sms\"]},\"templates\":[" REPLY "]}",
+     "only for the complainant"},
+    {"bad when",
+     "{" ROUTING ",\"templates\":[" REPLY ",{\"event\":\"CaseClosed\",\"audience\":\"complainant\","
+     "\"name\":\"c\",\"text\":\"x\",\"when\":\"always\"}]}",
+     "emergency"},
+    {"name escapes the folder",
+     "{" ROUTING ",\"templates\":[{\"event\":\"CaseResolved\",\"audience\":\"complainant\","
+     "\"name\":\"../../etc/passwd\",\"text\":\"x\"}]}",
+     "name"},
+    {"bad language tag", "{" ROUTING ",\"languages\":[\"../x\"],\"templates\":[" REPLY "]}",
+     "languages[0]"},
+    {"unknown placeholder in an english file",
+     "{" ROUTING ",\"languages\":[\"zh-CN\",\"en\"],\"templates_dir\":\"tdir\",\"templates\":["
+     "{\"event\":\"CaseResolved\",\"audience\":\"complainant\",\"name\":\"r\",\"text\":\"x\"}]}",
+     "{{phone}}"},
 };
 
 static void test_config_errors(void **state)
@@ -238,7 +291,16 @@ static void test_sign(void **state)
 static int setup(void **state)
 {
     (void)state;
-    return mkdtemp(tmpdir) ? 0 : -1;
+    char dir[300];
+    if (!mkdtemp(tmpdir))
+        return -1;
+    /* the English file of one case above names a placeholder nobody supplies */
+    snprintf(dir, sizeof(dir), "%s/tdir", tmpdir);
+    mkdir(dir, 0700);
+    snprintf(dir, sizeof(dir), "%s/tdir/en", tmpdir);
+    mkdir(dir, 0700);
+    write_tmp("tdir/en/r.txt", "Dear {{phone}}\n");
+    return 0;
 }
 
 static int teardown(void **state)
@@ -247,6 +309,12 @@ static int teardown(void **state)
     char path[256];
     snprintf(path, sizeof(path), "%s/bad.json", tmpdir);
     unlink(path);
+    snprintf(path, sizeof(path), "%s/tdir/en/r.txt", tmpdir);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/tdir/en", tmpdir);
+    rmdir(path);
+    snprintf(path, sizeof(path), "%s/tdir", tmpdir);
+    rmdir(path);
     rmdir(tmpdir);
     return 0;
 }

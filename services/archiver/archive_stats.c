@@ -1,0 +1,182 @@
+/*
+ * archive_stats: the statistics facts (case_stats, 0009) and the retention
+ * purge of contact data.
+ *
+ * The archiver publishes each case's events exactly once and in history
+ * order (0004), so updating one fact row per case at that moment keeps the
+ * statistics exact without re-reading the history: a replayed event is
+ * skipped by the ordering before it gets here. Times are the events'
+ * occurred_at, not the archiver's clock, so a backlog replayed late still
+ * lands on the right day. The aggregation is kesu_stats() in SQL, shared by
+ * GET /v1/stats and kesuctl stats.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "archive.h"
+#include "log.h"
+
+static const pg_stmt_t as_received = {
+    "as_received",
+    "INSERT INTO case_stats (case_id, received_at, channel, district) "
+    "VALUES ($1::uuid, to_timestamp($2::double precision / 1000), $3, $4) "
+    "ON CONFLICT (case_id) DO NOTHING",
+    4};
+
+static const pg_stmt_t as_category = {
+    "as_category", "UPDATE case_stats SET category = $2 WHERE case_id = $1::uuid", 2};
+
+static const pg_stmt_t as_department = {
+    "as_department", "UPDATE case_stats SET department = $2 WHERE case_id = $1::uuid", 2};
+
+static const pg_stmt_t as_returned = {
+    "as_returned", "UPDATE case_stats SET returns = returns + 1 WHERE case_id = $1::uuid", 1};
+
+static const pg_stmt_t as_reopened = {
+    "as_reopened", "UPDATE case_stats SET reopens = reopens + 1 WHERE case_id = $1::uuid", 1};
+
+static const pg_stmt_t as_feedback = {
+    "as_feedback", "UPDATE case_stats SET satisfaction = $2::smallint WHERE case_id = $1::uuid",
+    2};
+
+static const pg_stmt_t as_received_at = {
+    "as_received_at",
+    "SELECT (EXTRACT(EPOCH FROM received_at) * 1000)::bigint AS ms FROM case_stats "
+    "WHERE case_id = $1::uuid",
+    1};
+
+static const pg_stmt_t as_resolved = {
+    "as_resolved",
+    "UPDATE case_stats SET resolved_at = to_timestamp($2::double precision / 1000), "
+    "handling_hours = $3::double precision, "
+    "department = CASE WHEN $4 = '' THEN department ELSE $4 END WHERE case_id = $1::uuid",
+    4};
+
+/* on time = resolved no later than the resolve timer's due (按时办结); a
+ * reopened case has a timer per cycle: the latest one judges the last
+ * resolution (with extensions and pauses already in its due_at) */
+static const pg_stmt_t as_closed = {
+    "as_closed",
+    "UPDATE case_stats s SET closed_at = to_timestamp($2::double precision / 1000), "
+    "resolve_due_at = t.due_at, on_time = CASE WHEN t.due_at IS NULL OR s.resolved_at IS NULL "
+    "THEN NULL ELSE s.resolved_at <= t.due_at END "
+    "FROM (SELECT (SELECT due_at FROM sla_timers WHERE case_id = $1::uuid AND kind = 'resolve' "
+    "              ORDER BY started_at DESC, id DESC LIMIT 1) AS due_at) t "
+    "WHERE s.case_id = $1::uuid",
+    2};
+
+/* complainants whose every case ended more than $1 days ago */
+static const pg_stmt_t as_retention = {
+    "as_retention",
+    "SELECT count(*) FILTER (WHERE kesu_complainant_purge(p.id, 'retention', 'archiver', "
+    "'contact data retention of ' || $1::text || ' days')) AS n "
+    "FROM (SELECT p.id FROM complainants p WHERE p.purged_at IS NULL "
+    "  AND EXISTS (SELECT 1 FROM cases c WHERE c.complainant_id = p.id) "
+    "  AND NOT EXISTS (SELECT 1 FROM cases c WHERE c.complainant_id = p.id AND "
+    "    (c.status NOT IN ('closed', 'rejected', 'withdrawn', 'merged') OR "
+    "     COALESCE(c.closed_at, c.updated_at) > now() - $1::int * interval '1 day')) "
+    "  ORDER BY p.created_at LIMIT $2::int FOR UPDATE OF p SKIP LOCKED) p",
+    2};
+
+double archive_stats_hours(const calendar_t *cal, int64_t from_ms, int64_t to_ms)
+{
+    if (to_ms <= from_ms)
+        return 0.0;
+    /* the same calendar the SLA limits count on, so "handling hours" and
+     * "within the limit" measure the same time */
+    if (cal)
+        return (double)calendar_work_between(cal, from_ms, to_ms) / 3600000.0;
+    return (double)(to_ms - from_ms) / 3600000.0;
+}
+
+static const char *nz(const char *s)
+{
+    return s ? s : "";
+}
+
+int archive_stats_apply(const archive_t *ar, pg_t *pg, const Kesu__V1__Envelope *env,
+                        char *errstr, size_t errstr_size)
+{
+    char at[24], num[24];
+    const char *id = env->case_id;
+    snprintf(at, sizeof(at), "%" PRId64, env->occurred_at_ms);
+    switch (env->payload_case) {
+    case KESU__V1__ENVELOPE__PAYLOAD_CASE_RECEIVED: {
+        const Kesu__V1__CaseReceived *p = env->case_received;
+        const char *v[4] = {id, at, nz(p->channel),
+                            p->location ? nz(p->location->district_code) : ""};
+        return pg_exec_stmt_cmd(pg, &as_received, v, errstr, errstr_size);
+    }
+    case KESU__V1__ENVELOPE__PAYLOAD_CASE_CLASSIFIED: {
+        const char *v[2] = {id, nz(env->case_classified->category)};
+        return pg_exec_stmt_cmd(pg, &as_category, v, errstr, errstr_size);
+    }
+    case KESU__V1__ENVELOPE__PAYLOAD_CASE_ASSIGNED: {
+        const char *v[2] = {id, nz(env->case_assigned->department)};
+        return pg_exec_stmt_cmd(pg, &as_department, v, errstr, errstr_size);
+    }
+    case KESU__V1__ENVELOPE__PAYLOAD_CASE_RETURNED: {
+        const char *v[1] = {id};
+        return pg_exec_stmt_cmd(pg, &as_returned, v, errstr, errstr_size);
+    }
+    case KESU__V1__ENVELOPE__PAYLOAD_CASE_REOPENED: {
+        const char *v[1] = {id};
+        return pg_exec_stmt_cmd(pg, &as_reopened, v, errstr, errstr_size);
+    }
+    case KESU__V1__ENVELOPE__PAYLOAD_FEEDBACK_RECEIVED: {
+        snprintf(num, sizeof(num), "%d", env->feedback_received->satisfaction);
+        const char *v[2] = {id, num};
+        return pg_exec_stmt_cmd(pg, &as_feedback, v, errstr, errstr_size);
+    }
+    case KESU__V1__ENVELOPE__PAYLOAD_CASE_RESOLVED: {
+        const char *v1[1] = {id};
+        PGresult *res =
+            pg_exec_stmt(pg, &as_received_at, v1, PGRES_TUPLES_OK, errstr, errstr_size);
+        if (!res)
+            return -1;
+        if (PQntuples(res) == 0) {
+            /* received before statistics existed: nothing to measure from */
+            PQclear(res);
+            return 0;
+        }
+        int64_t received = strtoll(pg_get(res, 0, "ms"), NULL, 10);
+        PQclear(res);
+        snprintf(num, sizeof(num), "%.6f", archive_stats_hours(ar->cal, received, env->occurred_at_ms));
+        const char *v[4] = {id, at, num, nz(env->case_resolved->department)};
+        return pg_exec_stmt_cmd(pg, &as_resolved, v, errstr, errstr_size);
+    }
+    case KESU__V1__ENVELOPE__PAYLOAD_CASE_CLOSED: {
+        const char *v[2] = {id, at};
+        return pg_exec_stmt_cmd(pg, &as_closed, v, errstr, errstr_size);
+    }
+    default:
+        return 0;
+    }
+}
+
+int archive_retention_purge(pg_t *pg, int days, int limit, char *errstr, size_t errstr_size)
+{
+    char d[16], l[16];
+    int n;
+    if (days <= 0)
+        return 0;
+    snprintf(d, sizeof(d), "%d", days);
+    snprintf(l, sizeof(l), "%d", limit > 0 ? limit : 100);
+    const char *v[2] = {d, l};
+    if (pg_begin(pg, errstr, errstr_size) != 0)
+        return -1;
+    PGresult *res = pg_exec_stmt(pg, &as_retention, v, PGRES_TUPLES_OK, errstr, errstr_size);
+    if (!res) {
+        pg_rollback(pg);
+        return -1;
+    }
+    n = atoi(pg_get(res, 0, "n"));
+    PQclear(res);
+    if (pg_commit(pg, errstr, errstr_size) != 0)
+        return -1;
+    if (n > 0)
+        LOG_INFO("contact data of %d complainants purged after %d days (pii_erasures)", n, days);
+    return n;
+}

@@ -1,0 +1,174 @@
+/*
+ * dedup: SimHash fingerprints and the duplicate / hotspot queries (see
+ * dedup.h). The Hamming distance is computed by PostgreSQL (bit_count of
+ * the XOR) so that only the cases within similar_distance come back.
+ */
+#include "dedup.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "textfeat.h"
+
+/* open cases of the district within the window, nearest first; a case that is
+ * itself a duplicate stands for its master */
+static const pg_stmt_t dd_candidates = {
+    "dd_candidates",
+    "SELECT f.case_id, COALESCE(d.master_id, f.case_id) AS master, "
+    "bit_count((f.simhash # $3::bigint)::bit(64)) AS dist, "
+    "(extract(epoch FROM now() - f.received_at) * 1000)::bigint AS age_ms "
+    "FROM case_fingerprints f JOIN cases c ON c.id = f.case_id "
+    "LEFT JOIN case_duplicates d ON d.case_id = f.case_id "
+    "WHERE f.district_code = $2 AND f.case_id <> $1::uuid "
+    "AND f.received_at > now() - $4::bigint * interval '1 millisecond' "
+    "AND c.status NOT IN ('closed', 'merged', 'rejected', 'withdrawn') "
+    "AND bit_count((f.simhash # $3::bigint)::bit(64)) <= $5::int "
+    "ORDER BY dist, f.received_at, f.case_id LIMIT 1000",
+    5};
+
+static const pg_stmt_t dd_fingerprint = {
+    "dd_fingerprint",
+    "INSERT INTO case_fingerprints (case_id, district_code, domain, simhash) "
+    "VALUES ($1::uuid, $2, $3, $4::bigint) ON CONFLICT (case_id) DO NOTHING",
+    4};
+
+static const pg_stmt_t dd_link = {
+    "dd_link",
+    "INSERT INTO case_duplicates (case_id, master_id, distance) VALUES ($1::uuid, $2::uuid, "
+    "$3::int) ON CONFLICT (case_id) DO NOTHING",
+    3};
+
+/* the window is aligned to multiples of its length since the epoch, so every
+ * instance computes the same window_start for the same moment */
+static const pg_stmt_t dd_hotspot = {
+    "dd_hotspot",
+    "INSERT INTO hotspots (district_code, domain, window_start, window_ms, master_id, "
+    "case_count) VALUES ($1, $2, to_timestamp(floor(extract(epoch FROM now()) * 1000 / "
+    "$3::bigint) * $3::bigint / 1000.0), $3::bigint, $4::uuid, $5::int) "
+    "ON CONFLICT (district_code, domain, window_start) DO NOTHING "
+    "RETURNING (extract(epoch FROM window_start) * 1000)::bigint AS start_ms",
+    5};
+
+uint64_t dedup_simhash(const char *title, const char *body)
+{
+    int v[64] = {0};
+    const char *fields[2] = {title, body};
+    for (int f = 0; f < 2; f++) {
+        const unsigned char *s = (const unsigned char *)fields[f];
+        uint32_t c1 = 0, c2 = 0;
+        size_t len, i = 0, adv;
+        if (!s)
+            continue;
+        len = strlen((const char *)s);
+        while (i < len) {
+            uint32_t cp = textfeat_next_cp(s + i, len - i, &adv);
+            i += adv;
+            int keep = textfeat_is_han(cp) || (cp >= 'a' && cp <= 'z') || (cp >= '0' && cp <= '9');
+            if (!keep) {
+                c1 = c2 = 0;
+                continue;
+            }
+            /* bigrams and trigrams: an inserted character changes few of them */
+            if (c1) {
+                uint64_t h = textfeat_mix64((uint64_t)cp | (uint64_t)c1 << 21 | 1ull << 63);
+                for (int b = 0; b < 64; b++)
+                    v[b] += (h >> b) & 1 ? 1 : -1;
+            }
+            if (c1 && c2) {
+                uint64_t h = textfeat_mix64((uint64_t)cp | (uint64_t)c1 << 21 | (uint64_t)c2 << 42);
+                for (int b = 0; b < 64; b++)
+                    v[b] += (h >> b) & 1 ? 1 : -1;
+            }
+            c2 = c1;
+            c1 = cp;
+        }
+    }
+    uint64_t out = 0;
+    for (int b = 0; b < 64; b++)
+        if (v[b] > 0)
+            out |= 1ull << b;
+    return out;
+}
+
+int dedup_distance(uint64_t a, uint64_t b)
+{
+    return __builtin_popcountll(a ^ b);
+}
+
+int dedup_check(pg_t *pg, const dedup_opts_t *o, const char *case_id, const char *district,
+                const char *domain, uint64_t simhash, dedup_result_t *out, char *errstr,
+                size_t errstr_size)
+{
+    char hs[24], win[24], maxd[8], cnt[12];
+    PGresult *res = NULL;
+    int rc = -1;
+    memset(out, 0, sizeof(*out));
+    out->distance = 65;
+    district = district ? district : "";
+    snprintf(hs, sizeof(hs), "%" PRId64, (int64_t)simhash);
+    int64_t window =
+        o->dup_window_ms > o->hotspot_window_ms ? o->dup_window_ms : o->hotspot_window_ms;
+    snprintf(win, sizeof(win), "%" PRId64, window);
+    snprintf(maxd, sizeof(maxd), "%d",
+             o->similar_distance > o->dup_distance ? o->similar_distance : o->dup_distance);
+
+    const char *fv[4] = {case_id, district, domain, hs};
+    res = pg_exec_stmt(pg, &dd_fingerprint, fv, PGRES_COMMAND_OK, errstr, errstr_size);
+    if (!res)
+        goto out;
+    PQclear(res);
+    const char *cv[5] = {case_id, district, hs, win, maxd};
+    res = pg_exec_stmt(pg, &dd_candidates, cv, PGRES_TUPLES_OK, errstr, errstr_size);
+    if (!res)
+        goto out;
+    const char *oldest_similar = NULL;
+    int64_t oldest_age = -1;
+    out->similar = 1; /* this case */
+    for (int i = 0; i < PQntuples(res); i++) {
+        int dist = atoi(pg_get(res, i, "dist"));
+        int64_t age = strtoll(pg_get(res, i, "age_ms"), NULL, 10);
+        if (i == 0)
+            out->distance = dist;
+        if (!out->duplicate_of[0] && dist <= o->dup_distance && age <= o->dup_window_ms)
+            snprintf(out->duplicate_of, sizeof(out->duplicate_of), "%s", pg_get(res, i, "master"));
+        if (dist <= o->similar_distance && age <= o->hotspot_window_ms) {
+            out->similar++;
+            if (age > oldest_age) {
+                oldest_age = age;
+                oldest_similar = pg_get(res, i, "master");
+            }
+        }
+    }
+    if (out->duplicate_of[0]) {
+        char d[8];
+        snprintf(d, sizeof(d), "%d", out->distance);
+        const char *lv[3] = {case_id, out->duplicate_of, d};
+        PGresult *r2 = pg_exec_stmt(pg, &dd_link, lv, PGRES_COMMAND_OK, errstr, errstr_size);
+        if (!r2)
+            goto out;
+        PQclear(r2);
+    }
+    if (o->hotspot_k > 0 && district[0] && out->similar >= o->hotspot_k && oldest_similar) {
+        /* the master of a hotspot: the duplicate master if there is one, else the oldest similar
+         * case */
+        snprintf(out->hotspot_master, sizeof(out->hotspot_master), "%s",
+                 out->duplicate_of[0] ? out->duplicate_of : oldest_similar);
+        snprintf(win, sizeof(win), "%" PRId64, o->hotspot_window_ms);
+        snprintf(cnt, sizeof(cnt), "%d", out->similar);
+        const char *hv[5] = {district, domain, win, out->hotspot_master, cnt};
+        PGresult *r2 = pg_exec_stmt(pg, &dd_hotspot, hv, PGRES_TUPLES_OK, errstr, errstr_size);
+        if (!r2)
+            goto out;
+        if (PQntuples(r2) == 1) {
+            out->hotspot = 1;
+            out->window_start_ms = strtoll(pg_get(r2, 0, "start_ms"), NULL, 10);
+        }
+        PQclear(r2);
+    }
+    rc = 0;
+out:
+    PQclear(res);
+    return rc;
+}

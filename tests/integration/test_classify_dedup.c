@@ -1,0 +1,198 @@
+/*
+ * Integration test (real PostgreSQL): the classifier's handler on
+ * CaseReceived events for cases in one district, with the shipped model
+ * and rules.
+ *
+ * - the first report of a flooded underpass has no master; the next,
+ *   nearly identical reports are linked to it (case_duplicates, and
+ *   CaseClassified.duplicate_of in the outbox row);
+ * - the K-th similar case in the district within T raises one hotspot row
+ *   and one HotspotDetected event in the master case's history; the
+ *   (K+1)-th raises none (once per window);
+ * - the same text in another district is no duplicate; a different text in
+ *   the same district is none either; a redelivered case stays classified.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "classify_event.h"
+#include "itest.h"
+#include "kafka.h"
+#include "metrics.h"
+#include "proto.h"
+
+static pg_t *pg;
+static classify_ctx_t ctx;
+static char district[32], other_district[32];
+
+static int setup(void **state)
+{
+    char err[1024], uuid[37];
+    pg = pg_new(itest_pg());
+    if (pg_connect(pg, 5000, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return -1;
+    }
+    classify_paths_t p = {CLASSIFY_DEFAULT_MODEL, KESU_SOURCE_DIR "/" CLASSIFY_DEFAULT_RULES,
+                          KESU_SOURCE_DIR "/" CLASSIFY_DEFAULT_ALERTS,
+                          KESU_SOURCE_DIR "/" CLASSIFY_DEFAULT_DOMAINS};
+    classify_t *c = classify_load(&p, 0.5, err, sizeof(err));
+    if (!c) {
+        fprintf(stderr, "%s\n", err);
+        return -1;
+    }
+    dedup_opts_t dd = {12, 18, 7 * 24 * 3600 * 1000LL, 4, 3600 * 1000LL};
+    classify_ctx_init(&ctx, c, &dd);
+    util_uuid(uuid);
+    snprintf(district, sizeof(district), "it-%.8s", uuid);
+    snprintf(other_district, sizeof(other_district), "io-%.8s", uuid);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    classify_ctx_free(&ctx);
+    pg_destroy(pg);
+    metrics_reset_for_tests();
+    return 0;
+}
+
+/* a case row in status received, and its CaseReceived envelope handled in one transaction */
+static kc_result_t receive(const char *title, const char *body, const char *dist, char *case_id)
+{
+    char err[1024], case_no[40];
+    util_uuid(case_id);
+    snprintf(case_no, sizeof(case_no), "IT-%.12s", case_id);
+    const char *v[4] = {case_id, case_no, title, body};
+    PGresult *res = PQexecParams(pg->conn,
+                                 "INSERT INTO cases (id, case_no, access_code_hash, channel, "
+                                 "title, body, trace_id) VALUES ($1, $2, '\\x00'::bytea, 'web', "
+                                 "$3, $4, 'itest-trace')",
+                                 4, NULL, v, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+
+    Kesu__V1__CaseReceived cr = KESU__V1__CASE_RECEIVED__INIT;
+    Kesu__V1__Location loc = KESU__V1__LOCATION__INIT;
+    loc.district_code = (char *)dist;
+    cr.channel = "web";
+    cr.title = (char *)title;
+    cr.body = (char *)body;
+    cr.location = &loc;
+    proto_env_t pe;
+    proto_env_init(&pe, "intake");
+    proto_env_set_case(&pe, case_id, case_no, "itest-trace");
+    proto_env_set_payload(&pe, KESU__V1__ENVELOPE__PAYLOAD_CASE_RECEIVED,
+                          (const ProtobufCMessage *)&cr);
+    kc_msg_t m = {NULL, &pe.env, KAFKA_TOPIC_INTAKE};
+    assert_int_equal(pg_begin(pg, err, sizeof(err)), 0);
+    kc_result_t rc = classify_handle(&ctx, pg, &m, err, sizeof(err));
+    if (rc == KC_OK) {
+        assert_int_equal(pg_commit(pg, err, sizeof(err)), 0);
+    } else {
+        fprintf(stderr, "handler: %d %s\n", rc, err);
+        pg_rollback(pg);
+    }
+    return rc;
+}
+
+static long long scalar1(const char *sql, const char *arg)
+{
+    const char *v[1] = {arg};
+    PGresult *res = PQexecParams(pg->conn, sql, 1, NULL, v, NULL, NULL, 0);
+    long long n = -1;
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+        n = atoll(PQgetvalue(res, 0, 0));
+    else
+        fprintf(stderr, "%s: %s\n", sql, PQresultErrorMessage(res));
+    PQclear(res);
+    return n;
+}
+
+/* duplicate_of of the CaseClassified the outbox holds for the case */
+static void classified_duplicate_of(const char *case_id, char *out, size_t n)
+{
+    const char *v[1] = {case_id};
+    char err[256];
+    PGresult *res = PQexecParams(
+        pg->conn,
+        "SELECT payload FROM outbox WHERE msg_key = $1 AND producer = 'classifier' AND "
+        "headers->>'event_type' = 'CaseClassified' "
+        "ORDER BY id DESC LIMIT 1",
+        1, NULL, v, NULL, NULL, 1);
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    assert_int_equal(PQntuples(res), 1);
+    Kesu__V1__Envelope *env =
+        proto_env_unpack(PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0), err, sizeof(err));
+    assert_non_null(env);
+    assert_int_equal(env->payload_case, KESU__V1__ENVELOPE__PAYLOAD_CASE_CLASSIFIED);
+    snprintf(out, n, "%s",
+             env->case_classified->duplicate_of ? env->case_classified->duplicate_of : "");
+    kesu__v1__envelope__free_unpacked(env, NULL);
+    PQclear(res);
+}
+
+static void test_duplicates_and_hotspot(void **state)
+{
+    static const char *const bodies[] = {
+        "人民路下穿隧道暴雨后严重积水，水深过膝，车辆无法通行，请尽快派人排水",
+        "人民路下穿隧道暴雨后严重积水，水深过膝，车辆无法通行，请尽快派人排水！",
+        "人民路下穿隧道暴雨后严重积水，水深过膝，车辆无法通行，请尽快派人来排水",
+        "人民路下穿隧道暴雨后严重积水，水深过膝，车辆都无法通行，请尽快派人排水",
+        "人民路下穿隧道暴雨后严重积水，水深过膝，车辆无法通行，请尽快派人排水。",
+    };
+    char ids[5][37], dup[40], other[37], far[37];
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(receive("人民路隧道积水", bodies[i], district, ids[i]), KC_OK);
+
+    /* the first has no master, every later one links to it */
+    assert_int_equal(scalar1("SELECT count(*) FROM case_duplicates WHERE case_id = $1", ids[0]), 0);
+    classified_duplicate_of(ids[0], dup, sizeof(dup));
+    assert_string_equal(dup, "");
+    for (int i = 1; i < 5; i++) {
+        classified_duplicate_of(ids[i], dup, sizeof(dup));
+        assert_string_equal(dup, ids[0]);
+    }
+    assert_int_equal(scalar1("SELECT count(*) FROM case_duplicates WHERE master_id = $1", ids[0]),
+                     4);
+    /* K = 4: the fourth raised the hotspot, the fifth did not raise another */
+    assert_int_equal(scalar1("SELECT count(*) FROM hotspots WHERE district_code = $1", district),
+                     1);
+    assert_int_equal(scalar1("SELECT count(*) FROM case_events WHERE case_id = $1 AND "
+                             "event_type = 'HotspotDetected'",
+                             ids[0]),
+                     1);
+    assert_int_equal(scalar1("SELECT case_count FROM hotspots WHERE district_code = $1", district),
+                     4);
+    /* every case moved on to classified, with the flood flagged as an emergency */
+    assert_int_equal(scalar1("SELECT count(*) FROM cases WHERE status = 'classified' AND urgency "
+                             "= 'emergency' AND 'public_safety' = ANY (flags) AND id = $1",
+                             ids[4]),
+                     1);
+
+    /* same text elsewhere: no duplicate; other text here: no duplicate */
+    assert_int_equal(receive("人民路隧道积水", bodies[0], other_district, other), KC_OK);
+    assert_int_equal(scalar1("SELECT count(*) FROM case_duplicates WHERE case_id = $1", other), 0);
+    assert_int_equal(receive("学校食堂饭菜质量差",
+                             "孩子所在小学的食堂饭菜质量很差，经常有剩饭，希望教育局检查", district,
+                             far),
+                     KC_OK);
+    assert_int_equal(scalar1("SELECT count(*) FROM case_duplicates WHERE case_id = $1", far), 0);
+    assert_int_equal(
+        scalar1("SELECT count(*) FROM cases WHERE id = $1 AND domain = 'education_culture'", far),
+        1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_duplicates_and_hotspot),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

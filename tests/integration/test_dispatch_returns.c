@@ -1,0 +1,306 @@
+/*
+ * Integration: the dispatcher's handler against the real PostgreSQL with the
+ * shipped city catalogue.
+ *
+ * test_classified_co_handling: a demolition complaint goes to housing with
+ * planning co-handling: CaseAssigned, one lead and one co row in
+ * case_assignments, the decision counted per rule. test_returns: housing
+ * returns it (退单) -> re-routed (改派) to planning, a department that has
+ * not returned it, with the dispute in case_returns; planning returns it
+ * too -> the second return goes to the supervision office; a redelivered
+ * CaseReturned changes nothing. test_reopen: a closed case reopened (重办)
+ * goes back to its department and handler, marked priority, attempt + 1.
+ * test_reload: a catalogue version written to dispatch_catalogue is picked
+ * up by dispatch_reload and routes the next case; an older one is not.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "casestore.h"
+#include "dispatch_catalogue.h"
+#include "dispatch_event.h"
+#include "itest.h"
+#include "log.h"
+
+static pg_t *pg;
+static dispatch_catalogue_t *cat;
+static char **domains;
+static dispatch_ctx_t ctx;
+
+static PGresult *q2(const char *sql, const char *p1, const char *p2)
+{
+    const char *v[2] = {p1, p2};
+    PGresult *res = PQexecParams(pg->conn, sql, p2 ? 2 : p1 ? 1 : 0, NULL, v, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQresultErrorMessage(res));
+    return res;
+}
+
+static void sql1(const char *sql, const char *p1)
+{
+    PQclear(q2(sql, p1, NULL));
+}
+
+static char *val(const char *sql, const char *p1, char *out, size_t n)
+{
+    PGresult *res = q2(sql, p1, NULL);
+    snprintf(out, n, "%s", PQntuples(res) ? PQgetvalue(res, 0, 0) : "");
+    PQclear(res);
+    return out;
+}
+
+static void new_case(char *id, const char *title, const char *domain)
+{
+    char no[48];
+    util_uuid(id);
+    snprintf(no, sizeof(no), "ITD-%.12s", id);
+    const char *v[4] = {id, no, title, domain};
+    PGresult *res = PQexecParams(pg->conn,
+                                 "INSERT INTO cases (id, case_no, access_code_hash, channel, "
+                                 "title, body, trace_id, domain, category, urgency, request_type) "
+                                 "VALUES ($1, $2, '\\x00'::bytea, 'web', $3, '', 'itest', $4, "
+                                 "'other', 'normal', 'complaint')",
+                                 4, NULL, v, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    sql1("UPDATE cases SET status = 'classified' WHERE id = $1", id);
+}
+
+static void set_status(const char *id, const char *status)
+{
+    PQclear(q2("UPDATE cases SET status = $2, version = version + 1 WHERE id = $1", id, status));
+}
+
+static kc_result_t feed(const char *id, Kesu__V1__Envelope__PayloadCase pc,
+                        const ProtobufCMessage *msg, const char *event_id)
+{
+    char err[512] = "";
+    proto_env_t pe;
+    proto_env_init(&pe, "itest");
+    proto_env_set_case(&pe, id, "ITD", "itest");
+    proto_env_set_payload(&pe, pc, msg);
+    if (event_id)
+        snprintf(pe.event_id, sizeof(pe.event_id), "%s", event_id);
+    kc_msg_t m = {NULL, &pe.env, "kesu.itest"};
+    assert_int_equal(pg_begin(pg, err, sizeof(err)), 0);
+    kc_result_t r = dispatch_handle(&ctx, pg, &m, err, sizeof(err));
+    if (r == KC_RETRY || r == KC_POISON) {
+        pg_rollback(pg);
+        fail_msg("handle %s: %s", pe.env.event_type, err);
+    }
+    assert_int_equal(pg_commit(pg, err, sizeof(err)), 0);
+    return r;
+}
+
+static void classified(const char *id, const char *domain)
+{
+    Kesu__V1__CaseClassified cc = KESU__V1__CASE_CLASSIFIED__INIT;
+    cc.domain = (char *)domain;
+    cc.category = "other";
+    cc.urgency = "normal";
+    cc.request_type = "complaint";
+    assert_int_equal(feed(id, KESU__V1__ENVELOPE__PAYLOAD_CASE_CLASSIFIED, &cc.base, NULL), KC_OK);
+}
+
+static void cleanup(const char *id)
+{
+    sql1("DELETE FROM outbox WHERE msg_key = $1", id);
+    sql1("DELETE FROM case_assignments WHERE case_id = $1", id);
+    sql1("DELETE FROM case_returns WHERE case_id = $1", id);
+    sql1("DELETE FROM case_events WHERE case_id = $1", id);
+    sql1("DELETE FROM cases WHERE id = $1", id);
+}
+
+static void test_classified_co_handling(void **state)
+{
+    char id[37], b[256];
+    new_case(id, "房屋拆迁安置补偿不到位", "urban_construction");
+    classified(id, "urban_construction");
+    assert_string_equal(val("SELECT status || ' ' || department || ' ' || dispatch_attempt FROM "
+                            "cases WHERE id = $1",
+                            id, b, sizeof(b)),
+                        "assigned housing 1");
+    assert_string_equal(val("SELECT string_agg(role || ':' || department || ':' || rule || ':' "
+                            "|| state, ',' ORDER BY role DESC) FROM case_assignments WHERE "
+                            "case_id = $1",
+                            id, b, sizeof(b)),
+                        "lead:housing:tx-urban-construction-06:open,"
+                        "co:planning:tx-urban-construction-06:open");
+    assert_string_equal(val("SELECT count(*) FROM case_assignments WHERE case_id = $1 AND role = "
+                            "'lead' AND handler IS NOT NULL",
+                            id, b, sizeof(b)),
+                        "1");
+    /* a redelivered CaseClassified finds the case assigned: nothing happens */
+    Kesu__V1__CaseClassified cc = KESU__V1__CASE_CLASSIFIED__INIT;
+    cc.domain = "urban_construction";
+    assert_int_equal(feed(id, KESU__V1__ENVELOPE__PAYLOAD_CASE_CLASSIFIED, &cc.base, NULL),
+                     KC_SKIP);
+    char *m = metrics_render();
+    assert_non_null(strstr(m, "kesu_dispatcher_decisions_total{rule=\"tx-urban-construction-06\"}"));
+    free(m);
+    cleanup(id);
+}
+
+static void test_returns(void **state)
+{
+    char id[37], b[256], ev1[37], ev2[37];
+    new_case(id, "房屋拆迁安置补偿不到位", "urban_construction");
+    classified(id, "urban_construction");
+
+    /* housing says it is not theirs: re-routed to planning (the rule's co-handler) */
+    set_status(id, "returned");
+    Kesu__V1__CaseReturned cr = KESU__V1__CASE_RETURNED__INIT;
+    cr.department = "housing";
+    cr.reason = "属于集体土地征收，非我局职责";
+    util_uuid(ev1);
+    assert_int_equal(feed(id, KESU__V1__ENVELOPE__PAYLOAD_CASE_RETURNED, &cr.base, ev1), KC_OK);
+    assert_string_equal(val("SELECT status || ' ' || department || ' ' || dispatch_attempt || ' ' "
+                            "|| return_count FROM cases WHERE id = $1",
+                            id, b, sizeof(b)),
+                        "assigned planning 2 1");
+    assert_string_equal(val("SELECT department || '|' || reason || '|' || rerouted_to || '|' || "
+                            "decided_by || '|' || attempt FROM case_returns WHERE case_id = $1",
+                            id, b, sizeof(b)),
+                        "housing|属于集体土地征收，非我局职责|planning|dispatcher|1");
+    assert_string_equal(val("SELECT string_agg(attempt || role || department || state, ',' "
+                            "ORDER BY attempt, role DESC) FROM case_assignments WHERE case_id = $1",
+                            id, b, sizeof(b)),
+                        "1leadhousingsuperseded,1coplanningsuperseded,2leadplanningopen");
+
+    /* planning returns it too: the second return is for the supervision office (改派) */
+    set_status(id, "returned");
+    cr.department = "planning";
+    cr.reason = "涉及住建部门";
+    util_uuid(ev2);
+    assert_int_equal(feed(id, KESU__V1__ENVELOPE__PAYLOAD_CASE_RETURNED, &cr.base, ev2), KC_OK);
+    assert_string_equal(val("SELECT department || ' ' || dispatch_attempt || ' ' || return_count "
+                            "FROM cases WHERE id = $1",
+                            id, b, sizeof(b)),
+                        "supervision_office 3 2");
+    assert_string_equal(val("SELECT decided_by FROM case_returns WHERE event_id = $1", ev2, b,
+                            sizeof(b)),
+                        "supervisor");
+    /* the same return again (a redelivery past the inbox): no second record, no dispatch */
+    assert_int_equal(feed(id, KESU__V1__ENVELOPE__PAYLOAD_CASE_RETURNED, &cr.base, ev2), KC_SKIP);
+    assert_string_equal(val("SELECT count(*) FROM case_returns WHERE case_id = $1", id, b,
+                            sizeof(b)),
+                        "2");
+    assert_string_equal(val("SELECT count(*) FROM case_events WHERE case_id = $1 AND event_type "
+                            "= 'CaseAssigned'",
+                            id, b, sizeof(b)),
+                        "3");
+    char *m = metrics_render();
+    assert_non_null(strstr(m, "kesu_dispatcher_returns_total{department=\"housing\"}"));
+    assert_non_null(strstr(m, "kesu_dispatcher_decisions_total{rule=\"return-supervisor\"}"));
+    free(m);
+    cleanup(id);
+}
+
+static void test_reopen(void **state)
+{
+    char id[37], b[256], handler[64];
+    new_case(id, "出租车拒载", "transport");
+    classified(id, "transport");
+    val("SELECT handler FROM cases WHERE id = $1", id, handler, sizeof(handler));
+    assert_true(handler[0] != '\0');
+    set_status(id, "accepted");
+    set_status(id, "resolved");
+    set_status(id, "replied");
+    set_status(id, "reopened");
+    Kesu__V1__CaseReopened ro = KESU__V1__CASE_REOPENED__INIT;
+    ro.reason = "unsatisfied";
+    ro.reopen_count = 1;
+    assert_int_equal(feed(id, KESU__V1__ENVELOPE__PAYLOAD_CASE_REOPENED, &ro.base, NULL), KC_OK);
+    assert_string_equal(val("SELECT status || ' ' || department || ' ' || dispatch_attempt || ' ' "
+                            "|| dispatch_priority FROM cases WHERE id = $1",
+                            id, b, sizeof(b)),
+                        "assigned transport 2 true");
+    assert_string_equal(val("SELECT handler FROM cases WHERE id = $1", id, b, sizeof(b)), handler);
+    assert_string_equal(val("SELECT rule || priority FROM case_assignments WHERE case_id = $1 AND "
+                            "state = 'open'",
+                            id, b, sizeof(b)),
+                        "reopentrue");
+    cleanup(id);
+}
+
+static void test_reload(void **state)
+{
+    char err[512], id[37], b[256], path[1024];
+    /* the shipped catalogue with every unmatched case sent to the supervision office */
+    snprintf(path, sizeof(path), "%s/deploy/config/catalogue.json", KESU_SOURCE_DIR);
+    json_error_t je;
+    json_t *doc = json_load_file(path, 0, &je);
+    assert_non_null(doc);
+    json_t *rules = json_object_get(doc, "rules");
+    json_object_set_new(json_array_get(rules, json_array_size(rules) - 1), "department",
+                        json_string("supervision_office"));
+    char *text = json_dumps(doc, 0);
+    json_decref(doc);
+    PGresult *res = q2("INSERT INTO dispatch_catalogue (document, source, sha256, rules) VALUES "
+                       "($1::jsonb, 'itest', $2, 59) RETURNING version",
+                       text, "itest");
+    long long v = atoll(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    free(text);
+    assert_int_equal(dispatch_reload(&ctx, pg, err, sizeof(err)), 1);
+    assert_int_equal(ctx.cat_version, v);
+    assert_int_equal(dispatch_reload(&ctx, pg, err, sizeof(err)), 0); /* nothing newer */
+    new_case(id, "你好", "other");
+    classified(id, "other");
+    assert_string_equal(val("SELECT department FROM cases WHERE id = $1", id, b, sizeof(b)),
+                        "supervision_office");
+    snprintf(b, sizeof(b), "%lld", v);
+    assert_string_equal(val("SELECT catalogue_version::text FROM case_assignments WHERE case_id = "
+                            "$1",
+                            id, err, sizeof(err)),
+                        b);
+    cleanup(id);
+    sql1("DELETE FROM dispatch_catalogue WHERE sha256 = $1", "itest");
+    dispatch_ctx_free(&ctx);
+    ctx.cat = cat;
+    ctx.cat_version = 0;
+}
+
+static int setup(void **state)
+{
+    char err[512], path[1024], dpath[1024];
+    log_init("itest", LOG_LVL_WARN);
+    pg = pg_new(itest_pg());
+    if (pg_connect(pg, 5000, err, sizeof(err)) != 0)
+        return -1;
+    snprintf(path, sizeof(path), "%s/deploy/config/catalogue.json", KESU_SOURCE_DIR);
+    snprintf(dpath, sizeof(dpath), "%s/deploy/config/domains.json", KESU_SOURCE_DIR);
+    domains = dispatch_domains_load(dpath, err, sizeof(err));
+    cat = domains ? dispatch_catalogue_load(path, (const char *const *)domains, err, sizeof(err))
+                  : NULL;
+    if (!cat || dispatch_catalogue_sync(pg, cat, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return -1;
+    }
+    dispatch_ctx_init(&ctx, cat);
+    ctx.domains = (const char *const *)domains;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    dispatch_ctx_free(&ctx);
+    dispatch_catalogue_free(cat);
+    dispatch_codes_free(domains);
+    pg_destroy(pg);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_classified_co_handling),
+        cmocka_unit_test(test_returns),
+        cmocka_unit_test(test_reopen),
+        cmocka_unit_test(test_reload),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

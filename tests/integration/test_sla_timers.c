@@ -1,0 +1,562 @@
+/*
+ * Integration: SLA timers against the real PostgreSQL, on the shipped
+ * working calendar (09:00-12:00, 13:30-17:30 Asia/Shanghai).
+ *
+ * test_lifecycle drives one case through every timer event (assign,
+ * warnings, breach + escalation, pause for information, resume,
+ * extension, accept, resolve, reply, follow-up breach, auto-close,
+ * reopen with a new cycle) and checks the deadlines in working time and
+ * that each firing is one history event. test_two_scanners_exactly_once
+ * runs two scanners (own connections, own contexts: two sla-monitor
+ * instances) at once over 300 due timers, twice (breach, second breach):
+ * every timer fires exactly once per step. test_crash_fires_once holds the
+ * timers' row locks in a "crashed" scanner's open transaction, checks a
+ * second scanner skips them, then drops that connection (the crash) and
+ * checks a restarted scanner fires each once, and a further restart none.
+ *
+ * The scan is given "now" and the timers live in March 2037 (the same
+ * weekdays as 2026, no holidays listed: plain Monday-Friday), so a real
+ * sla-monitor running against the same database never fires them during
+ * the test; assertions count each test's own cases' events, since a scan
+ * also fires whatever else is due in the database. Each test's cases,
+ * timers and outbox rows are deleted at the end.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "calendar.h"
+#include "casestore.h"
+#include "itest.h"
+#include "log.h"
+#include "metrics.h"
+#include "sla_policy.h"
+#include "sla_timers.h"
+
+#define MIN 60000LL
+
+static pg_t *pg;
+static calendar_t *cal;
+static sla_policy_t *policy;
+static sla_ctx_t ctx;
+
+static const char policy_json[] =
+    "{\"warn_percent\": [50, 80], \"policies\": [{\"request_type\": \"*\", \"urgency\": \"*\", "
+    "\"accept\": \"1wh\", \"resolve\": \"1wd\", \"reply\": \"1wh\", \"follow_up\": \"2wh\", "
+    "\"auto_close\": \"7d\", \"escalate_after\": \"1wh\"}]}";
+
+static int64_t at(const char *local)
+{
+    int64_t t;
+    if (calendar_parse_local(cal, local, &t) != 0)
+        fail_msg("bad time %s", local);
+    return t;
+}
+
+static PGresult *q(const char *sql, const char *p1)
+{
+    const char *v[1] = {p1};
+    PGresult *res = PQexecParams(pg->conn, sql, p1 ? 1 : 0, NULL, v, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQresultErrorMessage(res));
+    return res;
+}
+
+static long long q1(const char *sql, const char *p1)
+{
+    PGresult *res = q(sql, p1);
+    long long n = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) ? atoll(PQgetvalue(res, 0, 0))
+                                                                 : -1;
+    PQclear(res);
+    return n;
+}
+
+static void new_case(char *id, const char *status)
+{
+    char no[48];
+    util_uuid(id);
+    snprintf(no, sizeof(no), "ITS-%.12s", id);
+    const char *v[2] = {id, no};
+    PGresult *res = PQexecParams(pg->conn,
+                                 "INSERT INTO cases (id, case_no, access_code_hash, channel, "
+                                 "title, body, trace_id, request_type, urgency) VALUES ($1, $2, "
+                                 "'\\x00'::bytea, 'web', 't', 'b', 'itest', 'complaint', 'normal')",
+                                 2, NULL, v, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    PQclear(q("UPDATE cases SET status = 'classified' WHERE id = $1", id));
+    PQclear(q("UPDATE cases SET status = 'assigned', department = 'd_sla', "
+              "dispatch_attempt = 1 WHERE id = $1",
+              id));
+    if (strcmp(status, "assigned") != 0) {
+        const char *v2[2] = {id, status};
+        res = PQexecParams(pg->conn, "UPDATE cases SET status = $2 WHERE id = $1", 2, NULL, v2,
+                           NULL, NULL, 0);
+        assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+        PQclear(res);
+    }
+}
+
+static void set_status(const char *id, const char *status)
+{
+    const char *v[2] = {id, status};
+    PGresult *res = PQexecParams(pg->conn,
+                                 "UPDATE cases SET status = $2, version = version + 1, "
+                                 "accepted_at = CASE WHEN $2 = 'accepted' THEN now() ELSE "
+                                 "accepted_at END WHERE id = $1",
+                                 2, NULL, v, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        fail_msg("status %s: %s", status, PQresultErrorMessage(res));
+    PQclear(res);
+}
+
+/* deliver one event to the handler in its own transaction */
+static kc_result_t feed(const char *case_id, Kesu__V1__Envelope__PayloadCase pc,
+                        const ProtobufCMessage *msg, int64_t when)
+{
+    char err[512] = "";
+    proto_env_t pe;
+    proto_env_init(&pe, "itest");
+    proto_env_set_case(&pe, case_id, "ITS", "itest");
+    proto_env_set_payload(&pe, pc, msg);
+    pe.env.occurred_at_ms = when;
+    kc_msg_t m = {NULL, &pe.env, "kesu.itest"};
+    assert_int_equal(pg_begin(pg, err, sizeof(err)), 0);
+    kc_result_t r = sla_handle(&ctx, pg, &m, err, sizeof(err));
+    if (r == KC_RETRY || r == KC_POISON) {
+        pg_rollback(pg);
+        fail_msg("handle %s: %s", pe.env.event_type, err);
+    }
+    assert_int_equal(pg_commit(pg, err, sizeof(err)), 0);
+    return r;
+}
+
+static int scan(sla_ctx_t *c, pg_t *p, int64_t now)
+{
+    char err[512];
+    int fired = 0, total = 0, n;
+    do {
+        n = sla_scan(p, c, SLA_SCAN_BATCH, now, &fired, err, sizeof(err));
+        if (n < 0)
+            fail_msg("scan: %s", err);
+        total += fired;
+    } while (n == SLA_SCAN_BATCH);
+    return total;
+}
+
+static long long events(const char *id, const char *type)
+{
+    const char *v[2] = {id, type};
+    PGresult *res = PQexecParams(pg->conn,
+                                 "SELECT count(*) FROM case_events WHERE case_id = $1 AND "
+                                 "event_type = $2",
+                                 2, NULL, v, NULL, NULL, 0);
+    long long n = atoll(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return n;
+}
+
+/* due_at of a timer as local time text */
+static void due_of(const char *id, const char *kind, int cycle, char *out, size_t n)
+{
+    char cyc[8];
+    snprintf(cyc, sizeof(cyc), "%d", cycle);
+    const char *v[3] = {id, kind, cyc};
+    PGresult *res = PQexecParams(pg->conn,
+                                 "SELECT (extract(epoch FROM due_at) * 1000)::bigint, state FROM "
+                                 "sla_timers WHERE case_id = $1 AND kind = $2 AND cycle = $3",
+                                 3, NULL, v, NULL, NULL, 0);
+    if (PQntuples(res) != 1)
+        fail_msg("no %s timer cycle %d", kind, cycle);
+    calendar_fmt_local(cal, atoll(PQgetvalue(res, 0, 0)), out, n);
+    PQclear(res);
+}
+
+static const char *state_of(const char *id, const char *kind, int cycle)
+{
+    static char st[16];
+    char cyc[8];
+    snprintf(cyc, sizeof(cyc), "%d", cycle);
+    const char *v[3] = {id, kind, cyc};
+    PGresult *res = PQexecParams(pg->conn,
+                                 "SELECT state FROM sla_timers WHERE case_id = $1 AND kind = $2 "
+                                 "AND cycle = $3",
+                                 3, NULL, v, NULL, NULL, 0);
+    snprintf(st, sizeof(st), "%s", PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "none");
+    PQclear(res);
+    return st;
+}
+
+static void cleanup(const char *ids_array)
+{
+    PQclear(q("DELETE FROM outbox WHERE msg_key = ANY ($1::text[])", ids_array));
+    PQclear(q("DELETE FROM sla_timer_log WHERE case_id = ANY ($1::uuid[])", ids_array));
+    PQclear(q("DELETE FROM sla_timers WHERE case_id = ANY ($1::uuid[])", ids_array));
+    PQclear(q("DELETE FROM case_events WHERE case_id = ANY ($1::uuid[])", ids_array));
+    PQclear(q("DELETE FROM cases WHERE id = ANY ($1::uuid[])", ids_array));
+}
+
+static void assigned(const char *id, int attempt, int64_t when)
+{
+    Kesu__V1__CaseAssigned ca = KESU__V1__CASE_ASSIGNED__INIT;
+    ca.department = "d_sla";
+    ca.rule = "itest";
+    ca.attempt = attempt;
+    feed(id, KESU__V1__ENVELOPE__PAYLOAD_CASE_ASSIGNED, &ca.base, when);
+}
+
+static void test_lifecycle(void **state)
+{
+    char id[37], due[40], arr[64];
+    new_case(id, "assigned");
+    snprintf(arr, sizeof(arr), "{%s}", id);
+
+    /* Tuesday 10:00: accept 1 working hour, resolve 1 working day */
+    assigned(id, 1, at("2037-03-10 10:00"));
+    due_of(id, "accept", 1, due, sizeof(due));
+    assert_string_equal(due, "2037-03-10 11:00:00+08:00");
+    due_of(id, "resolve", 1, due, sizeof(due));
+    assert_string_equal(due, "2037-03-11 10:00:00+08:00");
+    /* a second CaseAssigned of the same attempt starts nothing */
+    Kesu__V1__CaseAssigned ca = KESU__V1__CASE_ASSIGNED__INIT;
+    ca.attempt = 1;
+    assert_int_equal(feed(id, KESU__V1__ENVELOPE__PAYLOAD_CASE_ASSIGNED, &ca.base,
+                          at("2037-03-10 10:01")),
+                     KC_SKIP);
+
+    /* 50 % of accept at 10:30: one warning, and only one */
+    scan(&ctx, pg, at("2037-03-10 10:29"));
+    assert_int_equal(events(id, "SlaWarning"), 0);
+    scan(&ctx, pg, at("2037-03-10 10:30"));
+    assert_int_equal(events(id, "SlaWarning"), 1);
+    scan(&ctx, pg, at("2037-03-10 10:30"));
+    assert_int_equal(events(id, "SlaWarning"), 1);
+    /* at 11:05 the 80 % warning is moot: the breach goes out, escalated to the head */
+    scan(&ctx, pg, at("2037-03-10 11:05"));
+    assert_int_equal(events(id, "SlaWarning"), 1);
+    assert_int_equal(events(id, "SlaBreached"), 1);
+    assert_int_equal(events(id, "CaseEscalated"), 1);
+    assert_string_equal(state_of(id, "accept", 1), "breached");
+
+    /* waiting for the complainant from Tuesday 11:10 to Thursday 10:00: the
+     * resolve clock had used 70 working minutes, 350 are left from Thursday 10:00 */
+    Kesu__V1__InfoRequested ir = KESU__V1__INFO_REQUESTED__INIT;
+    assert_int_equal(
+        feed(id, KESU__V1__ENVELOPE__PAYLOAD_INFO_REQUESTED, &ir.base, at("2037-03-10 11:10")),
+        KC_OK);
+    assert_string_equal(state_of(id, "resolve", 1), "paused");
+    /* nothing fires while paused, even the accept timer's second breach */
+    scan(&ctx, pg, at("2037-03-11 16:00"));
+    assert_int_equal(events(id, "SlaBreached"), 1);
+    assert_int_equal(events(id, "SlaWarning"), 1);
+    Kesu__V1__SupplementReceived sr = KESU__V1__SUPPLEMENT_RECEIVED__INIT;
+    sr.answers_request = 1;
+    assert_int_equal(feed(id, KESU__V1__ENVELOPE__PAYLOAD_SUPPLEMENT_RECEIVED, &sr.base,
+                          at("2037-03-12 10:00")),
+                     KC_OK);
+    due_of(id, "resolve", 1, due, sizeof(due));
+    assert_string_equal(due, "2037-03-12 17:20:00+08:00");
+    assert_string_equal(state_of(id, "accept", 1), "breached"); /* resumed to what it was */
+
+    /* an approved extension of 60 minutes: 10 more on Thursday, 50 on Friday */
+    Kesu__V1__ExtensionDecided ed = KESU__V1__EXTENSION_DECIDED__INIT;
+    ed.approved = 1;
+    ed.extra_minutes = 60;
+    feed(id, KESU__V1__ENVELOPE__PAYLOAD_EXTENSION_DECIDED, &ed.base, at("2037-03-12 11:00"));
+    due_of(id, "resolve", 1, due, sizeof(due));
+    assert_string_equal(due, "2037-03-13 09:50:00+08:00");
+    /* a refused one changes nothing */
+    ed.approved = 0;
+    assert_int_equal(
+        feed(id, KESU__V1__ENVELOPE__PAYLOAD_EXTENSION_DECIDED, &ed.base, at("2037-03-12 11:01")),
+        KC_SKIP);
+
+    /* accepted late: the accept timer stops and keeps its breach in the record */
+    set_status(id, "accepted");
+    Kesu__V1__CaseAccepted acc = KESU__V1__CASE_ACCEPTED__INIT;
+    feed(id, KESU__V1__ENVELOPE__PAYLOAD_CASE_ACCEPTED, &acc.base, at("2037-03-12 11:05"));
+    assert_string_equal(state_of(id, "accept", 1), "stopped");
+    assert_int_equal(q1("SELECT count(*) FROM sla_timers WHERE case_id = $1 AND kind = 'accept' "
+                        "AND breached_at IS NOT NULL",
+                        id),
+                     1);
+
+    /* resolved Friday 09:00 (in time), reply sent 10:00 */
+    set_status(id, "resolved");
+    Kesu__V1__CaseResolved rs = KESU__V1__CASE_RESOLVED__INIT;
+    feed(id, KESU__V1__ENVELOPE__PAYLOAD_CASE_RESOLVED, &rs.base, at("2037-03-13 09:00"));
+    assert_string_equal(state_of(id, "resolve", 1), "stopped");
+    assert_string_equal(state_of(id, "reply", 1), "running");
+    set_status(id, "replied");
+    Kesu__V1__ReplySent rsent = KESU__V1__REPLY_SENT__INIT;
+    feed(id, KESU__V1__ENVELOPE__PAYLOAD_REPLY_SENT, &rsent.base, at("2037-03-13 10:00"));
+    assert_string_equal(state_of(id, "reply", 1), "stopped");
+    due_of(id, "auto_close", 1, due, sizeof(due));
+    assert_string_equal(due, "2037-03-20 10:00:00+08:00");
+
+    /* a week without feedback: follow-up breached (once), the case closes itself */
+    scan(&ctx, pg, at("2037-03-20 10:01"));
+    assert_int_equal(events(id, "CaseClosed"), 1);
+    assert_int_equal(events(id, "SlaBreached"), 2); /* accept earlier, follow_up now */
+    scan(&ctx, pg, at("2037-03-20 10:02"));
+    assert_int_equal(events(id, "CaseClosed"), 1);
+    assert_int_equal(q1("SELECT count(*) FROM cases WHERE id = $1 AND status = 'closed' AND "
+                        "close_reason = 'no_feedback'",
+                        id),
+                     1);
+    assert_string_equal(state_of(id, "follow_up", 1), "stopped");
+    assert_string_equal(state_of(id, "auto_close", 1), "stopped");
+
+    /* reopened (重办) and dispatched again: a new cycle with a fresh resolve limit */
+    set_status(id, "reopened");
+    Kesu__V1__CaseReopened ro = KESU__V1__CASE_REOPENED__INIT;
+    feed(id, KESU__V1__ENVELOPE__PAYLOAD_CASE_REOPENED, &ro.base, at("2037-03-23 09:00"));
+    set_status(id, "assigned");
+    assigned(id, 2, at("2037-03-23 09:30"));
+    assert_string_equal(state_of(id, "resolve", 2), "running");
+    due_of(id, "resolve", 2, due, sizeof(due));
+    assert_string_equal(due, "2037-03-24 09:30:00+08:00");
+    assert_string_equal(state_of(id, "resolve", 1), "stopped");
+
+    /* the trail: every change has a log row, with the working time used */
+    assert_true(q1("SELECT count(*) FROM sla_timer_log WHERE case_id = $1", id) >= 18);
+    assert_int_equal(q1("SELECT used_ms FROM sla_timer_log WHERE case_id = $1 AND kind = "
+                        "'resolve' AND action = 'pause'",
+                        id),
+                     70 * MIN);
+    cleanup(arr);
+}
+
+/* ---- many timers, two scanners ---- */
+
+#define NCASES 300
+
+typedef struct scanner {
+    pg_t *pg;
+    sla_ctx_t ctx;
+    int64_t now;
+    int fired;
+} scanner_t;
+
+static void *scanner_run(void *arg)
+{
+    scanner_t *s = arg;
+    char err[512];
+    int fired, n;
+    s->fired = 0;
+    do {
+        n = sla_scan(s->pg, &s->ctx, 25, s->now, &fired, err, sizeof(err));
+        if (n < 0) {
+            fprintf(stderr, "scanner: %s\n", err);
+            break;
+        }
+        s->fired += fired;
+    } while (n > 0);
+    return NULL;
+}
+
+static char (*make_cases(int n, strbuf_t *arr))[37]
+{
+    char (*ids)[37] = calloc((size_t)n, sizeof(*ids));
+    strbuf_init(arr);
+    strbuf_append(arr, "{", 1);
+    for (int i = 0; i < n; i++) {
+        new_case(ids[i], "assigned");
+        assigned(ids[i], 1, at("2037-03-10 10:00"));
+        strbuf_appendf(arr, "%s%s", i ? "," : "", ids[i]);
+    }
+    strbuf_append(arr, "}", 1);
+    return ids;
+}
+
+static long long count_events(const strbuf_t *arr, const char *type)
+{
+    const char *v[2] = {arr->s, type};
+    PGresult *res = PQexecParams(pg->conn,
+                                 "SELECT count(*) FROM case_events WHERE case_id = ANY ($1::uuid[]) "
+                                 "AND event_type = $2",
+                                 2, NULL, v, NULL, NULL, 0);
+    long long c = atoll(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return c;
+}
+
+static void scanners_at(scanner_t *s, int64_t now)
+{
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) {
+        s[i].now = now;
+        pthread_create(&th[i], NULL, scanner_run, &s[i]);
+    }
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+}
+
+static void test_two_scanners_exactly_once(void **state)
+{
+    strbuf_t arr;
+    char err[512];
+    char(*ids)[37] = make_cases(NCASES, &arr);
+    scanner_t s[2];
+    for (int i = 0; i < 2; i++) {
+        s[i].pg = pg_new(itest_pg());
+        assert_int_equal(pg_connect(s[i].pg, 5000, err, sizeof(err)), 0);
+        sla_ctx_init(&s[i].ctx, policy, NULL, NULL);
+    }
+    /* step 1: every accept timer is past due (warnings moot): one breach each */
+    scanners_at(s, at("2037-03-10 11:05"));
+    fprintf(stderr, "breach: scanner A fired %d, scanner B %d\n", s[0].fired, s[1].fired);
+    assert_true(s[0].fired + s[1].fired >= NCASES);
+    assert_int_equal(count_events(&arr, "SlaBreached"), NCASES);
+    assert_int_equal(count_events(&arr, "CaseEscalated"), NCASES);
+    /* step 2: an hour later, the second breach to the supervision office, once */
+    scanners_at(s, at("2037-03-10 12:00"));
+    fprintf(stderr, "second: scanner A fired %d, scanner B %d\n", s[0].fired, s[1].fired);
+    assert_true(s[0].fired + s[1].fired >= NCASES);
+    assert_int_equal(count_events(&arr, "SlaBreached"), 2 * NCASES);
+    /* step 3: nothing is left to fire for accept; resolve warns at 50 % (210 working
+     * minutes: 10:00-12:00, then 13:30-15:00) */
+    scanners_at(s, at("2037-03-10 14:59"));
+    assert_int_equal(count_events(&arr, "SlaWarning"), 0);
+    assert_int_equal(count_events(&arr, "SlaBreached"), 2 * NCASES);
+    scanners_at(s, at("2037-03-10 15:00"));
+    assert_int_equal(count_events(&arr, "SlaWarning"), NCASES);
+    for (int i = 0; i < 2; i++)
+        pg_destroy(s[i].pg);
+    cleanup(arr.s);
+    strbuf_free(&arr);
+    free(ids);
+}
+
+static void test_crash_fires_once(void **state)
+{
+    strbuf_t arr;
+    char err[512];
+    char(*ids)[37] = make_cases(50, &arr);
+    /* the "crashed" instance: took the due timers' locks, never committed */
+    pg_t *crashed = pg_new(itest_pg());
+    assert_int_equal(pg_connect(crashed, 5000, err, sizeof(err)), 0);
+    PGresult *res = PQexec(crashed->conn, "BEGIN");
+    PQclear(res);
+    const char *v[1] = {arr.s};
+    res = PQexecParams(crashed->conn,
+                       "SELECT id FROM sla_timers WHERE case_id = ANY ($1::uuid[]) FOR UPDATE",
+                       1, NULL, v, NULL, NULL, 0);
+    assert_int_equal(PQntuples(res), 100);
+    PQclear(res);
+    /* a live instance skips what the other holds */
+    sla_ctx_t live;
+    sla_ctx_init(&live, policy, NULL, NULL);
+    pg_t *p2 = pg_new(itest_pg());
+    assert_int_equal(pg_connect(p2, 5000, err, sizeof(err)), 0);
+    scan(&live, p2, at("2037-03-10 11:05"));
+    assert_int_equal(count_events(&arr, "SlaBreached"), 0);
+    /* the crash: its connection goes, its locks with it */
+    pg_destroy(crashed);
+    assert_true(scan(&live, p2, at("2037-03-10 11:05")) >= 50);
+    assert_int_equal(count_events(&arr, "SlaBreached"), 50);
+    /* a restarted instance (new connection, new context) fires none twice */
+    pg_destroy(p2);
+    sla_ctx_t restarted;
+    sla_ctx_init(&restarted, policy, NULL, NULL);
+    pg_t *p3 = pg_new(itest_pg());
+    assert_int_equal(pg_connect(p3, 5000, err, sizeof(err)), 0);
+    scan(&restarted, p3, at("2037-03-10 11:05"));
+    assert_int_equal(count_events(&arr, "SlaBreached"), 50);
+    pg_destroy(p3);
+    cleanup(arr.s);
+    strbuf_free(&arr);
+    free(ids);
+}
+
+static void test_recompute(void **state)
+{
+    char id[37], due[40], arr[64], err[512];
+    new_case(id, "assigned");
+    snprintf(arr, sizeof(arr), "{%s}", id);
+    assigned(id, 1, at("2037-03-10 10:00"));
+    /* the policy changes: resolve within 2 working days */
+    sla_policy_t *p2 = sla_policy_parse(
+        "{\"policies\": [{\"request_type\": \"*\", \"urgency\": \"*\", \"accept\": \"1wh\", "
+        "\"resolve\": \"2wd\", \"reply\": \"1wh\", \"follow_up\": \"2wh\", \"auto_close\": \"7d\", "
+        "\"escalate_after\": \"1wh\"}]}",
+        "p2.json", err, sizeof(err));
+    assert_non_null(p2);
+    p2->cal = cal;
+    sla_ctx_t c2;
+    sla_ctx_init(&c2, p2, NULL, NULL);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    int n = sla_recompute(pg, &c2, 1, out, err, sizeof(err));
+    fclose(out);
+    assert_true(n >= 1);
+    assert_non_null(strstr(buf, id));
+    assert_non_null(strstr(buf, "limit 1wd -> 2wd"));
+    free(buf);
+    due_of(id, "resolve", 1, due, sizeof(due));
+    assert_string_equal(due, "2037-03-11 10:00:00+08:00"); /* dry run: unchanged */
+    assert_true(sla_recompute(pg, &c2, 0, NULL, err, sizeof(err)) >= 1);
+    due_of(id, "resolve", 1, due, sizeof(due));
+    assert_string_equal(due, "2037-03-12 10:00:00+08:00");
+    assert_int_equal(q1("SELECT count(*) FROM sla_timer_log WHERE case_id = $1 AND action = "
+                        "'recompute'",
+                        id),
+                     1);
+    /* with the old policy back, it goes back */
+    assert_true(sla_recompute(pg, &ctx, 0, NULL, err, sizeof(err)) >= 1);
+    due_of(id, "resolve", 1, due, sizeof(due));
+    assert_string_equal(due, "2037-03-11 10:00:00+08:00");
+    sla_policy_free(p2);
+    cleanup(arr);
+}
+
+static int setup(void **state)
+{
+    char err[512], path[1024];
+    log_init("itest", LOG_LVL_WARN);
+    pg = pg_new(itest_pg());
+    if (pg_connect(pg, 5000, err, sizeof(err)) != 0) {
+        fprintf(stderr, "pg: %s\n", err);
+        return -1;
+    }
+    snprintf(path, sizeof(path), "%s/deploy/config/calendar/cn.json", KESU_SOURCE_DIR);
+    cal = calendar_load(path, err, sizeof(err));
+    policy = sla_policy_parse(policy_json, "itest.json", err, sizeof(err));
+    if (!cal || !policy) {
+        fprintf(stderr, "%s\n", err);
+        return -1;
+    }
+    policy->cal = cal;
+    sla_ctx_init(&ctx, policy, NULL, NULL);
+    /* what an interrupted earlier run left behind would fire in this run's scans */
+    PGresult *res = PQexec(pg->conn, "SELECT COALESCE(array_agg(id)::text, '{}') FROM cases "
+                                     "WHERE case_no LIKE 'ITS-%'");
+    char *ids = strdup(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    cleanup(ids);
+    free(ids);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    pg_destroy(pg);
+    sla_policy_free(policy);
+    calendar_free(cal);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lifecycle),
+        cmocka_unit_test(test_two_scanners_exactly_once),
+        cmocka_unit_test(test_crash_fires_once),
+        cmocka_unit_test(test_recompute),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
