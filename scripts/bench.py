@@ -52,6 +52,28 @@ def load(stack, token, *args):
         raise SystemExit("bench: kesuctl load gave no figures: %s" % out.stderr[-800:])
 
 
+def wrk_intake(stack, token, conns, seconds=10):
+    """Intake alone under wrk (issue 3's figures): requests/s, p50, p99 at a concurrency."""
+    threads = str(min(conns, 4))
+    env = dict(os.environ, KESU_BENCH_TOKEN=token, KESU_BENCH_RUN="%d%d" % (time.time(), conns))
+    out = subprocess.run(["wrk", "-t", threads, "-c", str(conns), "-d", "%ds" % seconds,
+                          "--latency", "-s", os.path.join(kc.ROOT, "scripts", "wrk_intake.lua"),
+                          stack.api.base], capture_output=True, text=True, env=env, check=False)
+    res = {"connections": conns}
+    for line in out.stdout.splitlines():
+        parts = line.split()
+        if line.startswith("Requests/sec:"):
+            res["requests_per_s"] = float(parts[1])
+        elif len(parts) == 2 and parts[0] in ("50%", "99%"):
+            v = parts[1]
+            ms = float(v[:-2]) if v.endswith("ms") else (float(v[:-2]) / 1000 if v.endswith("us")
+                                                          else float(v[:-1]) * 1000)
+            res["p%s_ms" % parts[0][:-1]] = round(ms, 2)
+        elif "Non-2xx" in line:
+            res["non_2xx"] = int(parts[-1])
+    return res
+
+
 def classifier_bench():
     b = os.path.join(kc.BIN, "kesu-classifier")
     out = subprocess.run([b, "bench"], capture_output=True, text=True, check=False,
@@ -81,6 +103,11 @@ def main():
         sys.stderr.write("bench: %d cases/s for %d s (latency)\n" % (RATE, RATE_S))
         steady = load(stack, token, "--rate", str(RATE), "--duration", str(RATE_S))
         rss = {n: peak_rss_mb(p.pid) for n, p in stack.procs.items()}
+        wrk = []
+        if os.environ.get("KESU_BENCH_WRK", "1") == "1":
+            for c in (1, 16, 64):
+                sys.stderr.write("bench: intake alone, wrk at %d connections\n" % c)
+                wrk.append(wrk_intake(stack, token, c))
     finally:
         stack.stop()
         stack.delete_topics()
@@ -100,6 +127,7 @@ def main():
         "cpu_s_per_1000_cases": {n: round((after[n] - before[n]) * 1000.0 / done, 2)
                                  for n in before},
         "peak_rss_mb": rss,
+        "intake_wrk": wrk,
         "classifier_per_s": classifier_bench(),
     }
     print(json.dumps(result, ensure_ascii=False))

@@ -307,8 +307,9 @@ int kesuctl_dlq_list(kesuctl_t *k)
         snprintf(src, sizeof(src), "%s[%s]@%s", dlq_h(e, "dlq_source_topic"),
                  dlq_h(e, "dlq_source_partition"), dlq_h(e, "dlq_source_offset"));
         if (k->json) {
-            json_t *line = json_pack("{s:s, s:s, s:I, s:O}", "id", id, "at", at, "bytes",
-                                     (json_int_t)e->len, "headers", e->headers);
+            json_t *line = json_pack("{s:s, s:s, s:s, s:I, s:O}", "id", id, "at", at, "key",
+                                     e->key ? e->key : "", "bytes", (json_int_t)e->len,
+                                     "headers", e->headers);
             char *out = json_dumps(line, JSON_COMPACT | JSON_ENSURE_ASCII);
             printf("%s\n", out);
             free(out);

@@ -7,9 +7,13 @@
 
 #include <librdkafka/rdkafka.h>
 #include <stdint.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "config.h"
+#include "httpc.h"
+
+struct json_t;
 
 typedef struct kesuctl {
     config_t cfg;       /**< settings + positional args (args[0] is the command) */
@@ -61,6 +65,23 @@ typedef struct kesuctl {
     char *dlq_ids;  /**< dlq replay --id P:O[,P:O...] (DLQ partition:offset) */
     int all;        /**< dlq replay --all */
     int wait_s;     /**< verify --wait: re-check until clean or this many seconds */
+    /* submit, case show, case list (through intake's API: --api, --token) */
+    char *title;        /**< submit --title */
+    char *body;         /**< submit --body */
+    char *channel;      /**< submit --channel (default web) / case list filter */
+    char *language;     /**< submit --language */
+    char *external_ref; /**< submit --external_ref */
+    char *district;     /**< submit --district / case list filter */
+    char *address;      /**< submit --address */
+    char *file;         /**< submit --file x.ndjson ("-": stdin) */
+    char *idem_key;     /**< submit --idempotency_key */
+    int chunk;          /**< submit --file: lines per batch request */
+    char *status;       /**< case list --status a,b */
+    char *category;     /**< case list --category */
+    char *overdue;      /**< case list --overdue true|false */
+    char *created_from; /**< case list --created_from */
+    char *created_to;   /**< case list --created_to */
+    int limit;          /**< case list --limit */
 } kesuctl_t;
 
 /** @brief Apply pending migrations and sync case_transitions. @returns exit code. */
@@ -121,6 +142,44 @@ int kesuctl_topic_scan(kesuctl_t *k, const char *topic, kesuctl_scan_fn fn, void
 
 /** @brief Parse --since (30s/15m/2h/1d ago, Unix ms, RFC 3339 UTC) into Unix ms (0 if empty). @returns 0 or -1. */
 int kesuctl_parse_since(const char *s, int64_t *out_ms);
+
+/** @brief submit: one complaint, or an NDJSON file through the batch API. @returns exit code. */
+int kesuctl_submit(kesuctl_t *k);
+
+/** @brief case show CASE_NO: the case and its history as a timeline. @returns exit code. */
+int kesuctl_case_show(kesuctl_t *k);
+
+/** @brief case list [filters]: cases newest first, as a table. @returns exit code. */
+int kesuctl_case_list(kesuctl_t *k);
+
+/**
+ * @brief One call of intake's HTTP API: k->load_api + path, Bearer
+ *        k->load_token; ctype and idem_key (Content-Type, Idempotency-Key)
+ *        may be NULL. resp must be freed with httpc_response_free.
+ * @returns 0 when a response arrived (any status), -1 with errstr.
+ */
+int kesuctl_api(const kesuctl_t *k, const char *method, const char *path, const char *ctype,
+                const char *idem_key, const char *body, size_t body_len, httpc_response_t *resp,
+                char *errstr, size_t errstr_size);
+
+/**
+ * @brief Print an API error answer ({"error":{code,field,message}}) to
+ *        stderr as "kesuctl WHAT: HTTP 422 code (field): message".
+ * @returns the exit code for it: 3 for 401/403, 4 for 404, else 1.
+ */
+int kesuctl_api_error(const char *what, const httpc_response_t *resp);
+
+/** @brief A JSON string's value, or def when v is not a string. @returns it. */
+const char *kesuctl_str(const struct json_t *v, const char *def);
+
+/**
+ * @brief Draw a progress bar "label [####....] done/total pct rate/s" on a
+ *        terminal (redrawn in place; final ends the line), or print one
+ *        plain line per call when out is not a terminal. t0_ms is
+ *        util_mono_ms() at the start. @returns nothing.
+ */
+void kesuctl_progress(FILE *out, const char *label, long done, long total, int64_t t0_ms,
+                      int final);
 
 /**
  * @brief Apply the migrations in dir to the database (the function behind

@@ -56,6 +56,16 @@ static const char kesuctl_usage[] =
     "  sla recompute           recompute open SLA deadlines after a policy or calendar change\n"
     "                          [--dry-run] [--policy sla.json] [--calendar calendar/cn.json]\n"
     "  case sla CASE_NO        a case's SLA timeline in working time [--json]\n"
+    "  submit                  submit a complaint through intake: --title T --body B\n"
+    "                          [--channel web] [--language L] [--external_ref R]\n"
+    "                          [--district CODE] [--address A] [--idempotency_key K]\n"
+    "                          or a bulk NDJSON file: --file x.ndjson [--chunk 500]\n"
+    "                          (progress bar; refused lines named by line number)\n"
+    "  case show CASE_NO       a case and its history as a timeline (China time) [--json]\n"
+    "  case list               cases, newest first: [--status a,b] [--department D]\n"
+    "                          [--category C] [--channel C] [--district D] [--overdue true]\n"
+    "                          [--created_from D] [--created_to D] [--limit 50] [--json]\n"
+    "                          (submit and case: --api URL --token T, or KESU_API/KESU_TOKEN)\n"
     "  dlq list                the messages consumers gave up on (kesu.dlq.v1), with service,\n"
     "                          source topic/partition/offset and reason [--since 2h] [--json]\n"
     "  dlq replay              republish DLQ entries to their source topic (idempotent: the\n"
@@ -106,8 +116,10 @@ int main(int argc, char **argv)
         {"reason", CONFIG_STR, &k.reason, NULL, "complainant erase: why (recorded)", 0},
         {"actor", CONFIG_STR, &k.actor, "kesuctl", "complainant erase: operator id (recorded)", 0},
         {"pii.key", CONFIG_STR, &k.pii_key, NULL, "PII key: 64 hex or file:PATH", 1},
-        {"api", CONFIG_STR, &k.load_api, "http://127.0.0.1:8080", "load: intake base URL", 0},
-        {"token", CONFIG_STR, &k.load_token, NULL, "load: an agent token", 1},
+        {"api", CONFIG_STR, &k.load_api, "http://127.0.0.1:8080",
+         "load, submit, case show|list: intake base URL", 0},
+        {"token", CONFIG_STR, &k.load_token, NULL,
+         "load, submit, case show|list: a staff API token", 1},
         {"data", CONFIG_STR, &k.load_data, NULL,
          "load: JSONL files with title/body, comma-separated (default: the shared data)", 0},
         {"data_dir", CONFIG_STR, &k.data_dir, KESU_SOURCE_DIR "/../shared/data",
@@ -131,7 +143,29 @@ int main(int argc, char **argv)
         {"calendar", CONFIG_STR, &k.calendar, "deploy/config/calendar/cn.json",
          "sla recompute / case sla: working calendar", 0},
         {"dry-run", CONFIG_BOOL, &k.dry_run, "false", "sla recompute: print, change nothing", 0},
-        {"json", CONFIG_BOOL, &k.json, "false", "case sla / dlq list / verify: print JSON", 0},
+        {"json", CONFIG_BOOL, &k.json, "false",
+         "case sla|show|list / dlq list / verify / submit: print JSON", 0},
+        {"title", CONFIG_STR, &k.title, NULL, "submit: the complaint's title", 0},
+        {"body", CONFIG_STR, &k.body, NULL, "submit: the complaint's text", 0},
+        {"channel", CONFIG_STR, &k.channel, NULL,
+         "submit: channel (default web); case list: filter", 0},
+        {"language", CONFIG_STR, &k.language, NULL, "submit: language tag (default zh-CN)", 0},
+        {"external_ref", CONFIG_STR, &k.external_ref, NULL, "submit: the channel's own reference",
+         0},
+        {"district", CONFIG_STR, &k.district, NULL, "submit: district code; case list: filter", 0},
+        {"address", CONFIG_STR, &k.address, NULL, "submit: address", 0},
+        {"file", CONFIG_STR, &k.file, NULL,
+         "submit: NDJSON file, one complaint per line (- = stdin)", 0},
+        {"idempotency_key", CONFIG_STR, &k.idem_key, NULL,
+         "submit: Idempotency-Key (a file's chunk n gets KEY.n)", 0},
+        {"chunk", CONFIG_INT, &k.chunk, "500", "submit --file: lines per batch request", 0},
+        {"status", CONFIG_STR, &k.status, NULL, "case list: statuses, comma-separated", 0},
+        {"category", CONFIG_STR, &k.category, NULL, "case list: category", 0},
+        {"overdue", CONFIG_STR, &k.overdue, NULL, "case list: true or false", 0},
+        {"created_from", CONFIG_STR, &k.created_from, NULL, "case list: YYYY-MM-DD or RFC 3339",
+         0},
+        {"created_to", CONFIG_STR, &k.created_to, NULL, "case list: YYYY-MM-DD or RFC 3339", 0},
+        {"limit", CONFIG_INT, &k.limit, "50", "case list: most cases printed", 0},
         {"since", CONFIG_STR, &k.since, NULL,
          "dlq / verify: from then on (30m, 2h, Unix ms, RFC 3339 UTC)", 0},
         {"id", CONFIG_STR, &k.dlq_ids, NULL, "dlq replay: DLQ entries P:O, comma-separated", 0},
@@ -192,6 +226,12 @@ int main(int argc, char **argv)
         rc = kesuctl_verify(&k);
     } else if (strcmp(cmd, "case") == 0 && strcmp(sub, "sla") == 0) {
         rc = kesuctl_case_sla(&k);
+    } else if (strcmp(cmd, "case") == 0 && strcmp(sub, "show") == 0) {
+        rc = kesuctl_case_show(&k);
+    } else if (strcmp(cmd, "case") == 0 && strcmp(sub, "list") == 0) {
+        rc = kesuctl_case_list(&k);
+    } else if (strcmp(cmd, "submit") == 0) {
+        rc = kesuctl_submit(&k);
     } else {
         fprintf(stderr, "kesuctl: unknown command \"%s%s%s\"; see kesuctl --help\n", cmd,
                 *sub ? " " : "", sub);

@@ -214,12 +214,34 @@ static void notify_wipe(char *s)
     }
 }
 
-static void notify_deliver_sms(notify_t *nt, notify_row_t *r)
+/* POST a JSON body with the notice's Idempotency-Key (and one more header,
+ * may be NULL); any 2xx delivers it, anything else is r->error */
+static void notify_post_json(const notify_t *nt, notify_row_t *r, const char *url,
+                             const char *body, const char *extra_header, const char *what)
 {
-    char *phone = NULL, *body = NULL, idem[96], auth[600];
+    char idem[96];
     const char *headers[4];
     int h = 0;
     httpc_response_t resp = {0};
+    headers[h++] = "Content-Type: application/json; charset=utf-8";
+    snprintf(idem, sizeof(idem), "Idempotency-Key: %s", r->id);
+    headers[h++] = idem;
+    if (extra_header)
+        headers[h++] = extra_header;
+    headers[h] = NULL;
+    if (httpc_request("POST", url, headers, body, strlen(body), nt->webhook_timeout_ms, &resp,
+                      r->error, sizeof(r->error)) == 0) {
+        if (resp.status >= 200 && resp.status < 300)
+            r->ok = 1;
+        else
+            snprintf(r->error, sizeof(r->error), "%s answered HTTP %ld", what, resp.status);
+    }
+    httpc_response_free(&resp);
+}
+
+static void notify_deliver_sms(notify_t *nt, notify_row_t *r)
+{
+    char *phone = NULL, *body = NULL, auth[600];
     int64_t until;
     if (!r->urgent && (until = notify_quiet_until(util_now_ms(), nt->quiet_start_min,
                                                   nt->quiet_end_min, nt->tz_offset_min)) > 0) {
@@ -234,22 +256,10 @@ static void notify_deliver_sms(notify_t *nt, notify_row_t *r)
         snprintf(r->error, sizeof(r->error), "out of memory building the sms body");
         return;
     }
-    headers[h++] = "Content-Type: application/json; charset=utf-8";
-    snprintf(idem, sizeof(idem), "Idempotency-Key: %s", r->id);
-    headers[h++] = idem;
-    if (nt->sms_token && *nt->sms_token) {
+    if (nt->sms_token && *nt->sms_token)
         snprintf(auth, sizeof(auth), "Authorization: Bearer %s", nt->sms_token);
-        headers[h++] = auth;
-    }
-    headers[h] = NULL;
-    if (httpc_request("POST", nt->sms_url, headers, body, strlen(body), nt->webhook_timeout_ms,
-                      &resp, r->error, sizeof(r->error)) == 0) {
-        if (resp.status >= 200 && resp.status < 300)
-            r->ok = 1;
-        else
-            snprintf(r->error, sizeof(r->error), "sms gateway answered HTTP %ld", resp.status);
-    }
-    httpc_response_free(&resp);
+    notify_post_json(nt, r, nt->sms_url, body, nt->sms_token && *nt->sms_token ? auth : NULL,
+                     "sms gateway");
     OPENSSL_cleanse(body, strlen(body));
     free(body);
 }
@@ -297,37 +307,25 @@ static void notify_deliver(notify_t *nt, notify_row_t *r)
                  r->template_name, r->audience, r->case_no, r->id, strlen(r->body));
         r->ok = 1;
     } else if (strcmp(r->channel, NOTIFY_CHANNEL_WEBHOOK) == 0) {
-        char sig[72], sig_hdr[96], idem[96];
-        httpc_response_t resp = {0};
+        char sig[72], sig_hdr[96];
         char *body = notify_webhook_body(r->id, r->case_no, r->event_type, r->audience,
                                          r->template_name, r->body, util_now_ms());
-        const char *headers[5];
-        int h = 0;
+        int signed_body = nt->webhook_secret && *nt->webhook_secret;
         if (!body) {
             snprintf(r->error, sizeof(r->error), "out of memory building the webhook body");
             return;
         }
-        headers[h++] = "Content-Type: application/json; charset=utf-8";
-        snprintf(idem, sizeof(idem), "Idempotency-Key: %s", r->id);
-        headers[h++] = idem;
-        if (nt->webhook_secret && *nt->webhook_secret) {
+        if (signed_body) {
             notify_sign(nt->webhook_secret, body, strlen(body), sig);
             snprintf(sig_hdr, sizeof(sig_hdr), "X-Kesu-Signature: %s", sig);
-            headers[h++] = sig_hdr;
         }
-        headers[h] = NULL;
         if (!*r->target) {
             /* only an erasure removes a queued target: retrying cannot help */
             snprintf(r->error, sizeof(r->error), "webhook notification without a target");
             r->permanent = 1;
-        } else if (httpc_request("POST", r->target, headers, body, strlen(body),
-                                 nt->webhook_timeout_ms, &resp, r->error, sizeof(r->error)) == 0) {
-            if (resp.status >= 200 && resp.status < 300)
-                r->ok = 1;
-            else
-                snprintf(r->error, sizeof(r->error), "webhook answered HTTP %ld", resp.status);
+        } else {
+            notify_post_json(nt, r, r->target, body, signed_body ? sig_hdr : NULL, "webhook");
         }
-        httpc_response_free(&resp);
         free(body);
     } else if (strcmp(r->channel, NOTIFY_CHANNEL_SMS) == 0) {
         notify_deliver_sms(nt, r);

@@ -84,6 +84,12 @@ def main():
     check("scripts/build.sh" in df, "Dockerfile builds with scripts/build.sh")
     # every binary the build makes is shipped (the COPY takes the whole bin folder)
     check("COPY --from=build /src/build/bin/ /usr/local/bin/" in df, "all binaries copied")
+    check("KESU_CLASSIFIER_MODEL=" in df and "model.bin" in df,
+          "the image carries the trained classifier model")
+    with open(os.path.join(ROOT, ".dockerignore")) as f:
+        di = f.read()
+    check("!build/share/classifier/model.bin" in di and ".run" in di,
+          ".dockerignore keeps data and builds out but lets the model in")
     print("%d passed, %d failed" % (0 if failures else 1, len(failures)))
     sys.exit(1 if failures else 0)
 

@@ -10,6 +10,7 @@ closed; then:
   - GET /v1/stats counts the cases by channel (JSON and CSV), and
     `kesuctl stats` prints the same figures as a table;
   - bad dates and group_by values are 400 with the field named;
+  - `kesuctl template render --case` previews a notice with the case's values;
   - `kesuctl complainant erase --case` purges the contact data (the case
     and its archive record stay), logs it in pii_erasures, and a second
     erase reports "already erased".
@@ -175,6 +176,15 @@ def run(stack):
           "a handler of another department sees no figures: %s" % body[:200])
     out = kc.kesuctl("stats", "--from", today, "--group_by", "channel").stdout
     check("channel" in out and "received" in out and "phone" in out, "kesuctl stats:\n%s" % out)
+
+    # --- template preview with a real case's values ---------------------------------
+    out = kc.kesuctl("template", "render", "--event", "CaseResolved", "--audience",
+                     "complainant", "--lang", "en", "--case", c0["no"]).stdout
+    check(c0["no"] in out and "Their reply: 已处理，谢谢。" in out, "template render: %s" % out)
+    bad = kc.kesuctl("template", "render", "--event", "CaseResolved", "--audience", "mayor",
+                     check=False)
+    check(bad.returncode == 2 and "--event CaseReceived --audience complainant" in bad.stderr,
+          "unknown template lists the known ones: %s" % bad.stderr)
 
     # --- erasure ----------------------------------------------------------------
     out = kc.kesuctl("complainant", "erase", "--case", c0["no"], "--reason",
