@@ -6,6 +6,10 @@
 #   scripts/infra.sh up             install what is missing, start both, topics, migrations
 #   scripts/infra.sh down [--purge] stop both (--purge also deletes their data)
 #   scripts/infra.sh status         exit 0 if both run, 3 otherwise
+#   scripts/infra.sh kafka-up|kafka-down|pg-up|pg-down
+#                                   one of the two alone; with KESU_RUN and the ports set
+#                                   elsewhere this is a private instance (the fault tests
+#                                   stop theirs, never the shared one)
 #
 # Environment: KESU_PG_PORT (55432), KESU_BROKER_PORT (59092),
 # KESU_BROKER_CONTROLLER_PORT (59093), KESU_PARTITIONS (6), KESU_CACHE
@@ -466,5 +470,9 @@ case "${1:-}" in
   up)     shift; cmd_up "$@" ;;
   down)   shift; cmd_down "$@" ;;
   status) shift; cmd_status ;;
-  *)      echo "usage: $(basename "$0") up | down [--purge] | status" >&2; exit 2 ;;
+  kafka-up)   kafka_jars; kafka_up ;;
+  kafka-down) kafka_down ;;
+  pg-up)      ensure_postgres_user; pg_up ;;
+  pg-down)    pg_down ;;
+  *)      echo "usage: $(basename "$0") up | down [--purge] | status | kafka-up | kafka-down | pg-up | pg-down" >&2; exit 2 ;;
 esac

@@ -63,10 +63,10 @@ function td(text, cls) {
 
 /* vertical bars, one per label */
 function barChart(host, items, color) {
-  const W = 520, H = 180, pad = 24, n = Math.max(items.length, 1);
+  const W = 520, H = 180, pad = 40, n = Math.max(items.length, 1);
   const max = Math.max(1, ...items.map((i) => i.value));
   const bw = (W - 2 * pad) / n;
-  const s = svg("svg", { viewBox: `0 0 ${W} ${H + 40}`, role: "img" });
+  const s = svg("svg", { viewBox: `0 0 ${W} ${H + 64}`, role: "img" });
   s.appendChild(svg("line", { x1: pad, y1: H, x2: W - pad, y2: H, stroke: "#98a2b3" }));
   items.forEach((it, i) => {
     const h = (it.value / max) * (H - pad);
@@ -103,7 +103,7 @@ function deptChart(host, depts) {
 
 /* the satisfaction rate per day as a line; days without evaluations leave a gap */
 function lineChart(host, days) {
-  const W = 520, H = 180, pad = 30, n = Math.max(days.length - 1, 1);
+  const W = 520, H = 180, pad = 44, n = Math.max(days.length - 1, 1);
   const s = svg("svg", { viewBox: `0 0 ${W} ${H + 30}`, role: "img" });
   for (const v of [0, 0.5, 1]) {
     const y = H - v * (H - pad);

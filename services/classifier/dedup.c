@@ -19,10 +19,14 @@ static const pg_stmt_t dd_candidates = {
     "SELECT f.case_id, COALESCE(d.master_id, f.case_id) AS master, "
     "bit_count((f.simhash # $3::bigint)::bit(64)) AS dist, "
     "(extract(epoch FROM now() - f.received_at) * 1000)::bigint AS age_ms "
-    "FROM case_fingerprints f JOIN cases c ON c.id = f.case_id "
+    /* the newest DEDUP_SCAN fingerprints of the district only: the cost per case
+     * stays bounded however many cases the window holds (index on
+     * (district_code, received_at)) */
+    "FROM (SELECT * FROM case_fingerprints WHERE district_code = $2 AND case_id <> $1::uuid "
+    "AND received_at > now() - $4::bigint * interval '1 millisecond' "
+    "ORDER BY received_at DESC LIMIT 500) f JOIN cases c ON c.id = f.case_id "
     "LEFT JOIN case_duplicates d ON d.case_id = f.case_id "
-    "WHERE f.district_code = $2 AND f.case_id <> $1::uuid "
-    "AND f.received_at > now() - $4::bigint * interval '1 millisecond' "
+    "WHERE true "
     "AND c.status NOT IN ('closed', 'merged', 'rejected', 'withdrawn') "
     "AND bit_count((f.simhash # $3::bigint)::bit(64)) <= $5::int "
     "ORDER BY dist, f.received_at, f.case_id LIMIT 1000",
@@ -119,6 +123,13 @@ int dedup_check(pg_t *pg, const dedup_opts_t *o, const char *case_id, const char
     if (!res)
         goto out;
     PQclear(res);
+    res = NULL;
+    if (!district[0]) {
+        /* without a district there is no "same place": no duplicate or hotspot
+         * judgement (and no scan of every case without one) */
+        rc = 0;
+        goto out;
+    }
     const char *cv[5] = {case_id, district, hs, win, maxd};
     res = pg_exec_stmt(pg, &dd_candidates, cv, PGRES_TUPLES_OK, errstr, errstr_size);
     if (!res)

@@ -340,3 +340,46 @@ def run(main):
 
 def seed(n):
     random.seed(n)
+
+
+class Private:
+    """A private Kafka broker or PostgreSQL cluster (scripts/infra.sh kafka-up / pg-up with
+    its own KESU_RUN and ports), so that the shared instances others use are never stopped."""
+
+    def __init__(self, kind, port):
+        self.kind = kind  # "kafka" or "pg"
+        self.run = "/tmp/kesu-fault-%s-%s" % (kind, uuid.uuid4().hex[:8])
+        os.makedirs(self.run, mode=0o755)
+        os.chmod(self.run, 0o755)
+        self.env = dict(os.environ, KESU_RUN=self.run)
+        if kind == "kafka":
+            self.env.update({"KESU_BROKER_PORT": str(port),
+                             "KESU_BROKER_CONTROLLER_PORT": str(port + 1)})
+            self.address = "127.0.0.1:%d" % port
+        else:
+            self.env["KESU_PG_PORT"] = str(port)
+            self.env.pop("KESU_PG", None)
+            self.address = "host=127.0.0.1 port=%d dbname=kesu user=postgres" % port
+        self.script = os.path.join(HERE, "..", "..", "scripts", "infra.sh")
+
+    def _do(self, what):
+        t0 = time.time()
+        out = subprocess.run(["bash", self.script, "%s-%s" % (self.kind, what)], env=self.env,
+                             capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            raise RuntimeError("infra.sh %s-%s: %s%s" % (self.kind, what, out.stdout, out.stderr))
+        if self.kind == "pg" and os.path.islink(os.path.join(self.run, "pg")):
+            raise RuntimeError("private PostgreSQL was placed outside %s" % self.run)
+        return time.time() - t0
+
+    def up(self):
+        return self._do("up")
+
+    def down(self):
+        return self._do("down")
+
+    def destroy(self):
+        try:
+            self.down()
+        finally:
+            subprocess.run(["rm", "-rf", self.run], check=False)

@@ -102,9 +102,12 @@ def main(stacks):
     inject("intake", "kesu.intake.v1", ghost_id, ghost_bytes,
            {"event_type": "CaseReceived", "event_id": ghost_event})
     poison["unknown-case"] = ghost_id
-    # 4. an impossible transition: CaseClassified of the assigned victim, from "classifier"
-    eid, b = envelope("CaseClassified", victim[1]["id"], 21, field(1, "consultation"), seq=99,
-                      version=99, case_no=victim[0], producer="classifier")
+    # 4. an impossible transition: CaseClassified of the already assigned victim, at no place
+    #    in its history (seq 0). The dispatcher sees the case has moved on and skips it
+    #    (a stale event is harmless, docs/architecture.md); the archiver cannot place it
+    #    in the feed and refuses it into the DLQ; nobody moves the case.
+    eid, b = envelope("CaseClassified", victim[1]["id"], 21, field(1, "consultation"), seq=0,
+                      version=1, case_no=victim[0], producer="classifier")
     inject("classifier", "kesu.classifier.v1", victim[1]["id"], b,
            {"event_type": "CaseClassified", "event_id": eid})
     poison["impossible-transition"] = victim[1]["id"]
@@ -133,8 +136,8 @@ def main(stacks):
         c == "kesu-classifier" for c, _ in reasons[poison["unknown-case"]]),
         "unknown case in the DLQ (classifier)")
     impossible = reasons.get(poison["impossible-transition"], [])
-    fl.check(any(c == "kesu-dispatcher" for c, _ in impossible),
-             "impossible transition refused into the DLQ by the dispatcher: %s" % impossible)
+    fl.check(any(c == "kesu-archiver" for c, _ in impossible),
+             "impossible transition refused into the DLQ by the archiver: %s" % impossible)
     st = fl.psql("SELECT status, version FROM cases WHERE id = '%s'" % victim[1]["id"])[0]
     fl.check(st[0] == "assigned", "the victim case was not moved by the poison: %s" % st)
 

@@ -36,9 +36,13 @@ async function main() {
     await page.waitForFunction(() => document.getElementById("login-error").textContent !== "");
     out.bad_token_message = await page.textContent("#login-error");
 
+    // the refused sign-in's 401 is expected; any other error after it is not
+    out.console_errors = out.console_errors.filter((m) => !/status of 401/.test(m));
     await page.fill("#token", token);
     await page.click("#login-form button[type=submit]");
     await page.waitForSelector("body[data-loaded]", { timeout: 15000 });
+    out.login_hidden_after = await page.isHidden("#login");
+    out.board_visible_after = await page.isVisible("#board");
     out.token_in_session = await page.evaluate(() => !!sessionStorage.getItem("kesu.console.token"));
     out.token_in_local = await page.evaluate(() => localStorage.length);
 
