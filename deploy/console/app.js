@@ -84,7 +84,7 @@ function barChart(host, items, color) {
 
 /* horizontal bars: open load per department, with the on-time rate beside it */
 function deptChart(host, depts) {
-  const rows = depts.slice(0, 12), W = 900, rowH = 22, left = 200, right = 140;
+  const rows = depts.slice(0, 12), W = 900, rowH = 22, left = 250, right = 220;
   const H = Math.max(1, rows.length) * rowH + 10;
   const max = Math.max(1, ...rows.map((d) => d.open));
   const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img" });
@@ -107,12 +107,12 @@ function lineChart(host, days) {
   const s = svg("svg", { viewBox: `0 0 ${W} ${H + 30}`, role: "img" });
   for (const v of [0, 0.5, 1]) {
     const y = H - v * (H - pad);
-    s.appendChild(svg("line", { x1: pad, y1: y, x2: W - 10, y2: y, stroke: "#e2e6ec" }));
+    s.appendChild(svg("line", { x1: pad, y1: y, x2: W - 24, y2: y, stroke: "#e2e6ec" }));
     s.appendChild(svg("text", { x: pad - 4, y: y + 4, "text-anchor": "end" }, `${v * 100}%`));
   }
   let path = "", pen = false;
   days.forEach((d, i) => {
-    const x = pad + (i * (W - pad - 10)) / n;
+    const x = pad + (i * (W - pad - 24)) / n;
     if (i % 2 === 0 || i === days.length - 1)
       s.appendChild(svg("text", { x, y: H + 16, "text-anchor": "middle" }, String(d.day).slice(5)));
     if (d.satisfaction_rate === null || d.satisfaction_rate === undefined) { pen = false; return; }

@@ -163,7 +163,8 @@ static void payload_summary(json_t *payload, char *out, size_t n)
     json_object_foreach(payload, key, v)
     {
         char *s = NULL;
-        if (json_is_object(v))
+        /* the title and text are in the case's head already */
+        if (json_is_object(v) || strcmp(key, "title") == 0 || strcmp(key, "body") == 0)
             continue;
         if (json_is_string(v)) {
             /* one line: free text can carry newlines */
@@ -222,9 +223,11 @@ static void show_case(json_t *c)
            jstr(c, "external_ref") ? "  ref " : "", dflt(jstr(c, "external_ref"), ""));
     printf("  received     %s (China time)\n",
            cn_time(jstr(c, "created_at"), t1, sizeof(t1), NULL));
-    if (jstr(loc, "address") || jstr(loc, "district_code"))
-        printf("  location     %s%s%s\n", dflt(jstr(loc, "address"), ""),
-               jstr(loc, "district_code") ? "  district " : "", dflt(jstr(loc, "district_code"), ""));
+    if (jstr(loc, "address") || jstr(loc, "district_code")) {
+        const char *a = jstr(loc, "address"), *d = jstr(loc, "district_code");
+        printf("  location     %s%s%s%s\n", dflt(a, ""), a && d ? ", " : "", d ? "district " : "",
+               dflt(d, ""));
+    }
     if (json_is_object(cl)) {
         json_t *flags = json_object_get(cl, "flags");
         printf("  class        %s / %s / %s, urgency %s", dflt(jstr(cl, "request_type"), "-"),

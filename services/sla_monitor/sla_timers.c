@@ -61,6 +61,43 @@ static const pg_stmt_t st_open = {
     "ORDER BY t.id FOR UPDATE",
     2};
 
+/* one timer by its key, locked (after the case row, as everywhere) */
+static const pg_stmt_t st_timer = {
+    "st_timer",
+    "SELECT " ST_TIMER_COLS "FROM sla_timers t WHERE t.case_id = $1::uuid AND t.kind = $2 "
+    "AND t.cycle = $3::integer FOR UPDATE",
+    3};
+
+/* a resolve timer open at instant $2: started by then and not stopped before it. A return
+ * keeps it open for the next dispatch, a reopen stopped it at resolve time - whatever the
+ * monitor's lag, since stopped_at is the real time */
+static const pg_stmt_t st_resolve_open_at = {
+    "st_resolve_open_at",
+    "SELECT 1 FROM sla_timers WHERE case_id = $1::uuid AND kind = 'resolve' "
+    "AND started_at <= to_timestamp($2::double precision / 1000) "
+    "AND (state <> 'stopped' OR stopped_at > to_timestamp($2::double precision / 1000)) LIMIT 1",
+    2};
+
+/*
+ * When the case already did what a timer started at $2 (ms) waits for, 0 if
+ * not yet: the monitor may see CaseAssigned (another topic) after the accept
+ * and the resolve. The case row's accepted_at / resolved_at / closed_at at or
+ * after the start, and the first history event of the kind's stopping types
+ * ($5) after the starting event (seq $3; without one, at or after $2).
+ */
+static const pg_stmt_t st_done_at = {
+    "st_done_at",
+    "SELECT COALESCE((extract(epoch FROM LEAST("
+    "CASE WHEN $4 = 'accept' AND c.accepted_at >= p.t0 THEN c.accepted_at END, "
+    "CASE WHEN $4 IN ('accept', 'resolve') AND c.resolved_at >= p.t0 THEN c.resolved_at END, "
+    "CASE WHEN c.closed_at >= p.t0 THEN c.closed_at END, "
+    "(SELECT GREATEST(e.occurred_at, p.t0) FROM case_events e WHERE e.case_id = c.id "
+    "AND e.event_type = ANY ($5::text[]) AND CASE WHEN $3::bigint > 0 THEN e.seq > $3::bigint "
+    "ELSE e.occurred_at >= p.t0 END ORDER BY e.seq LIMIT 1))) * 1000)::bigint, 0) AS done_ms "
+    "FROM cases c, (SELECT to_timestamp($2::double precision / 1000) AS t0) p "
+    "WHERE c.id = $1::uuid",
+    5};
+
 static const pg_stmt_t st_due = {
     "st_due",
     "SELECT " ST_TIMER_COLS ", c.status, "
@@ -420,7 +457,83 @@ static kc_result_t st_result(int n, pg_t *pg, const char *what, const char *even
     return KC_OK;
 }
 
-/* CaseAssigned, CaseResolved, ReplySent: start what the case's status still needs */
+/* the history events that end a timer of each kind (sla_handle's table, by sla_kind_t) */
+#define ST_END "CaseClosed,CaseWithdrawn,CaseRejected,CaseMerged}"
+static const char *const st_stopped_by[SLA__KINDS] = {
+    "{CaseAccepted,CaseReturned,CaseResolved," ST_END,
+    "{CaseResolved," ST_END,
+    "{ReplySent,FeedbackReceived,CaseReopened," ST_END,
+    "{FeedbackReceived,CaseReopened," ST_END,
+    "{FeedbackReceived,CaseReopened," ST_END,
+};
+
+/*
+ * A timer just recorded for a step the case has already done (the monitor
+ * is behind, or the stopping event came first on its own topic): stop it at
+ * the real instant, so on-time is judged on real times and no scan fires it.
+ * Done after the deadline, the breach is recorded at the deadline first but
+ * not sent: the work it would escalate is finished. 1 settled, 0 not done, -1 error.
+ */
+static int st_settle(pg_t *pg, sla_ctx_t *ctx, const Kesu__V1__Envelope *env, sla_kind_t kind,
+                     int cycle, char *errstr, size_t errstr_size)
+{
+    char s_at[24], s_seq[24], s_cycle[12], note[160];
+    snprintf(s_at, sizeof(s_at), "%" PRId64, env->occurred_at_ms);
+    snprintf(s_seq, sizeof(s_seq), "%" PRId64, env->case_seq);
+    snprintf(s_cycle, sizeof(s_cycle), "%d", cycle > 0 ? cycle : 1);
+    const char *dv[5] = {env->case_id, s_at, s_seq, sla_kind_name(kind), st_stopped_by[kind]};
+    PGresult *res = pg_exec_stmt(pg, &st_done_at, dv, PGRES_TUPLES_OK, errstr, errstr_size);
+    if (!res)
+        return -1;
+    int64_t done = PQntuples(res) == 1 ? st_i64(res, 0, "done_ms") : 0;
+    PQclear(res);
+    if (!done)
+        return 0;
+    const char *tv[3] = {env->case_id, sla_kind_name(kind), s_cycle};
+    res = pg_exec_stmt(pg, &st_timer, tv, PGRES_TUPLES_OK, errstr, errstr_size);
+    if (!res)
+        return -1;
+    if (PQntuples(res) != 1) {
+        PQclear(res);
+        return 0;
+    }
+    st_row_t r;
+    st_row_read(res, 0, &r);
+    PQclear(res);
+    int64_t due = sla_clock_due(ctx->policy->cal, &r.c);
+    if (done > due) {
+        snprintf(r.state, sizeof(r.state), "breached");
+        r.c.breach_count = 1;
+        r.c.warned = st_nwarn(ctx, r.kind);
+        if (st_save(pg, ctx, &r, "breach", due, 1,
+                    "done after the deadline, seen late: recorded, not escalated", SLA_PRODUCER,
+                    errstr, errstr_size) != 0)
+            return -1;
+    }
+    snprintf(r.state, sizeof(r.state), "stopped");
+    snprintf(note, sizeof(note), "already done when %s was processed (%s)", env->event_type,
+             done > due ? "late" : "in time");
+    if (st_save(pg, ctx, &r, "stop", done, 0, note, SLA_PRODUCER, errstr, errstr_size) != 0)
+        return -1;
+    metrics_counter_add(ctx->m_stopped, 1);
+    return 1;
+}
+
+/* start a timer and, if this start is new and the step is already done, stop it there */
+static int st_start_settled(pg_t *pg, sla_ctx_t *ctx, const Kesu__V1__Envelope *env,
+                            sla_kind_t kind, int cycle, const sla_limits_t *lim, const char *dept,
+                            const char *rt, const char *urg, const char *why, char *errstr,
+                            size_t errstr_size)
+{
+    int n = st_start_one(pg, ctx, env->case_id, kind, cycle, env->occurred_at_ms, lim, dept, rt,
+                         urg, why, errstr, errstr_size);
+    if (n <= 0)
+        return n;
+    return st_settle(pg, ctx, env, kind, cycle, errstr, errstr_size) < 0 ? -1 : n;
+}
+
+/* CaseAssigned, CaseResolved, ReplySent: start the timers from the event's
+ * own time (a redelivery starts nothing twice); what the case already did is settled */
 static kc_result_t st_on_start(sla_ctx_t *ctx, pg_t *pg, const Kesu__V1__Envelope *env,
                                char *errstr, size_t errstr_size)
 {
@@ -441,29 +554,29 @@ static kc_result_t st_on_start(sla_ctx_t *ctx, pg_t *pg, const Kesu__V1__Envelop
         const char *adept = env->case_assigned->department && *env->case_assigned->department
                                 ? env->case_assigned->department
                                 : dept;
-        if (strcmp(status, "assigned") == 0) {
-            n = st_start_one(pg, ctx, env->case_id, SLA_ACCEPT, cycle, at, &lim, adept, rt, urg,
+        n = st_start_settled(pg, ctx, env, SLA_ACCEPT, cycle, &lim, adept, rt, urg,
                              "CaseAssigned", errstr, errstr_size);
+        if (n < 0)
+            return st_db_failure(pg);
+        started += n;
+        /* a return keeps the clock of the resolve timer open at assignment; a reopen
+         * stopped it. Judged at the event's time, not now, so lag changes nothing */
+        char s_at[24];
+        snprintf(s_at, sizeof(s_at), "%" PRId64, at);
+        const char *ov[2] = {env->case_id, s_at};
+        PGresult *res = pg_exec_stmt(pg, &st_resolve_open_at, ov, PGRES_TUPLES_OK, errstr,
+                                     errstr_size);
+        if (!res)
+            return st_db_failure(pg);
+        int open = PQntuples(res);
+        PQclear(res);
+        if (!open) {
+            n = st_start_settled(pg, ctx, env, SLA_RESOLVE, cycle, &lim, adept, rt, urg,
+                                 cycle > 1 ? "CaseAssigned (new cycle)" : "CaseAssigned", errstr,
+                                 errstr_size);
             if (n < 0)
                 return st_db_failure(pg);
             started += n;
-        }
-        if (strcmp(status, "assigned") == 0 || strcmp(status, "accepted") == 0 ||
-            strcmp(status, "in_progress") == 0) {
-            /* a return keeps the clock of the open resolve timer; a reopen stopped it */
-            PGresult *res = st_open_timers(pg, env->case_id, "{resolve}", errstr, errstr_size);
-            if (!res)
-                return st_db_failure(pg);
-            int open = PQntuples(res);
-            PQclear(res);
-            if (!open) {
-                n = st_start_one(pg, ctx, env->case_id, SLA_RESOLVE, cycle, at, &lim, adept, rt,
-                                 urg, cycle > 1 ? "CaseAssigned (new cycle)" : "CaseAssigned",
-                                 errstr, errstr_size);
-                if (n < 0)
-                    return st_db_failure(pg);
-                started += n;
-            }
         }
         break;
     }
@@ -472,27 +585,23 @@ static kc_result_t st_on_start(sla_ctx_t *ctx, pg_t *pg, const Kesu__V1__Envelop
         if (n < 0)
             return st_db_failure(pg);
         started += n;
-        if (strcmp(status, "resolved") == 0) {
-            n = st_start_one(pg, ctx, env->case_id, SLA_REPLY, attempt, at, &lim, dept, rt, urg,
+        n = st_start_settled(pg, ctx, env, SLA_REPLY, attempt, &lim, dept, rt, urg,
                              "CaseResolved", errstr, errstr_size);
-            if (n < 0)
-                return st_db_failure(pg);
-            started += n;
-        }
+        if (n < 0)
+            return st_db_failure(pg);
+        started += n;
         break;
     case KESU__V1__ENVELOPE__PAYLOAD_REPLY_SENT:
         n = st_apply(pg, ctx, env, "{reply}", ST_OP_STOP, 0, errstr, errstr_size);
         if (n < 0)
             return st_db_failure(pg);
         started += n;
-        if (strcmp(status, "replied") == 0) {
-            for (int k = SLA_FOLLOW_UP; k <= SLA_AUTO_CLOSE; k++) {
-                n = st_start_one(pg, ctx, env->case_id, (sla_kind_t)k, attempt, at, &lim, dept,
-                                 rt, urg, "ReplySent", errstr, errstr_size);
-                if (n < 0)
-                    return st_db_failure(pg);
-                started += n;
-            }
+        for (int k = SLA_FOLLOW_UP; k <= SLA_AUTO_CLOSE; k++) {
+            n = st_start_settled(pg, ctx, env, (sla_kind_t)k, attempt, &lim, dept, rt, urg,
+                                 "ReplySent", errstr, errstr_size);
+            if (n < 0)
+                return st_db_failure(pg);
+            started += n;
         }
         break;
     default:

@@ -15,8 +15,10 @@
  *   SupplementReceived                 resume the paused ones
  *   ExtensionDecided (approved)        the resolve limit grows by extra_minutes
  *   CaseClosed / Withdrawn / Rejected / Merged   stop every timer
- * The topics are not ordered with each other, so timer creation reads the
- * case's status: a case already past a step gets no timer for it.
+ * The topics are not ordered with each other and the monitor may lag, so a
+ * timer starts at its event's occurred_at whatever the case's status; one
+ * whose step the case already did (case row times, later history events) is
+ * stopped at once at that real time (docs/decisions/0016).
  *
  * Scan (the consumer loop's tick): timers whose next_at passed are locked
  * with FOR UPDATE SKIP LOCKED, so any number of instances share the work;

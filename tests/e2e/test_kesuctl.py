@@ -122,9 +122,11 @@ def run(stack):
                 n += 1
             if i == 300:
                 bad_line = n
-                f.write(json.dumps({"channel": "import", "title": "", "body": "空标题"}) + "\n")
+                f.write(json.dumps({"channel": "import", "external_ref": "e2e-ctl-%s-bad" % tag,
+                                    "title": "", "body": "空标题"}) + "\n")
                 continue
-            f.write(json.dumps({"channel": "import", "title": "批量导入 %s %d" % (tag, i),
+            f.write(json.dumps({"channel": "import", "external_ref": "e2e-ctl-%s-%d" % (tag, i),
+                                "title": "批量导入 %s %d" % (tag, i),
                                 "body": "历史热线系统导入的诉求 %d：噪音扰民。" % i},
                                ensure_ascii=False) + "\n")
     key = "e2e-ctl-file-%s" % tag

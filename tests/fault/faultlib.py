@@ -9,7 +9,7 @@ explicit checks, then `kesuctl verify --since <start>` (the reconciliation of
 history, outbox, inbox, notifications and the public feed), and one FIGURES
 line for docs/reliability.md.
 """
-import json
+import json  # noqa: F401 - tests use fl.json
 import os
 import random
 import signal

@@ -174,6 +174,26 @@ def main(stacks):
     fl.finish(stack, load, "poison", {"poison_messages": len(poison), "dlq_entries": len(entries),
                                       "replays": 2 * len(ids)}, since)
 
+    # kesuctl verify can fail: break one thing in each of three areas and it must say so
+    cid = victim[1]["id"]
+    prefix = os.environ["KESU_TOPICS_PREFIX"]
+    fl.psql("DELETE FROM inbox WHERE consumer = 'kesu-classifier' AND event_id = (SELECT event_id "
+            "FROM case_events WHERE case_id = '%s' AND seq = 1);"
+            "UPDATE cases SET event_seq = event_seq + 1 WHERE id = '%s';"
+            "INSERT INTO outbox (producer, topic, msg_key, payload) VALUES ('fault-test', "
+            "'%skesu.intake.v1', 'k', '\\x00')" % (cid, cid, prefix))
+    e = dict(os.environ, KESU_PG=kc.PG)
+    out = fl.subprocess.run([os.path.join(kc.BIN, "kesuctl"), "verify", "--since", str(since),
+                             "--json"], capture_output=True, text=True, env=e, check=False)
+    fl.psql("DELETE FROM outbox WHERE producer = 'fault-test'")
+    summary = fl.json.loads(out.stdout.strip().splitlines()[-1])
+    kc.log("verify after tampering (exit %d): %s\n%s" % (out.returncode, out.stdout.strip(),
+                                                          out.stderr.strip()))
+    fl.check(out.returncode == 1, "verify exits 1 on discrepancies: %d" % out.returncode)
+    for area in ("inbox", "history", "outbox"):
+        fl.check(summary["by_area"][area] >= 1, "verify reports the %s discrepancy" % area)
+    fl.check(victim[0] in out.stderr, "verify names the case: %s" % out.stderr)
+
 
 if __name__ == "__main__":
     fl.run(main)

@@ -113,9 +113,10 @@ static void set_status(const char *id, const char *status)
     PQclear(res);
 }
 
-/* deliver one event to the handler in its own transaction */
-static kc_result_t feed(const char *case_id, Kesu__V1__Envelope__PayloadCase pc,
-                        const ProtobufCMessage *msg, int64_t when)
+/* deliver one event (its history position seq, 0: unknown) to the handler in its own
+ * transaction */
+static kc_result_t feed_seq(const char *case_id, Kesu__V1__Envelope__PayloadCase pc,
+                            const ProtobufCMessage *msg, int64_t when, int64_t seq)
 {
     char err[512] = "";
     proto_env_t pe;
@@ -123,6 +124,7 @@ static kc_result_t feed(const char *case_id, Kesu__V1__Envelope__PayloadCase pc,
     proto_env_set_case(&pe, case_id, "ITS", "itest");
     proto_env_set_payload(&pe, pc, msg);
     pe.env.occurred_at_ms = when;
+    pe.env.case_seq = seq;
     kc_msg_t m = {NULL, &pe.env, "kesu.itest"};
     assert_int_equal(pg_begin(pg, err, sizeof(err)), 0);
     kc_result_t r = sla_handle(&ctx, pg, &m, err, sizeof(err));
@@ -132,6 +134,12 @@ static kc_result_t feed(const char *case_id, Kesu__V1__Envelope__PayloadCase pc,
     }
     assert_int_equal(pg_commit(pg, err, sizeof(err)), 0);
     return r;
+}
+
+static kc_result_t feed(const char *case_id, Kesu__V1__Envelope__PayloadCase pc,
+                        const ProtobufCMessage *msg, int64_t when)
+{
+    return feed_seq(case_id, pc, msg, when, 0);
 }
 
 static int scan(sla_ctx_t *c, pg_t *p, int64_t now)
@@ -372,9 +380,9 @@ static char (*make_cases(int n, strbuf_t *arr))[37]
     return ids;
 }
 
-static long long count_events(const strbuf_t *arr, const char *type)
+static long long count_events_ids(const char *ids_array, const char *type)
 {
-    const char *v[2] = {arr->s, type};
+    const char *v[2] = {ids_array, type};
     PGresult *res = PQexecParams(pg->conn,
                                  "SELECT count(*) FROM case_events WHERE case_id = ANY ($1::uuid[]) "
                                  "AND event_type = $2",
@@ -382,6 +390,11 @@ static long long count_events(const strbuf_t *arr, const char *type)
     long long c = atoll(PQgetvalue(res, 0, 0));
     PQclear(res);
     return c;
+}
+
+static long long count_events(const strbuf_t *arr, const char *type)
+{
+    return count_events_ids(arr->s, type);
 }
 
 static void scanners_at(scanner_t *s, int64_t now)
@@ -472,6 +485,214 @@ static void test_crash_fires_once(void **state)
     free(ids);
 }
 
+
+/* ---- the monitor behind the case: the step is done before its timer is recorded ---- */
+
+/* what intake and the notifier already wrote: status, a time column, a history row */
+static void case_did(const char *id, const char *status, const char *col, int64_t when)
+{
+    char ms[24], sql[256];
+    snprintf(ms, sizeof(ms), "%lld", (long long)when);
+    snprintf(sql, sizeof(sql),
+             "UPDATE cases SET status = $2, version = version + 1%s%s%s WHERE id = $1",
+             col ? ", " : "", col ? col : "",
+             col ? " = to_timestamp($3::double precision / 1000)" : "");
+    const char *v[3] = {id, status, ms};
+    PGresult *res = PQexecParams(pg->conn, sql, col ? 3 : 2, NULL, v, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        fail_msg("%s: %s", status, PQresultErrorMessage(res));
+    PQclear(res);
+}
+
+static void history(const char *id, const char *type, int64_t when)
+{
+    char ms[24], ev[37];
+    snprintf(ms, sizeof(ms), "%lld", (long long)when);
+    util_uuid(ev);
+    const char *v[4] = {id, ev, type, ms};
+    PGresult *res = PQexecParams(
+        pg->conn,
+        "WITH c AS (UPDATE cases SET event_seq = event_seq + 1 WHERE id = $1::uuid "
+        "RETURNING id, event_seq, version, status) INSERT INTO case_events (case_id, seq, "
+        "event_id, event_type, version, status, producer, occurred_at, summary) SELECT id, "
+        "event_seq, $2::uuid, $3, version, status, 'itest', "
+        "to_timestamp($4::double precision / 1000), '{}' FROM c",
+        4, NULL, v, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        fail_msg("history %s: %s", type, PQresultErrorMessage(res));
+    PQclear(res);
+}
+
+/* stopped_at, breached_at (0: none) and due_at of one timer, in ms */
+static void timer_times(const char *id, const char *kind, int cycle, long long *stopped,
+                        long long *breached, long long *due)
+{
+    char cyc[8];
+    snprintf(cyc, sizeof(cyc), "%d", cycle);
+    const char *v[3] = {id, kind, cyc};
+    PGresult *res = PQexecParams(
+        pg->conn,
+        "SELECT COALESCE((extract(epoch FROM stopped_at) * 1000)::bigint, 0), "
+        "COALESCE((extract(epoch FROM breached_at) * 1000)::bigint, 0), "
+        "(extract(epoch FROM due_at) * 1000)::bigint FROM sla_timers WHERE case_id = $1 AND "
+        "kind = $2 AND cycle = $3",
+        3, NULL, v, NULL, NULL, 0);
+    if (PQntuples(res) != 1)
+        fail_msg("no %s timer cycle %d", kind, cycle);
+    *stopped = atoll(PQgetvalue(res, 0, 0));
+    *breached = atoll(PQgetvalue(res, 0, 1));
+    *due = atoll(PQgetvalue(res, 0, 2));
+    PQclear(res);
+}
+
+static long long log_rows(const char *id, const char *kind, const char *action)
+{
+    const char *v[3] = {id, kind, action};
+    PGresult *res = PQexecParams(pg->conn,
+                                 "SELECT count(*) FROM sla_timer_log WHERE case_id = $1 AND "
+                                 "kind = $2 AND action = $3",
+                                 3, NULL, v, NULL, NULL, 0);
+    long long n = atoll(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return n;
+}
+
+static void test_assigned_after_done(void **state)
+{
+    char a[37], b[37], arr[96];
+    long long stopped, breached, due;
+    new_case(a, "assigned");
+    new_case(b, "assigned");
+    snprintf(arr, sizeof(arr), "{%s,%s}", a, b);
+    int64_t t = at("2037-03-10 10:00"); /* accept due 11:00, resolve due Wed 10:00 */
+
+    /* a: accepted 10:20 and resolved 14:00 (both in time) before CaseAssigned is seen */
+    case_did(a, "accepted", "accepted_at", at("2037-03-10 10:20"));
+    case_did(a, "resolved", "resolved_at", at("2037-03-10 14:00"));
+    assigned(a, 1, t);
+    assert_string_equal(state_of(a, "accept", 1), "stopped");
+    timer_times(a, "accept", 1, &stopped, &breached, &due);
+    assert_int_equal(stopped, at("2037-03-10 10:20"));
+    assert_int_equal(breached, 0);
+    assert_int_equal(due, at("2037-03-10 11:00"));
+    timer_times(a, "resolve", 1, &stopped, &breached, &due);
+    assert_int_equal(stopped, at("2037-03-10 14:00"));
+    assert_int_equal(breached, 0);
+    assert_int_equal(due, at("2037-03-11 10:00"));
+    assert_int_equal(log_rows(a, "accept", "start"), 1);
+    assert_int_equal(log_rows(a, "accept", "stop"), 1);
+    assert_int_equal(log_rows(a, "resolve", "stop"), 1);
+    /* the working time used is the real one: 20 min, and 10:00-12:00 + 13:30-14:00 */
+    assert_int_equal(q1("SELECT used_ms FROM sla_timer_log WHERE case_id = $1 AND kind = "
+                        "'resolve' AND action = 'stop'",
+                        a),
+                     150 * MIN);
+
+    /* b: accepted 12:00 and resolved Wed 11:00, both late */
+    case_did(b, "accepted", "accepted_at", at("2037-03-10 12:00"));
+    case_did(b, "resolved", "resolved_at", at("2037-03-11 11:00"));
+    assigned(b, 1, t);
+    timer_times(b, "accept", 1, &stopped, &breached, &due);
+    assert_int_equal(stopped, at("2037-03-10 12:00"));
+    assert_int_equal(breached, at("2037-03-10 11:00")); /* late: breached at the deadline */
+    timer_times(b, "resolve", 1, &stopped, &breached, &due);
+    assert_int_equal(stopped, at("2037-03-11 11:00"));
+    assert_int_equal(breached, at("2037-03-11 10:00"));
+    assert_int_equal(log_rows(b, "resolve", "breach"), 1);
+    assert_string_equal(state_of(b, "resolve", 1), "stopped");
+
+    /* the redelivery starts and stops nothing; the late stopping events find nothing open */
+    Kesu__V1__CaseAssigned ca = KESU__V1__CASE_ASSIGNED__INIT;
+    ca.attempt = 1;
+    assert_int_equal(feed(a, KESU__V1__ENVELOPE__PAYLOAD_CASE_ASSIGNED, &ca.base, t), KC_SKIP);
+    Kesu__V1__CaseAccepted acc = KESU__V1__CASE_ACCEPTED__INIT;
+    assert_int_equal(feed(b, KESU__V1__ENVELOPE__PAYLOAD_CASE_ACCEPTED, &acc.base,
+                          at("2037-03-10 12:00")),
+                     KC_SKIP);
+    assert_int_equal(log_rows(a, "accept", "stop"), 1);
+
+    /* no scan fires any of them, and nothing was escalated after the fact */
+    scan(&ctx, pg, at("2037-03-12 16:00"));
+    assert_int_equal(count_events_ids(arr, "SlaWarning"), 0);
+    assert_int_equal(count_events_ids(arr, "SlaBreached"), 0);
+    assert_int_equal(count_events_ids(arr, "CaseEscalated"), 0);
+    assert_int_equal(q1("SELECT count(*) FROM sla_timers WHERE case_id = $1 AND state <> "
+                        "'stopped' AND kind IN ('accept', 'resolve')",
+                        a),
+                     0);
+    cleanup(arr);
+}
+
+/* the reply and feedback steps, from the history: positions, not clocks, decide "after" */
+static void test_reply_after_done(void **state)
+{
+    char id[37], arr[64];
+    long long stopped, breached, due;
+    new_case(id, "assigned");
+    snprintf(arr, sizeof(arr), "{%s}", id);
+    assigned(id, 1, at("2037-03-10 10:00"));
+    case_did(id, "accepted", "accepted_at", at("2037-03-10 10:10"));
+    case_did(id, "resolved", "resolved_at", at("2037-03-10 11:00"));
+    history(id, "CaseResolved", at("2037-03-10 11:00")); /* seq 1 */
+    /* the reply went out, then the feedback - the notifier's clock a second behind */
+    case_did(id, "replied", NULL, 0);
+    history(id, "ReplySent", at("2037-03-10 10:59:59")); /* seq 2 */
+    /* follow-up due 14:30 (2 working hours from 10:59:59) */
+    case_did(id, "closed", "closed_at", at("2037-03-10 14:00"));
+    history(id, "FeedbackReceived", at("2037-03-10 14:00")); /* seq 3 */
+
+    Kesu__V1__CaseResolved rs = KESU__V1__CASE_RESOLVED__INIT;
+    assert_int_equal(feed_seq(id, KESU__V1__ENVELOPE__PAYLOAD_CASE_RESOLVED, &rs.base,
+                              at("2037-03-10 11:00"), 1),
+                     KC_OK);
+    assert_string_equal(state_of(id, "resolve", 1), "stopped");
+    timer_times(id, "reply", 1, &stopped, &breached, &due);
+    assert_int_equal(stopped, at("2037-03-10 11:00")); /* not before its own start */
+    assert_int_equal(breached, 0);
+    Kesu__V1__ReplySent rsent = KESU__V1__REPLY_SENT__INIT;
+    assert_int_equal(feed_seq(id, KESU__V1__ENVELOPE__PAYLOAD_REPLY_SENT, &rsent.base,
+                              at("2037-03-10 10:59:59"), 2),
+                     KC_OK);
+    timer_times(id, "follow_up", 1, &stopped, &breached, &due);
+    assert_int_equal(due, at("2037-03-10 14:29:59"));
+    assert_int_equal(stopped, at("2037-03-10 14:00"));
+    assert_int_equal(breached, 0);
+    assert_string_equal(state_of(id, "auto_close", 1), "stopped");
+    scan(&ctx, pg, at("2037-03-30 10:00"));
+    assert_int_equal(events(id, "SlaBreached"), 0);
+    assert_int_equal(events(id, "CaseClosed"), 0); /* no auto-close of a closed case */
+    cleanup(arr);
+}
+
+/* returned and dispatched again before the monitor saw either CaseAssigned: cycle 1's
+ * accept ends at the return, the resolve clock of cycle 1 runs on (no second one) */
+static void test_return_seen_late(void **state)
+{
+    char id[37], arr[64];
+    long long stopped, breached, due;
+    new_case(id, "assigned");
+    snprintf(arr, sizeof(arr), "{%s}", id);
+    case_did(id, "returned", NULL, 0);
+    history(id, "CaseReturned", at("2037-03-10 10:30"));
+    PQclear(q("UPDATE cases SET status = 'assigned', dispatch_attempt = 2 WHERE id = $1", id));
+    case_did(id, "accepted", "accepted_at", at("2037-03-10 14:00"));
+    case_did(id, "resolved", "resolved_at", at("2037-03-11 09:30"));
+
+    assigned(id, 1, at("2037-03-10 10:00"));
+    timer_times(id, "accept", 1, &stopped, &breached, &due);
+    assert_int_equal(stopped, at("2037-03-10 10:30"));
+    assert_int_equal(breached, 0);
+    timer_times(id, "resolve", 1, &stopped, &breached, &due);
+    assert_int_equal(stopped, at("2037-03-11 09:30"));
+    assert_int_equal(due, at("2037-03-11 10:00"));
+    assert_int_equal(breached, 0);
+    assigned(id, 2, at("2037-03-10 13:30"));
+    timer_times(id, "accept", 2, &stopped, &breached, &due);
+    assert_int_equal(stopped, at("2037-03-10 14:00"));
+    assert_string_equal(state_of(id, "resolve", 2), "none");
+    cleanup(arr);
+}
+
 static void test_recompute(void **state)
 {
     char id[37], due[40], arr[64], err[512];
@@ -557,6 +778,9 @@ int main(void)
         cmocka_unit_test(test_two_scanners_exactly_once),
         cmocka_unit_test(test_crash_fires_once),
         cmocka_unit_test(test_recompute),
+        cmocka_unit_test(test_assigned_after_done),
+        cmocka_unit_test(test_reply_after_done),
+        cmocka_unit_test(test_return_seen_late),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -33,7 +33,8 @@ async function main() {
     // a wrong token first: the page must say so and stay on the login form
     await page.fill("#token", "not-a-real-token");
     await page.click("#login-form button[type=submit]");
-    await page.waitForFunction(() => document.getElementById("login-error").textContent !== "");
+    // (a CSS wait: the page's CSP forbids the eval that waitForFunction needs)
+    await page.waitForSelector("#login-error:not(:empty)", { timeout: 15000 });
     out.bad_token_message = await page.textContent("#login-error");
 
     // the refused sign-in's 401 is expected; any other error after it is not
