@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kesu_client as kc  # noqa: E402
@@ -74,6 +75,69 @@ def wrk_intake(stack, token, conns, seconds=10):
     return res
 
 
+def rss_mb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024.0, 1)
+    return None
+
+
+def total_lag(stack):
+    lag = 0
+    for name in stack.procs:
+        base = name.split("#")[0]
+        if base == "intake":
+            continue
+        try:
+            url = stack.ops_url(base, "/metrics") if "#" not in name else None
+            if not url:
+                continue
+            with urllib.request.urlopen(url, timeout=2) as r:
+                for line in r.read().decode().splitlines():
+                    if line.startswith("kesu_consumer_lag{"):
+                        lag += float(line.split()[-1])
+        except OSError:
+            return None
+    return lag
+
+
+def soak(stack, token, seconds, rate):
+    """Steady load for `seconds`, RSS sampled every 30 s; then a 5x burst and the time until
+    consumer lag is back to zero."""
+    import threading
+    samples = {n: [] for n in stack.procs}
+    result = {}
+    th = threading.Thread(target=lambda: result.update(
+        load(stack, token, "--rate", str(rate), "--duration", str(seconds), "--drain", "120")))
+    th.start()
+    t0 = time.time()
+    while th.is_alive():
+        for n, p in stack.procs.items():
+            samples[n].append(rss_mb(p.pid))
+        th.join(timeout=30)
+    sys.stderr.write("bench: burst at %d/s for 10 s\n" % (5 * rate))
+    burst = load(stack, token, "--rate", str(5 * rate), "--duration", "10", "--drain", "0")
+    t1 = time.time()
+    back = None
+    while time.time() - t1 < 300:
+        lag = total_lag(stack)
+        if lag == 0:
+            back = round(time.time() - t1, 1)
+            break
+        time.sleep(1)
+    return {
+        "soak_seconds": round(time.time() - t0),
+        "soak_rate": rate,
+        "soak_e2e_cases_per_s": result.get("e2e_cases_per_s"),
+        "soak_assign_p99_ms": result.get("assign_p99_ms"),
+        "soak_complete": result.get("complete_measured") == result.get("measured_cases"),
+        "rss_mb_first_last_max": {n: [v[0], v[-1], max(v)] for n, v in samples.items() if v},
+        "burst_submitted": burst.get("accepted"),
+        "lag_zero_after_burst_s": back,
+    }
+
+
 def classifier_bench():
     b = os.path.join(kc.BIN, "kesu-classifier")
     out = subprocess.run([b, "bench"], capture_output=True, text=True, check=False,
@@ -93,6 +157,11 @@ def main():
                      ops_base=int(os.environ.get("KESU_BENCH_OPS_BASE", "19400")))
     try:
         stack.start()
+        # KESU_BENCH_INSTANCES="classifier=3,dispatcher=3": scale-out runs
+        for spec in filter(None, os.environ.get("KESU_BENCH_INSTANCES", "").split(",")):
+            name, n = spec.split("=")
+            for k in range(2, int(n) + 1):
+                stack.add_instance(name, k)
         token = kc.token("agent", label="bench")
         sys.stderr.write("bench: warm-up (%d cases)\n" % WARM)
         load(stack, token, "--count", str(WARM))
@@ -103,6 +172,8 @@ def main():
         sys.stderr.write("bench: %d cases/s for %d s (latency)\n" % (RATE, RATE_S))
         steady = load(stack, token, "--rate", str(RATE), "--duration", str(RATE_S))
         rss = {n: peak_rss_mb(p.pid) for n, p in stack.procs.items()}
+        soak_s = int(os.environ.get("KESU_BENCH_SOAK_SECONDS", "0"))
+        soaked = soak(stack, token, soak_s, RATE) if soak_s > 0 else None
         wrk = []
         if os.environ.get("KESU_BENCH_WRK", "1") == "1":
             for c in (1, 16, 64):
@@ -112,6 +183,11 @@ def main():
         stack.stop()
         stack.delete_topics()
     done = max(full.get("complete_measured", 0), 1)
+    def base(n):
+        return n.split("#")[0]
+    cpu = {}
+    for n in before:
+        cpu[base(n)] = cpu.get(base(n), 0) + (after[n] - before[n])
     result = {
         "e2e_cases_per_s": full["e2e_cases_per_s"],
         "intake_p50_ms": steady["intake_p50_ms"],
@@ -119,15 +195,16 @@ def main():
         "assign_p50_ms": steady["assign_p50_ms"],
         "assign_p99_ms": steady["assign_p99_ms"],
         "ack_p99_ms": steady["ack_p99_ms"],
+        "instances": os.environ.get("KESU_BENCH_INSTANCES", ""),
         "steady_rate": RATE,
         "steady_e2e_cases_per_s": steady["e2e_cases_per_s"],
         "steady_complete": steady["complete_measured"] == steady["measured_cases"],
         "max_run": {k: full[k] for k in ("measured_cases", "complete_measured", "failed",
                                           "intake_p99_ms", "assign_p99_ms", "ack_p99_ms")},
-        "cpu_s_per_1000_cases": {n: round((after[n] - before[n]) * 1000.0 / done, 2)
-                                 for n in before},
+        "cpu_s_per_1000_cases": {n: round(v * 1000.0 / done, 2) for n, v in cpu.items()},
         "peak_rss_mb": rss,
         "intake_wrk": wrk,
+        "soak": soaked,
         "classifier_per_s": classifier_bench(),
     }
     print(json.dumps(result, ensure_ascii=False))

@@ -185,6 +185,29 @@ class Stack:
             logf.close()
         self.wait_ready(names)
 
+    def add_instance(self, name, k, timeout=60):
+        """Start instance k (>= 2) of a consumer service in the same group, own ops port."""
+        binary, off = [(b, o) for n, b, o in SERVICES if n == name][0]
+        key = "%s#%d" % (name, k)
+        port = self.ops_base + 10 * k + off
+        args = [os.path.join(BIN, binary), "--ops.listen", "127.0.0.1:%d" % port]
+        args += self.extra.get(name, [])
+        logf = open(os.path.join(self.logdir, key + ".log"), "ab")
+        self.procs[key] = subprocess.Popen(args, stdout=logf, stderr=logf, env=self.env,
+                                           stdin=subprocess.DEVNULL)
+        logf.close()
+        deadline = time.time() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:%d/readyz" % port, timeout=2) as r:
+                    if r.status == 200:
+                        return key
+            except (urllib.error.URLError, OSError):
+                pass
+            if self.procs[key].poll() is not None or time.time() > deadline:
+                raise RuntimeError("%s did not become ready" % key)
+            time.sleep(0.2)
+
     def ops_url(self, name, path):
         off = [o for n, _, o in SERVICES if n == name][0]
         return "http://127.0.0.1:%d%s" % (self.ops_base + off, path)
