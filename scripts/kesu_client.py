@@ -32,6 +32,13 @@ SERVICES = [  # name, binary, ops port offset
 ]
 
 PHONE_RE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
+UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def has_phone(text):
+    """A mainland mobile number in text. UUIDs are removed first: their hex groups can
+    hold 11 digits in a row (a13912345678) without being anyone's phone."""
+    return PHONE_RE.search(UUID_RE.sub("-", str(text))) is not None
 
 
 def log(msg):

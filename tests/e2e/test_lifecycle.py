@@ -174,7 +174,7 @@ def main():
         check(vers == sorted(vers), "%s versions never go back: %s" % (c["no"], vers))
         for e in ev:
             blob = str(e.get("payload"))
-            check(not kc.PHONE_RE.search(blob), "%s history payload has a phone: %s"
+            check(not kc.has_phone(blob), "%s history payload has a phone: %s"
                   % (c["no"], blob[:200]))
 
     # --- the public feed -------------------------------------------------------------
@@ -202,7 +202,8 @@ def main():
         check(len({e["_partition"] for e in evs}) == 1, "%s one partition" % c["no"])
         for e in evs:
             blob = str(e)
-            check(not kc.PHONE_RE.search(blob), "%s public event has a phone number" % c["no"])
+            check(not kc.has_phone(blob), "%s public event has a phone number: %s"
+                  % (c["no"], kc.PHONE_RE.search(kc.UUID_RE.sub("-", blob))))
             check(c["name"] not in blob, "%s public event has the name" % c["no"])
             p = e.get("payload", {})
             check("body" not in p and "title" not in p and "reply" not in p,

@@ -101,11 +101,11 @@ static kc_result_t feed(int64_t seq)
 /* the public outbox rows of the case, decoded in publish order */
 static int published(int64_t *seqs, char types[][32], int max)
 {
-    const char *v[1] = {case_id};
+    const char *v[2] = {case_id, KAFKA_TOPIC_PUBLIC};
     PGresult *res = PQexecParams(pg->conn,
                                  "SELECT payload FROM outbox WHERE producer = 'archiver' AND "
-                                 "topic = 'kesu.public.v1' AND msg_key = $1 ORDER BY id",
-                                 1, NULL, v, NULL, NULL, 1);
+                                 "topic = $2 AND msg_key = $1 ORDER BY id",
+                                 2, NULL, v, NULL, NULL, 1);
     assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
     int n = PQntuples(res);
     assert_true(n <= max);
@@ -218,9 +218,12 @@ static void test_order_scrub_archive(void **state)
     assert_int_equal(q1("SELECT (summary->>'events')::int FROM case_events WHERE case_id = $1 "
                         "AND event_type = 'CaseArchived'"),
                      5);
-    assert_int_equal(q1("SELECT count(*) FROM outbox WHERE msg_key = $1 AND "
-                        "topic <> 'kesu.public.v1'"),
-                     0);
+    /* nothing but the public feed: (topic of the prefix in use) */
+    char only_public[256];
+    snprintf(only_public, sizeof(only_public),
+             "SELECT count(*) FROM outbox WHERE msg_key = $1 AND topic <> '%s'",
+             KAFKA_TOPIC_PUBLIC);
+    assert_int_equal(q1(only_public), 0);
 
     /* records are immutable */
     PQclear(PQexec(pg->conn, "SAVEPOINT imm"));
