@@ -172,7 +172,9 @@ class Stack:
         self.extra = extra or {}
         self.api = Api("http://127.0.0.1:%d" % http_port)
         # own topics per stack: runs sharing a broker never see each other's events
-        self.prefix = self.env.get("KESU_TOPICS_PREFIX") or "t%s." % os.urandom(4).hex()
+        # always a fresh prefix (inside the caller's, if any), so delete_topics can
+        # never remove topics that someone else uses
+        self.prefix = (self.env.get("KESU_TOPICS_PREFIX") or "") + "t%s." % os.urandom(4).hex()
         self.env["KESU_TOPICS_PREFIX"] = self.prefix
         os.environ["KESU_TOPICS_PREFIX"] = self.prefix  # kesuctl calls (tail) follow it
         kesuctl("topics", "create", "--partitions", os.environ.get("KESU_PARTITIONS", "6"))
