@@ -63,6 +63,7 @@ KESU_PACKAGES=(
   curl jq python3 python3-yaml python3-protobuf
   kcat protobuf-compiler docker-compose wrk nodejs
   chromium chromium-driver fonts-wqy-microhei
+  clang libclang-rt-14-dev
 )
 
 export KESU_ROOT KESU_RUN KESU_BUILD_DIR KESU_CACHE KESU_PG KESU_PG_PORT KESU_PG_BIN \

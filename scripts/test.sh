@@ -3,14 +3,16 @@
 #   1. install missing Debian packages, build (build/) and an ASan+UBSan build (build-asan/)
 #   2. start PostgreSQL and Kafka (scripts/infra.sh up: topics, migrations)
 #   3. unit + integration tests under ASan/UBSan (leak checks on)
-#   4. every test (unit, integration, end-to-end with all six services) on the
-#      normal build; ctest's summary is the last thing printed.
+#   4. the fault tests (crashes, broker and database outages, rebalances, poison) on a
+#      build with the test-only fault-injection switch (build-fault/)
+#   5. every test (unit, integration, end-to-end with all six services, deployment
+#      files) on the normal build; ctest's summary is the last thing printed.
 #   scripts/test.sh [ctest args, e.g. -R e2e]
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-[[ "${1:-}" == -h || "${1:-}" == --help ]] && { sed -n '2,8p' "$0"; exit 0; }
+[[ "${1:-}" == -h || "${1:-}" == --help ]] && { sed -n '2,11p' "$0"; exit 0; }
 
 kesu_install_packages
 bash "$KESU_ROOT/scripts/build.sh"
@@ -30,6 +32,12 @@ if [[ -z "${KESU_SKIP_ASAN:-}" ]]; then
   bash "$KESU_ROOT/scripts/build.sh" --asan
   log_step "unit + integration tests under ASan/UBSan"
   (cd "$KESU_ROOT/build-asan" && ctest --output-on-failure -L 'unit|integration' "$@")
+fi
+
+if [[ -z "${KESU_SKIP_FAULT:-}" ]]; then
+  KESU_BUILD_DIR="$KESU_ROOT/build-fault" bash "$KESU_ROOT/scripts/build.sh" -DKESU_FAULT_INJECTION=ON
+  log_step "fault tests (private broker and database for the outages)"
+  (cd "$KESU_ROOT/build-fault" && ctest --output-on-failure -L fault "$@")
 fi
 
 log_step "all tests"

@@ -103,9 +103,12 @@ int kesuctl_topic_scan(kesuctl_t *k, const char *topic, kesuctl_scan_fn fn, void
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
     rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, 5000);
     rd_kafka_topic_destroy(rkt);
-    if (err || md->topic_cnt != 1 || md->topics[0].err) {
-        snprintf(errstr, errstr_size, "no metadata for %s: %s", topic,
-                 rd_kafka_err2str(err ? err : md->topics[0].err));
+    if (!err && md->topic_cnt != 1)
+        err = RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+    else if (!err)
+        err = md->topics[0].err;
+    if (err) {
+        snprintf(errstr, errstr_size, "no metadata for %s: %s", topic, rd_kafka_err2str(err));
         goto out;
     }
     np = md->topics[0].partition_cnt;
@@ -248,7 +251,13 @@ static int dlq_collect(void *opaque, const rd_kafka_message_t *rkm)
             json_object_set_new(e->headers, name,
                                 json_stringn_nocheck(val ? val : "", val ? sz : 0));
     }
-    e->key = rkm->key ? strndup(rkm->key, rkm->key_len) : strdup("");
+    /* the key is not NUL-terminated: copy exactly key_len bytes */
+    e->key = malloc(rkm->key_len + 1);
+    if (e->key) {
+        if (rkm->key_len)
+            memcpy(e->key, rkm->key, rkm->key_len);
+        e->key[rkm->key_len] = '\0';
+    }
     e->payload = malloc(rkm->len ? rkm->len : 1);
     if (e->payload && rkm->len)
         memcpy(e->payload, rkm->payload, rkm->len);
@@ -366,7 +375,8 @@ int kesuctl_dlq_replay(kesuctl_t *k)
         char from[48];
         snprintf(from, sizeof(from), "%d:%lld", e->partition, (long long)e->offset);
         json_object_set_new(h, "replayed_from_dlq", json_string(from));
-        msgs[n] = (kafka_msg_t){src, *e->key ? e->key : NULL, e->payload, e->len, h, 0, 0};
+        msgs[n] = (kafka_msg_t){src, e->key && *e->key ? e->key : NULL, e->payload, e->len, h,
+                                0, 0};
         fprintf(stderr, "%s %s -> %s (%s, %s)\n", k->dry_run ? "would replay" : "replay", from,
                 src, *dlq_h(e, "event_type") ? dlq_h(e, "event_type") : "undecodable",
                 dlq_h(e, "dlq_error"));
