@@ -172,9 +172,11 @@ class Stack:
         self.extra = extra or {}
         self.api = Api("http://127.0.0.1:%d" % http_port)
         # own topics per stack: runs sharing a broker never see each other's events
-        # always a fresh prefix (inside the caller's, if any), so delete_topics can
-        # never remove topics that someone else uses
-        self.prefix = (self.env.get("KESU_TOPICS_PREFIX") or "") + "t%s." % os.urandom(4).hex()
+        # the caller's prefix if it set one (fault tests restart stacks on one set of
+        # topics), else a fresh one; only a fresh one is deleted by delete_topics
+        given = self.env.get("KESU_TOPICS_PREFIX")
+        self.own_prefix = not given
+        self.prefix = given or "t%s." % os.urandom(4).hex()
         self.env["KESU_TOPICS_PREFIX"] = self.prefix
         os.environ["KESU_TOPICS_PREFIX"] = self.prefix  # kesuctl calls (tail) follow it
         kesuctl("topics", "create", "--partitions", os.environ.get("KESU_PARTITIONS", "6"))
@@ -250,7 +252,11 @@ class Stack:
             return "(no log)"
 
     def delete_topics(self):
-        kesuctl("topics", "delete", check=False)
+        """Delete this stack's topics — never topics of a prefix the caller gave."""
+        if self.own_prefix:
+            kesuctl("topics", "delete", check=False)
+            if os.environ.get("KESU_TOPICS_PREFIX") == self.prefix:
+                del os.environ["KESU_TOPICS_PREFIX"]
 
     def stop(self, names=None, sig=signal.SIGTERM, timeout=30):
         """Stop services; returns {name: exit code}."""
