@@ -280,7 +280,7 @@ def explicit_checks(cases, pg=None, stack=None):
 
 def verify(since_ms, wait=120, pg=None, env=None):
     """kesuctl verify over this run's cases; returns its JSON summary."""
-    e = dict(os.environ, KESU_PG=pg or kc.PG)
+    e = dict(os.environ, KESU_PG=pg or kc.PG, KESU_KAFKA_BOOTSTRAP_SERVERS=kc.KAFKA)
     e.update(env or {})
     out = subprocess.run([os.path.join(kc.BIN, "kesuctl"), "verify", "--since", str(since_ms),
                           "--wait", str(wait), "--json"], capture_output=True, text=True, env=e,

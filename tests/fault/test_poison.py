@@ -182,7 +182,7 @@ def main(stacks):
             "UPDATE cases SET event_seq = event_seq + 1 WHERE id = '%s';"
             "INSERT INTO outbox (producer, topic, msg_key, payload) VALUES ('fault-test', "
             "'%skesu.intake.v1', 'k', '\\x00')" % (cid, cid, prefix))
-    e = dict(os.environ, KESU_PG=kc.PG)
+    e = dict(os.environ, KESU_PG=kc.PG, KESU_KAFKA_BOOTSTRAP_SERVERS=kc.KAFKA)
     out = fl.subprocess.run([os.path.join(kc.BIN, "kesuctl"), "verify", "--since", str(since),
                              "--json"], capture_output=True, text=True, env=e, check=False)
     fl.psql("DELETE FROM outbox WHERE producer = 'fault-test'")
