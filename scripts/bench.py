@@ -43,7 +43,8 @@ def peak_rss_mb(pid):
 def load(stack, token, *args):
     cmd = [os.path.join(kc.BIN, "kesuctl"), "load", "--api", stack.api.base, "--token", token,
            "--connections", CONN, "--channels", CHANNELS, "--data_dir", kc.DATA] + list(args)
-    out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ),
+    out = subprocess.run(cmd, capture_output=True, text=True,
+                         env=dict(os.environ, KESU_KAFKA_BOOTSTRAP_SERVERS=kc.KAFKA),
                          check=False)
     sys.stderr.write(out.stderr.replace("\r", "\n").splitlines()[-1] + "\n" if out.stderr
                      else "")
