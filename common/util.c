@@ -82,7 +82,7 @@ void util_fmt_time(int64_t ms, char *out, size_t out_size)
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
 }
 
-int util_utf8_valid(const char *str, size_t n)
+size_t util_utf8_bad_offset(const char *str, size_t n)
 {
     const unsigned char *s = (const unsigned char *)str;
     size_t i = 0;
@@ -91,7 +91,7 @@ int util_utf8_valid(const char *str, size_t n)
         size_t len;
         uint32_t cp;
         if (c == 0)
-            return 0;
+            return i;
         if (c < 0x80) {
             i++;
             continue;
@@ -105,21 +105,26 @@ int util_utf8_valid(const char *str, size_t n)
             len = 4;
             cp = c & 0x07;
         } else {
-            return 0;
+            return i;
         }
         if (i + len > n)
-            return 0;
+            return i;
         for (size_t k = 1; k < len; k++) {
             if ((s[i + k] & 0xc0) != 0x80)
-                return 0;
+                return i;
             cp = (cp << 6) | (s[i + k] & 0x3f);
         }
         if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
             cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
+            return i;
         i += len;
     }
-    return 1;
+    return n;
+}
+
+int util_utf8_valid(const char *str, size_t n)
+{
+    return util_utf8_bad_offset(str, n) == n;
 }
 
 void util_sleep_ms(int ms)

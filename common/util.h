@@ -29,6 +29,9 @@ void util_fmt_time(int64_t ms, char *out, size_t out_size);
 /** @brief 1 if the n bytes at s are valid UTF-8 without NUL bytes. */
 int util_utf8_valid(const char *s, size_t n);
 
+/** @brief Offset of the first byte that is not valid UTF-8 (or a NUL); n if there is none. */
+size_t util_utf8_bad_offset(const char *s, size_t n);
+
 /** @brief Sleep for ms milliseconds (interrupted early by signals). */
 void util_sleep_ms(int ms);
 

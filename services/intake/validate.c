@@ -8,6 +8,7 @@
  * hotline and web channels send blank fields that way.
  */
 #include "validate.h"
+#include "util.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -107,46 +108,6 @@ size_t intake_utf8_chars(const char *s)
     return n;
 }
 
-/* Offset of the first byte that is not valid UTF-8 (or a NUL), len if none. */
-static size_t utf8_bad_offset(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = s[i];
-        size_t len;
-        uint32_t cp;
-        if (c == 0)
-            return i;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xe0) == 0xc0) {
-            len = 2;
-            cp = c & 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            len = 3;
-            cp = c & 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            len = 4;
-            cp = c & 0x07;
-        } else {
-            return i;
-        }
-        if (i + len > n)
-            return i;
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return i;
-            cp = (cp << 6) | (s[i + k] & 0x3f);
-        }
-        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return i;
-        i += len;
-    }
-    return n;
-}
-
 /* One open container while walking JSON text for intake_json_path_at. */
 typedef struct path_frame {
     char type;    /* '{' or '[' */
@@ -231,7 +192,7 @@ json_t *intake_json_parse(const char *buf, size_t len, intake_verr_t *err)
         verr(err, "invalid_json", "", "the request body is empty; send a JSON object");
         return NULL;
     }
-    size_t bad = utf8_bad_offset((const unsigned char *)buf, len);
+    size_t bad = util_utf8_bad_offset(buf, len);
     if (bad < len) {
         intake_json_path_at(buf, len, bad, path, sizeof(path));
         verr(err, "invalid_utf8", path, "%s%scontains bytes that are not valid UTF-8 (at byte %zu)",
