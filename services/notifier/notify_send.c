@@ -44,7 +44,7 @@ static const pg_stmt_t nt_due = {
     "ORDER BY n.urgent DESC, n.next_attempt_at, n.id LIMIT $1::int FOR UPDATE OF n SKIP LOCKED",
     1};
 
-/* outcomes whose history event is not written yet (see notify_record_one) */
+/* outcomes whose history event is not written yet (see notify_record_batch) */
 static const pg_stmt_t nt_unrecorded = {
     "nt_unrecorded",
     "SELECT n.id, n.case_id, n.trigger_event_id, n.event_type, n.channel, n.audience, "
@@ -53,8 +53,11 @@ static const pg_stmt_t nt_unrecorded = {
     "FROM notifications n JOIN cases c ON c.id = n.case_id "
     "LEFT JOIN complainants p ON p.id = c.complainant_id "
     "WHERE n.state <> 'pending' AND n.recorded_at IS NULL "
-    "ORDER BY n.id LIMIT 1 FOR UPDATE OF n SKIP LOCKED",
-    0};
+    "ORDER BY n.id LIMIT $1::int FOR UPDATE OF n SKIP LOCKED",
+    1};
+
+/* outcomes recorded per transaction: one commit for many history events */
+#define NOTIFY_RECORD_BATCH "50"
 
 static const pg_stmt_t nt_recorded = {
     "nt_recorded", "UPDATE notifications SET recorded_at = now() WHERE id = $1::bigint", 1};
@@ -465,55 +468,65 @@ static int notify_record_event(notify_t *nt, pg_t *pg, const notify_row_t *r, in
  * left, -1 with errstr (transient: rolled back, the row waits for the next
  * tick).
  */
-static int notify_record_one(notify_t *nt, pg_t *pg, char *errstr, size_t errstr_size)
+/*
+ * Write the history events of up to NOTIFY_RECORD_BATCH decided outcomes in one
+ * transaction (a savepoint each, so one refused event does not undo the
+ * others). The notices themselves were committed as sent/failed before, so a
+ * rollback here (e.g. a deadlock with a stage's batch) only delays the
+ * history lines; nothing is sent again. @returns rows recorded, or -1.
+ */
+static int notify_record_batch(notify_t *nt, pg_t *pg, char *errstr, size_t errstr_size)
 {
-    notify_row_t r;
     PGresult *res = NULL;
-    int rc = -1, ev;
+    int rc = -1, n;
     if (pg_begin(pg, errstr, errstr_size) != 0)
         return -1;
-    res = pg_exec_stmt(pg, &nt_unrecorded, NULL, PGRES_TUPLES_OK, errstr, errstr_size);
+    const char *lv[1] = {NOTIFY_RECORD_BATCH};
+    res = pg_exec_stmt(pg, &nt_unrecorded, lv, PGRES_TUPLES_OK, errstr, errstr_size);
     if (!res)
         goto out;
-    if (PQntuples(res) == 0) {
-        rc = 0;
-        goto out;
-    }
-    memset(&r, 0, sizeof(r));
-    r.id = pg_get(res, 0, "id");
-    r.case_id = pg_get(res, 0, "case_id");
-    r.trigger_event_id = pg_get(res, 0, "trigger_event_id");
-    r.event_type = pg_get(res, 0, "event_type");
-    r.channel = pg_get(res, 0, "channel");
-    r.audience = pg_get(res, 0, "audience");
-    r.template_name = pg_get(res, 0, "template");
-    r.case_no = pg_get(res, 0, "case_no");
-    r.attempts = atoi(pg_get(res, 0, "attempts"));
-    snprintf(r.error, sizeof(r.error), "%s", pg_get(res, 0, "last_error"));
-    log_ctx_set(r.case_id, r.trigger_event_id, NULL, -1, -1);
-    if (pg_command(pg, "SAVEPOINT nt_rec", errstr, errstr_size) != 0)
-        goto out;
-    ev = notify_record_event(nt, pg, &r, strcmp(pg_get(res, 0, "state"), "sent") == 0,
-                             strcmp(pg_get(res, 0, "erased"), "t") == 0, errstr, errstr_size);
-    if (ev == CASESTORE_ERROR && pg_failure_transient(pg))
-        goto out;
-    if (ev != CASESTORE_OK) {
-        /* the case store refuses this event (the case is gone, ...): the
-         * notice stands as sent or failed, only its history line is lost */
-        LOG_ERROR("notification %s: its %s event cannot be recorded: %s", r.id,
-                  strcmp(pg_get(res, 0, "state"), "sent") == 0 ? "NotificationSent"
-                                                              : "NotificationFailed",
-                  errstr);
-        if (pg_command(pg, "ROLLBACK TO SAVEPOINT nt_rec", errstr, errstr_size) != 0)
+    n = PQntuples(res);
+    for (int i = 0; i < n; i++) {
+        notify_row_t r;
+        int ev, sent = strcmp(pg_get(res, i, "state"), "sent") == 0;
+        memset(&r, 0, sizeof(r));
+        r.id = pg_get(res, i, "id");
+        r.case_id = pg_get(res, i, "case_id");
+        r.trigger_event_id = pg_get(res, i, "trigger_event_id");
+        r.event_type = pg_get(res, i, "event_type");
+        r.channel = pg_get(res, i, "channel");
+        r.audience = pg_get(res, i, "audience");
+        r.template_name = pg_get(res, i, "template");
+        r.case_no = pg_get(res, i, "case_no");
+        r.attempts = atoi(pg_get(res, i, "attempts"));
+        snprintf(r.error, sizeof(r.error), "%s", pg_get(res, i, "last_error"));
+        log_ctx_set(r.case_id, r.trigger_event_id, NULL, -1, -1);
+        if (pg_command(pg, "SAVEPOINT nt_rec", errstr, errstr_size) != 0)
+            goto out;
+        ev = notify_record_event(nt, pg, &r, sent, strcmp(pg_get(res, i, "erased"), "t") == 0,
+                                 errstr, errstr_size);
+        if (ev == CASESTORE_ERROR && pg_failure_transient(pg))
+            goto out;
+        if (ev != CASESTORE_OK) {
+            /* the case store refuses this event (the case is gone, ...): the
+             * notice stands as sent or failed, only its history line is lost */
+            LOG_ERROR("notification %s: its %s event cannot be recorded: %s", r.id,
+                      sent ? "NotificationSent" : "NotificationFailed", errstr);
+            if (pg_command(pg, "ROLLBACK TO SAVEPOINT nt_rec", errstr, errstr_size) != 0)
+                goto out;
+        } else if (pg_command(pg, "RELEASE SAVEPOINT nt_rec", errstr, errstr_size) != 0) {
+            goto out;
+        }
+        const char *v[1] = {r.id};
+        if (pg_exec_stmt_cmd(pg, &nt_recorded, v, errstr, errstr_size) != 0)
             goto out;
     }
-    const char *v[1] = {r.id};
-    if (pg_exec_stmt_cmd(pg, &nt_recorded, v, errstr, errstr_size) != 0 ||
-        pg_commit(pg, errstr, errstr_size) != 0)
+    log_ctx_clear();
+    if (pg_commit(pg, errstr, errstr_size) != 0)
         goto out;
-    if (nt->wake)
+    if (n > 0 && nt->wake)
         nt->wake(nt->wake_arg);
-    rc = 1;
+    rc = n;
 out:
     log_ctx_clear();
     if (pg->in_tx)
@@ -526,8 +539,8 @@ int notify_record_due(notify_t *nt, pg_t *pg, char *errstr, size_t errstr_size)
 {
     int n = 0, rc;
     int64_t t0 = util_mono_ms();
-    while ((rc = notify_record_one(nt, pg, errstr, errstr_size)) == 1) {
-        n++;
+    while ((rc = notify_record_batch(nt, pg, errstr, errstr_size)) > 0) {
+        n += rc;
         if (util_mono_ms() - t0 > NOTIFY_PASS_BUDGET_MS)
             break; /* the consumer's turn; the rest next tick */
     }
