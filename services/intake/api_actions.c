@@ -45,18 +45,29 @@ API_HANDLER(api_case_actions)
     return api_reply_result(w, r, &res);
 }
 
+/* The complainant's routes: the case number from the path and a JSON body.
+ * @returns 0 with *no and *body set, or the status already replied. */
+static int complainant_request(http_req_t *r, const char **no, const char **body, size_t *len)
+{
+    int st = 0;
+    *no = api_case_no_param(r, &st);
+    if (!*no)
+        return st;
+    *body = api_body(r, "application/json", API_JSON_MAX_BODY, len, &st);
+    if (!*body)
+        return st;
+    return 0;
+}
+
 API_HANDLER(api_case_supplement)
 {
     intake_supplement_t s;
     intake_verr_t e = {0};
     intake_result_t res = {0};
+    const char *no, *body;
     size_t len = 0;
-    int st = 0;
-    const char *no = api_case_no_param(r, &st);
-    if (!no)
-        return st;
-    const char *body = api_body(r, "application/json", API_JSON_MAX_BODY, &len, &st);
-    if (!body)
+    int st = complainant_request(r, &no, &body, &len);
+    if (st)
         return st;
     if (intake_supplement_parse(body, len, &s, &e) != 0)
         return api_fail_verr(r, &e);
@@ -74,13 +85,10 @@ API_HANDLER(api_case_feedback)
     intake_feedback_t f;
     intake_verr_t e = {0};
     intake_result_t res = {0};
+    const char *no, *body;
     size_t len = 0;
-    int st = 0;
-    const char *no = api_case_no_param(r, &st);
-    if (!no)
-        return st;
-    const char *body = api_body(r, "application/json", API_JSON_MAX_BODY, &len, &st);
-    if (!body)
+    int st = complainant_request(r, &no, &body, &len);
+    if (st)
         return st;
     if (intake_feedback_parse(body, len, &f, &e) != 0)
         return api_fail_verr(r, &e);
