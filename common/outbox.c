@@ -20,11 +20,23 @@ static const pg_stmt_t outbox_insert = {
     "VALUES ($1, $2, $3, $4::bytea, $5::jsonb)",
     5};
 
+/* the sweep starts at $3, an id the relay knows every older row of which it
+ * has seen committed or skipped long enough ago (see outbox_relay_window) */
 static const pg_stmt_t outbox_lock = {
     "outbox_lock",
     "SELECT id, topic, msg_key, payload, headers FROM outbox WHERE producer = $1 "
-    "ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
-    2};
+    "AND id > $3::bigint ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+    3};
+
+/* how far back the sweep starts: published rows are deleted, but their index
+ * entries stay until vacuum, and a sweep from the start of the producer's
+ * range walked all of them on every pass (1,260 buffer reads a pass under
+ * load). The sweep starts at the highest id seen 1-2 s ago, so a transaction
+ * that took an id earlier and committed later is still found at once if it
+ * committed within that window; a full sweep every OUTBOX_FULL_SWEEP_MS finds
+ * any slower one (decision 0018). */
+#define OUTBOX_WINDOW_MS 1000
+#define OUTBOX_FULL_SWEEP_MS 15000
 
 /* one relay per producer at a time keeps each case's events in commit order
  * on its topic (decision 0001); other instances wait for the next pass */
@@ -93,7 +105,30 @@ struct outbox_relay {
     metrics_counter_t *m_out;  /**< published rows */
     metrics_counter_t *m_fail; /**< failed deliveries */
     metrics_gauge_t *m_backlog; /**< rows waiting */
+    int64_t seen;              /**< highest id seen by a pass */
+    int64_t mark_next;         /**< `seen` at the last window step */
+    int64_t mark;              /**< sweep from here: `seen` one window earlier */
+    int64_t mark_ms;           /**< when the window last stepped */
+    int64_t full_ms;           /**< when the last full sweep began */
 };
+
+/* the id the next pass starts after (0: a full sweep) */
+static int64_t outbox_relay_window(outbox_relay_t *r)
+{
+    int64_t now = util_mono_ms();
+    if (now - r->full_ms >= OUTBOX_FULL_SWEEP_MS) {
+        r->full_ms = now;
+        r->mark = r->mark_next = 0;
+        r->mark_ms = now;
+        return 0;
+    }
+    if (now - r->mark_ms >= OUTBOX_WINDOW_MS) {
+        r->mark = r->mark_next;
+        r->mark_next = r->seen;
+        r->mark_ms = now;
+    }
+    return r->mark;
+}
 
 outbox_relay_t *outbox_relay_new(const char *conninfo, const char *producer, rd_kafka_t *rk,
                                  int batch_max, int idle_ms, char *errstr, size_t errstr_size)
@@ -102,6 +137,7 @@ outbox_relay_t *outbox_relay_new(const char *conninfo, const char *producer, rd_
     if (!r)
         return NULL;
     r->pg = pg_new(conninfo);
+    pg_set_session(r->pg, PG_SESSION_QUEUE);
     r->producer = strdup(producer);
     r->rk = rk;
     r->batch_max = batch_max > 0 ? batch_max : 500;
@@ -173,11 +209,18 @@ int outbox_relay_once(outbox_relay_t *r, char *errstr, size_t errstr_size)
         }
     }
     snprintf(limit, sizeof(limit), "%d", r->batch_max);
-    const char *lv[2] = {r->producer, limit};
+    char after[24];
+    snprintf(after, sizeof(after), "%lld", (long long)outbox_relay_window(r));
+    const char *lv[3] = {r->producer, limit, after};
     res = pg_exec_stmt(r->pg, &outbox_lock, lv, PGRES_TUPLES_OK, errstr, errstr_size);
     if (!res)
         goto out;
     n = PQntuples(res);
+    if (n > 0) {
+        int64_t last = strtoll(pg_get(res, n - 1, "id"), NULL, 10);
+        if (last > r->seen)
+            r->seen = last;
+    }
     if (n == 0) {
         rc = 0;
         goto out;
@@ -269,6 +312,8 @@ out_noroll:
     PQclear(res);
     if (rc == 0 && r->pg->in_tx)
         pg_rollback(r->pg);
+    if (rc < 0)
+        r->full_ms = 0; /* rows left behind: the next pass sweeps them all */
     return rc;
 }
 

@@ -24,12 +24,33 @@ pg_t *pg_new(const char *conninfo)
     return pg;
 }
 
+void pg_set_session(pg_t *pg, const char *sql)
+{
+    free(pg->session);
+    pg->session = sql ? strdup(sql) : NULL;
+}
+
+/* the session settings; a connection that refuses them is not used */
+static int pg_apply_session(pg_t *pg, char *errstr, size_t errstr_size)
+{
+    if (!pg->session)
+        return 0;
+    PGresult *res = PQexec(pg->conn, pg->session);
+    int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (!ok)
+        snprintf(errstr, errstr_size, "session settings (%s) refused: %s", pg->session,
+                 PQresultErrorMessage(res));
+    PQclear(res);
+    return ok ? 0 : -1;
+}
+
 void pg_destroy(pg_t *pg)
 {
     if (!pg)
         return;
     if (pg->conn)
         PQfinish(pg->conn);
+    free(pg->session);
     free(pg->conninfo);
     free(pg);
 }
@@ -48,6 +69,12 @@ static int pg_connect_once(pg_t *pg, char *errstr, size_t errstr_size)
         size_t n = strlen(errstr);
         while (n && (errstr[n - 1] == '\n' || errstr[n - 1] == ' '))
             errstr[--n] = '\0';
+        PQfinish(pg->conn);
+        pg->conn = NULL;
+        snprintf(pg->sqlstate, sizeof(pg->sqlstate), "08006");
+        return -1;
+    }
+    if (pg_apply_session(pg, errstr, errstr_size) != 0) {
         PQfinish(pg->conn);
         pg->conn = NULL;
         snprintf(pg->sqlstate, sizeof(pg->sqlstate), "08006");
@@ -80,7 +107,8 @@ int pg_ensure(pg_t *pg, char *errstr, size_t errstr_size)
         PQreset(pg->conn);
         pg->prepared_cnt = 0;
         pg->in_tx = 0;
-        if (PQstatus(pg->conn) == CONNECTION_OK) {
+        if (PQstatus(pg->conn) == CONNECTION_OK &&
+            pg_apply_session(pg, errstr, errstr_size) == 0) {
             LOG_INFO("reconnected to PostgreSQL");
             return 0;
         }

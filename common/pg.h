@@ -29,10 +29,23 @@ typedef struct pg {
     char sqlstate[6];                           /**< SQLSTATE of the last failed call, "" if none */
     int in_tx;                                  /**< 1 between pg_begin and commit/rollback */
     int backoff_ms;                             /**< current reconnect backoff */
+    char *session;                              /**< SQL run on every (re)connect, or NULL */
 } pg_t;
+
+/**
+ * Settings for a connection that works a queue table (the outbox relay):
+ * every statement planned for its parameters and the table's size now. A
+ * generic plan made while the table looked empty (vacuum truncates a drained
+ * outbox to 0 pages) is a sequential scan, and stays one while a burst grows
+ * the table to thousands of pages (decision 0018).
+ */
+#define PG_SESSION_QUEUE "SET plan_cache_mode = force_custom_plan"
 
 /** @brief Allocate; does not connect. */
 pg_t *pg_new(const char *conninfo);
+
+/** @brief SQL to run on every connect and reconnect (a copy is kept); before pg_connect. */
+void pg_set_session(pg_t *pg, const char *sql);
 
 /** @brief Close and free (NULL is fine). */
 void pg_destroy(pg_t *pg);

@@ -102,6 +102,11 @@ log_timezone = 'UTC'
 logging_collector = off
 log_line_prefix = '%m [%p] %q%u@%d '
 log_min_duration_statement = 1000
+# Vacuum and analyze often: queue tables (outbox) and a fresh database's statistics.
+autovacuum_naptime = 10s
+# Statement statistics for docs/performance.md (cheap; query: pg_stat_statements view).
+shared_preload_libraries = 'pg_stat_statements'
+pg_stat_statements.track = all
 EOF
   cat >"$PG_DATA/pg_hba.conf" <<'EOF'
 # Written by scripts/infra.sh. Local development cluster: trust, loopback only.
