@@ -110,19 +110,27 @@ struct outbox_relay {
     int64_t mark;              /**< sweep from here: `seen` one window earlier */
     int64_t mark_ms;           /**< when the window last stepped */
     int64_t full_ms;           /**< when the last full sweep began */
+    int window_ms;             /**< OUTBOX_WINDOW_MS unless set */
+    int full_sweep_ms;         /**< OUTBOX_FULL_SWEEP_MS unless set */
 };
+
+void outbox_relay_set_window(outbox_relay_t *r, int window_ms, int full_ms)
+{
+    r->window_ms = window_ms;
+    r->full_sweep_ms = full_ms;
+}
 
 /* the id the next pass starts after (0: a full sweep) */
 static int64_t outbox_relay_window(outbox_relay_t *r)
 {
     int64_t now = util_mono_ms();
-    if (now - r->full_ms >= OUTBOX_FULL_SWEEP_MS) {
+    if (now - r->full_ms >= r->full_sweep_ms) {
         r->full_ms = now;
         r->mark = r->mark_next = 0;
         r->mark_ms = now;
         return 0;
     }
-    if (now - r->mark_ms >= OUTBOX_WINDOW_MS) {
+    if (now - r->mark_ms >= r->window_ms) {
         r->mark = r->mark_next;
         r->mark_next = r->seen;
         r->mark_ms = now;
@@ -142,6 +150,8 @@ outbox_relay_t *outbox_relay_new(const char *conninfo, const char *producer, rd_
     r->rk = rk;
     r->batch_max = batch_max > 0 ? batch_max : 500;
     r->idle_ms = idle_ms > 0 ? idle_ms : 20;
+    r->window_ms = OUTBOX_WINDOW_MS;
+    r->full_sweep_ms = OUTBOX_FULL_SWEEP_MS;
     pthread_mutex_init(&r->lock, NULL);
     pthread_cond_init(&r->cond, NULL);
     char labels[128];

@@ -55,6 +55,13 @@ typedef struct outbox_relay outbox_relay_t;
 outbox_relay_t *outbox_relay_new(const char *conninfo, const char *producer, rd_kafka_t *rk,
                                  int batch_max, int idle_ms, char *errstr, size_t errstr_size);
 
+/**
+ * @brief How far back a pass sweeps (decision 0018): from the highest id seen
+ * window_ms to 2 x window_ms ago; every full_ms from the start of the range.
+ * Defaults 1000 and 15000; before the first pass.
+ */
+void outbox_relay_set_window(outbox_relay_t *r, int window_ms, int full_ms);
+
 /** @brief One pass. @returns rows published (and deleted), or -1 with errstr. */
 int outbox_relay_once(outbox_relay_t *r, char *errstr, size_t errstr_size);
 

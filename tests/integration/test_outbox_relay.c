@@ -12,6 +12,7 @@
 #include "itest.h"
 #include "kafka.h"
 #include "outbox.h"
+#include "util.h"
 
 static char topic[128], producer[64];
 static config_t cfg;
@@ -167,6 +168,71 @@ static void test_out_of_order_commit_not_skipped(void **state)
     pg_destroy(pg);
 }
 
+/* the sweep window (decision 0018): a row committed within the window is
+ * published by the next pass; one committed later by the next full sweep,
+ * never lost */
+static void test_sweep_window_and_full_sweep(void **state)
+{
+    char err[512];
+    pg_t *slow = pg_new(itest_pg()), *late = pg_new(itest_pg()), *fast = pg_new(itest_pg()),
+         *pg = pg_new(itest_pg());
+    assert_int_equal(pg_connect(slow, 5000, err, sizeof(err)), 0);
+    assert_int_equal(pg_connect(late, 5000, err, sizeof(err)), 0);
+    assert_int_equal(pg_connect(fast, 5000, err, sizeof(err)), 0);
+    assert_int_equal(pg_connect(pg, 5000, err, sizeof(err)), 0);
+
+    outbox_relay_t *r = outbox_relay_new(itest_pg(), producer, rk, 100, 20, err, sizeof(err));
+    assert_non_null(r);
+    outbox_relay_set_window(r, 200, 2000);
+    /* slow and late take ids, then rows after them are published */
+    assert_int_equal(pg_begin(slow, err, sizeof(err)), 0);
+    assert_int_equal(outbox_append(slow, producer, topic, "k", "msg-00310", 9, NULL, err,
+                                   sizeof(err)),
+                     0);
+    assert_int_equal(pg_begin(late, err, sizeof(err)), 0);
+    assert_int_equal(outbox_append(late, producer, topic, "k", "msg-00311", 9, NULL, err,
+                                   sizeof(err)),
+                     0);
+    append_rows(fast, 312, 313);
+    assert_int_equal(outbox_relay_once(r, err, sizeof(err)), 1); /* full sweep: 312 */
+    /* slow commits inside the window: found by the next pass */
+    util_sleep_ms(250);
+    assert_int_equal(pg_commit(slow, err, sizeof(err)), 0);
+    assert_int_equal(outbox_relay_once(r, err, sizeof(err)), 1); /* 310 */
+    /* the window moves past 312; late commits after that */
+    append_rows(fast, 314, 315);
+    util_sleep_ms(250);
+    assert_int_equal(outbox_relay_once(r, err, sizeof(err)), 1); /* 314 */
+    util_sleep_ms(250);
+    assert_int_equal(outbox_relay_once(r, err, sizeof(err)), 0);
+    util_sleep_ms(250);
+    assert_int_equal(outbox_relay_once(r, err, sizeof(err)), 0);
+    assert_int_equal(pg_commit(late, err, sizeof(err)), 0);
+    assert_int_equal(outbox_relay_once(r, err, sizeof(err)), 0); /* behind the window */
+    assert_int_equal(backlog(pg), 1);
+    /* ... until the full sweep */
+    int64_t deadline = util_mono_ms() + 5000, got = 0;
+    while (got == 0 && util_mono_ms() < deadline) {
+        util_sleep_ms(100);
+        got = outbox_relay_once(r, err, sizeof(err));
+    }
+    assert_int_equal(got, 1); /* 311 */
+    assert_int_equal(backlog(pg), 0);
+    outbox_relay_stop(r, 0);
+
+    seen_t s;
+    memset(&s, 0, sizeof(s));
+    itest_consume_all(topic, 3000, on_msg, &s);
+    static const int want[] = {310, 311, 312, 314};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        if (s.count[want[i]] != 1)
+            fail_msg("message %d seen %d times", want[i], s.count[want[i]]);
+    pg_destroy(slow);
+    pg_destroy(late);
+    pg_destroy(fast);
+    pg_destroy(pg);
+}
+
 static void test_broker_unreachable_keeps_rows(void **state)
 {
     /* a producer pointed at a closed port: delivery fails, rows stay, attempts counted */
@@ -206,6 +272,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_relay_restart_and_crash),
         cmocka_unit_test(test_out_of_order_commit_not_skipped),
+        cmocka_unit_test(test_sweep_window_and_full_sweep),
         cmocka_unit_test(test_broker_unreachable_keeps_rows),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
