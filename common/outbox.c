@@ -35,7 +35,7 @@ static const pg_stmt_t outbox_lock = {
  * that took an id earlier and committed later is still found at once if it
  * committed within that window; a full sweep every OUTBOX_FULL_SWEEP_MS finds
  * any slower one (decision 0018). */
-#define OUTBOX_WINDOW_MS     1000
+#define OUTBOX_WINDOW_MS 1000
 #define OUTBOX_FULL_SWEEP_MS 15000
 
 /* one relay per producer at a time keeps each case's events in commit order
@@ -43,15 +43,16 @@ static const pg_stmt_t outbox_lock = {
 static const pg_stmt_t outbox_turn = {
     "outbox_turn", "SELECT pg_try_advisory_xact_lock(hashtext('kesu-outbox:' || $1)) AS mine", 1};
 
-static const pg_stmt_t outbox_delete = {"outbox_delete",
-                                        "DELETE FROM outbox WHERE id = ANY($1::bigint[])", 1};
+static const pg_stmt_t outbox_delete = {
+    "outbox_delete", "DELETE FROM outbox WHERE id = ANY($1::bigint[])", 1};
 
 static const pg_stmt_t outbox_failed = {
     "outbox_failed",
-    "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1::bigint[])", 2};
+    "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1::bigint[])",
+    2};
 
-static const pg_stmt_t outbox_count = {"outbox_count",
-                                       "SELECT count(*) AS n FROM outbox WHERE producer = $1", 1};
+static const pg_stmt_t outbox_count = {
+    "outbox_count", "SELECT count(*) AS n FROM outbox WHERE producer = $1", 1};
 
 int outbox_append(pg_t *pg, const char *producer, const char *topic, const char *key,
                   const void *payload, size_t len, json_t *headers, char *errstr,
@@ -89,28 +90,28 @@ out:
 }
 
 struct outbox_relay {
-    pg_t *pg;                   /**< the relay thread's own connection */
-    char *producer;             /**< whose rows it publishes */
-    rd_kafka_t *rk;             /**< borrowed idempotent producer */
-    int batch_max;              /**< rows per pass */
-    int idle_ms;                /**< poll period when idle */
-    pthread_t thread;           /**< valid while started */
-    int started;                /**< thread running */
-    atomic_int stop;            /**< ask the thread to finish */
-    atomic_int healthy;         /**< last pass reached PG and Kafka */
-    pthread_mutex_t lock;       /**< guards wake */
-    pthread_cond_t cond;        /**< signalled by outbox_relay_wake */
-    int wake;                   /**< pending wake-up */
-    metrics_counter_t *m_out;   /**< published rows */
-    metrics_counter_t *m_fail;  /**< failed deliveries */
+    pg_t *pg;                  /**< the relay thread's own connection */
+    char *producer;            /**< whose rows it publishes */
+    rd_kafka_t *rk;            /**< borrowed idempotent producer */
+    int batch_max;             /**< rows per pass */
+    int idle_ms;               /**< poll period when idle */
+    pthread_t thread;          /**< valid while started */
+    int started;               /**< thread running */
+    atomic_int stop;           /**< ask the thread to finish */
+    atomic_int healthy;        /**< last pass reached PG and Kafka */
+    pthread_mutex_t lock;      /**< guards wake */
+    pthread_cond_t cond;       /**< signalled by outbox_relay_wake */
+    int wake;                  /**< pending wake-up */
+    metrics_counter_t *m_out;  /**< published rows */
+    metrics_counter_t *m_fail; /**< failed deliveries */
     metrics_gauge_t *m_backlog; /**< rows waiting */
-    int64_t seen;               /**< highest id seen by a pass */
-    int64_t mark_next;          /**< `seen` at the last window step */
-    int64_t mark;               /**< sweep from here: `seen` one window earlier */
-    int64_t mark_ms;            /**< when the window last stepped */
-    int64_t full_ms;            /**< when the last full sweep began */
-    int window_ms;              /**< OUTBOX_WINDOW_MS unless set */
-    int full_sweep_ms;          /**< OUTBOX_FULL_SWEEP_MS unless set */
+    int64_t seen;              /**< highest id seen by a pass */
+    int64_t mark_next;         /**< `seen` at the last window step */
+    int64_t mark;              /**< sweep from here: `seen` one window earlier */
+    int64_t mark_ms;           /**< when the window last stepped */
+    int64_t full_ms;           /**< when the last full sweep began */
+    int window_ms;             /**< OUTBOX_WINDOW_MS unless set */
+    int full_sweep_ms;         /**< OUTBOX_FULL_SWEEP_MS unless set */
 };
 
 void outbox_relay_set_window(outbox_relay_t *r, int window_ms, int full_ms)
@@ -172,8 +173,8 @@ outbox_relay_t *outbox_relay_new(const char *conninfo, const char *producer, rd_
     return r;
 }
 
-void outbox_id_lists(const char *const *ids, const kafka_msg_t *msgs, size_t n, strbuf_t *delivered,
-                     strbuf_t *failed)
+void outbox_id_lists(const char *const *ids, const kafka_msg_t *msgs, size_t n,
+                     strbuf_t *delivered, strbuf_t *failed)
 {
     int first_ok = 1, first_bad = 1;
     strbuf_append(delivered, "{", 1);

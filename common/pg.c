@@ -63,7 +63,8 @@ static int pg_connect_once(pg_t *pg, char *errstr, size_t errstr_size)
     pg->in_tx = 0;
     pg->conn = PQconnectdb(pg->conninfo);
     if (PQstatus(pg->conn) != CONNECTION_OK) {
-        snprintf(errstr, errstr_size, "cannot connect to PostgreSQL: %s", PQerrorMessage(pg->conn));
+        snprintf(errstr, errstr_size, "cannot connect to PostgreSQL: %s",
+                 PQerrorMessage(pg->conn));
         /* strip libpq's trailing newline */
         size_t n = strlen(errstr);
         while (n && (errstr[n - 1] == '\n' || errstr[n - 1] == ' '))
@@ -106,7 +107,8 @@ int pg_ensure(pg_t *pg, char *errstr, size_t errstr_size)
         PQreset(pg->conn);
         pg->prepared_cnt = 0;
         pg->in_tx = 0;
-        if (PQstatus(pg->conn) == CONNECTION_OK && pg_apply_session(pg, errstr, errstr_size) == 0) {
+        if (PQstatus(pg->conn) == CONNECTION_OK &&
+            pg_apply_session(pg, errstr, errstr_size) == 0) {
             LOG_INFO("reconnected to PostgreSQL");
             return 0;
         }
@@ -116,8 +118,7 @@ int pg_ensure(pg_t *pg, char *errstr, size_t errstr_size)
         LOG_INFO("reconnected to PostgreSQL");
         return 0;
     }
-    pg->backoff_ms =
-        pg->backoff_ms * 2 > PG_BACKOFF_MAX_MS ? PG_BACKOFF_MAX_MS : pg->backoff_ms * 2;
+    pg->backoff_ms = pg->backoff_ms * 2 > PG_BACKOFF_MAX_MS ? PG_BACKOFF_MAX_MS : pg->backoff_ms * 2;
     return -1;
 }
 
@@ -252,12 +253,12 @@ int pg_failure_transient(const pg_t *pg)
     const char *s = pg->sqlstate;
     if (!pg->conn || PQstatus(pg->conn) != CONNECTION_OK)
         return 1;
-    return strncmp(s, "08", 2) == 0 ||  /* connection exception */
-           strcmp(s, "40001") == 0 ||   /* serialization failure */
-           strcmp(s, "40P01") == 0 ||   /* deadlock */
-           strncmp(s, "53", 2) == 0 ||  /* insufficient resources */
-           strncmp(s, "57P", 3) == 0 || /* operator intervention: shutdown */
-           strcmp(s, "55P03") == 0;     /* lock not available */
+    return strncmp(s, "08", 2) == 0 ||   /* connection exception */
+           strcmp(s, "40001") == 0 ||    /* serialization failure */
+           strcmp(s, "40P01") == 0 ||    /* deadlock */
+           strncmp(s, "53", 2) == 0 ||   /* insufficient resources */
+           strncmp(s, "57P", 3) == 0 ||  /* operator intervention: shutdown */
+           strcmp(s, "55P03") == 0;      /* lock not available */
 }
 
 const char *pg_get(const PGresult *res, int row, const char *column)

@@ -155,13 +155,13 @@ void notify_metrics_init(notify_t *nt)
 typedef struct notify_row {
     const char *id, *case_id, *trigger_event_id, *event_type, *channel, *audience, *template_name,
         *target, *body, *case_no, *language, *phone_enc, *email_enc;
-    int urgent;         /**< emergency: first, never held */
-    int attempts;       /**< attempts before this one */
-    int tried;          /**< sent in this pass (the pass budget may leave rows for the next) */
-    int ok;             /**< this attempt delivered */
-    int permanent;      /**< retrying cannot help (contact data erased): fail now */
+    int urgent;        /**< emergency: first, never held */
+    int attempts;      /**< attempts before this one */
+    int tried;         /**< sent in this pass (the pass budget may leave rows for the next) */
+    int ok;            /**< this attempt delivered */
+    int permanent;     /**< retrying cannot help (contact data erased): fail now */
     int64_t held_until; /**< > 0: quiet hours, not sent, due again then */
-    char error[256];    /**< why not (no URL path, no PII) */
+    char error[256];   /**< why not (no URL path, no PII) */
 } notify_row_t;
 
 static void notify_row_read(const PGresult *res, int i, notify_row_t *r)
@@ -224,8 +224,8 @@ static void notify_wipe(char *s)
 
 /* POST a JSON body with the notice's Idempotency-Key (and one more header,
  * may be NULL); any 2xx delivers it, anything else is r->error */
-static void notify_post_json(const notify_t *nt, notify_row_t *r, const char *url, const char *body,
-                             const char *extra_header, const char *what)
+static void notify_post_json(const notify_t *nt, notify_row_t *r, const char *url,
+                             const char *body, const char *extra_header, const char *what)
 {
     char idem[96];
     const char *headers[4];
@@ -365,9 +365,9 @@ static int notify_dead_letter(pg_t *pg, const notify_row_t *r, const Kesu__V1__E
     }
     snprintf(att, sizeof(att), "%d", r->attempts + 1);
     h = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "dlq_service", "notifier",
-                  "dlq_consumer", "notifier-send", "dlq_source_topic", "notifications", "dlq_error",
-                  r->error, "dlq_attempts", att, "dlq_notification_id", r->id, "event_type",
-                  env->event_type, "event_id", env->event_id, "schema_version", "1");
+                  "dlq_consumer", "notifier-send", "dlq_source_topic", "notifications",
+                  "dlq_error", r->error, "dlq_attempts", att, "dlq_notification_id", r->id,
+                  "event_type", env->event_type, "event_id", env->event_id, "schema_version", "1");
     rc = outbox_append(pg, "notifier", KAFKA_TOPIC_DLQ, r->case_id, buf, len, h, errstr,
                        errstr_size);
     json_decref(h);
@@ -426,8 +426,8 @@ static int notify_outcome(notify_t *nt, pg_t *pg, const notify_row_t *r, char *e
 }
 
 /* the history event of one sent or given-up row (casestore locks its case) */
-static int notify_record_event(notify_t *nt, pg_t *pg, const notify_row_t *r, int sent, int erased,
-                               char *errstr, size_t errstr_size)
+static int notify_record_event(notify_t *nt, pg_t *pg, const notify_row_t *r, int sent,
+                               int erased, char *errstr, size_t errstr_size)
 {
     proto_env_t pe;
     int reply = strcmp(r->event_type, "CaseResolved") == 0 &&

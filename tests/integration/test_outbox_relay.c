@@ -145,8 +145,9 @@ static void test_out_of_order_commit_not_skipped(void **state)
 
     /* slow takes the lower id but commits last */
     assert_int_equal(pg_begin(slow, err, sizeof(err)), 0);
-    assert_int_equal(
-        outbox_append(slow, producer, topic, "k", "msg-00300", 9, NULL, err, sizeof(err)), 0);
+    assert_int_equal(outbox_append(slow, producer, topic, "k", "msg-00300", 9, NULL, err,
+                                   sizeof(err)),
+                     0);
     append_rows(fast, 301, 302);
 
     outbox_relay_t *r = outbox_relay_new(itest_pg(), producer, rk, 100, 20, err, sizeof(err));
@@ -185,11 +186,13 @@ static void test_sweep_window_and_full_sweep(void **state)
     outbox_relay_set_window(r, 200, 2000);
     /* slow and late take ids, then rows after them are published */
     assert_int_equal(pg_begin(slow, err, sizeof(err)), 0);
-    assert_int_equal(
-        outbox_append(slow, producer, topic, "k", "msg-00310", 9, NULL, err, sizeof(err)), 0);
+    assert_int_equal(outbox_append(slow, producer, topic, "k", "msg-00310", 9, NULL, err,
+                                   sizeof(err)),
+                     0);
     assert_int_equal(pg_begin(late, err, sizeof(err)), 0);
-    assert_int_equal(
-        outbox_append(late, producer, topic, "k", "msg-00311", 9, NULL, err, sizeof(err)), 0);
+    assert_int_equal(outbox_append(late, producer, topic, "k", "msg-00311", 9, NULL, err,
+                                   sizeof(err)),
+                     0);
     append_rows(fast, 312, 313);
     assert_int_equal(outbox_relay_once(r, err, sizeof(err)), 1); /* full sweep: 312 */
     /* slow commits inside the window: found by the next pass */
