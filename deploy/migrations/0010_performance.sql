@@ -23,3 +23,4 @@ ALTER TABLE public_feed_pending SET (autovacuum_vacuum_scale_factor = 0,
                                      autovacuum_vacuum_threshold = 1000);
 ALTER TABLE notifications SET (autovacuum_vacuum_scale_factor = 0.05);
 ALTER TABLE cases SET (autovacuum_vacuum_scale_factor = 0.05, autovacuum_analyze_scale_factor = 0.05);
+

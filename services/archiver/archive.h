@@ -55,6 +55,7 @@ typedef struct archive {
     int retention_scan_ms;          /**< how often the retention purge runs */
     int64_t last_retention_ms;      /**< mono ms of the last retention pass */
     int64_t last_gap_warn_ms;       /**< mono ms of the last gap warning */
+    int held_added;                 /**< events held while placing the current one */
     metrics_counter_t *m_published; /**< events put on kesu.public.v1 */
     metrics_counter_t *m_held;      /**< events held for an earlier one */
     metrics_counter_t *m_skipped;   /**< events already published */

@@ -23,22 +23,33 @@
 #include "outbox.h"
 #include "util.h"
 
+/* The state row of the case: next_seq, and how many of its events are held
+ * in public_feed_pending (so the drain looks there only when there are any).
+ * The first event of a case creates it; any other finds and locks it; an
+ * event that arrives before the case's first creates it too. */
 static const pg_stmt_t ar_state_init = {
     "ar_state_init",
-    "INSERT INTO public_feed_state (case_id) VALUES ($1::uuid) ON CONFLICT DO NOTHING", 1};
-
-static const pg_stmt_t ar_state_lock = {
-    "ar_state_lock", "SELECT next_seq FROM public_feed_state WHERE case_id = $1::uuid FOR UPDATE",
+    "INSERT INTO public_feed_state (case_id) VALUES ($1::uuid) ON CONFLICT DO NOTHING "
+    "RETURNING next_seq, held",
     1};
 
-static const pg_stmt_t ar_state_set = {
-    "ar_state_set", "UPDATE public_feed_state SET next_seq = $2::bigint WHERE case_id = $1::uuid",
-    2};
+static const pg_stmt_t ar_state_lock = {
+    "ar_state_lock",
+    "SELECT next_seq, held FROM public_feed_state WHERE case_id = $1::uuid FOR UPDATE", 1};
 
+static const pg_stmt_t ar_state_set = {
+    "ar_state_set",
+    "UPDATE public_feed_state SET next_seq = $2::bigint, held = held - $3::int "
+    "WHERE case_id = $1::uuid",
+    3};
+
+/* hold an event and count it on the (locked) state row */
 static const pg_stmt_t ar_hold = {
     "ar_hold",
-    "INSERT INTO public_feed_pending (case_id, seq, envelope) VALUES ($1::uuid, $2::bigint, "
-    "$3::bytea) ON CONFLICT DO NOTHING",
+    "WITH h AS (INSERT INTO public_feed_pending (case_id, seq, envelope) "
+    "VALUES ($1::uuid, $2::bigint, $3::bytea) ON CONFLICT DO NOTHING RETURNING 1) "
+    "UPDATE public_feed_state SET held = held + (SELECT count(*) FROM h) "
+    "WHERE case_id = $1::uuid RETURNING (SELECT count(*) FROM h) AS added",
     3};
 
 static const pg_stmt_t ar_take = {
@@ -115,7 +126,8 @@ static kc_result_t archive_db_failure(pg_t *pg)
     return pg_failure_transient(pg) ? KC_RETRY : KC_POISON;
 }
 
-static int archive_hold(pg_t *pg, const Kesu__V1__Envelope *env, char *errstr, size_t errstr_size)
+static int archive_hold(archive_t *ar, pg_t *pg, const Kesu__V1__Envelope *env, char *errstr,
+                        size_t errstr_size)
 {
     size_t len;
     char seq[24];
@@ -128,12 +140,19 @@ static int archive_hold(pg_t *pg, const Kesu__V1__Envelope *env, char *errstr, s
     const char *v[3] = {env->case_id, seq, (const char *)buf};
     int lengths[3] = {0, 0, (int)len};
     int formats[3] = {0, 0, 1};
-    PGresult *res = pg_exec_stmt_bin(pg, &ar_hold, v, lengths, formats, 0, PGRES_COMMAND_OK, errstr,
+    PGresult *res = pg_exec_stmt_bin(pg, &ar_hold, v, lengths, formats, 0, PGRES_TUPLES_OK, errstr,
                                      errstr_size);
     free(buf);
     if (!res)
         return -1;
-    if (strcmp(PQcmdTuples(res), "1") != 0)
+    if (PQntuples(res) != 1) {
+        PQclear(res);
+        snprintf(errstr, errstr_size, "no feed state row for case %s while holding", env->case_id);
+        return -1;
+    }
+    if (strcmp(pg_get(res, 0, "added"), "1") == 0)
+        ar->held_added++;
+    else
         LOG_WARN("history position %" PRId64 " of the case is already held", env->case_seq);
     PQclear(res);
     return 0;
@@ -177,7 +196,7 @@ static int archive_close(archive_t *ar, pg_t *pg, const Kesu__V1__Envelope *clos
         return -1;
     metrics_counter_add(ar->m_archived, 1);
     LOG_INFO("case %s archived at version %s with %d events", pe.case_no, ver, events);
-    return archive_hold(pg, &pe.env, errstr, errstr_size);
+    return archive_hold(ar, pg, &pe.env, errstr, errstr_size);
 }
 
 static int archive_publish(archive_t *ar, pg_t *pg, const Kesu__V1__Envelope *env, char *errstr,
@@ -193,11 +212,13 @@ static int archive_publish(archive_t *ar, pg_t *pg, const Kesu__V1__Envelope *en
     return 0;
 }
 
-/* publish the held events that now follow on without a gap; *next advances */
-static int archive_drain(archive_t *ar, pg_t *pg, const char *case_id, int64_t *next, char *errstr,
-                         size_t errstr_size)
+/* publish the held events that now follow on without a gap; *next advances,
+ * *taken counts them. `held` is the state row's count when it was locked;
+ * events held meanwhile (CaseArchived after CaseClosed) are in held_added. */
+static int archive_drain(archive_t *ar, pg_t *pg, const char *case_id, int held, int64_t *next,
+                         int *taken, char *errstr, size_t errstr_size)
 {
-    for (;;) {
+    while (held + ar->held_added - *taken > 0) {
         char seq[24], why[256];
         size_t len = 0;
         snprintf(seq, sizeof(seq), "%" PRId64, *next);
@@ -225,30 +246,49 @@ static int archive_drain(archive_t *ar, pg_t *pg, const char *case_id, int64_t *
         if (rc != 0)
             return -1;
         (*next)++;
+        (*taken)++;
     }
+    return 0;
+}
+
+/* lock the case's state row, creating it if this is its first event */
+static PGresult *archive_state(pg_t *pg, const Kesu__V1__Envelope *env, char *errstr,
+                               size_t errstr_size)
+{
+    const char *cv[1] = {env->case_id};
+    /* the first event usually creates the row; others usually find it */
+    int create = env->case_seq == 1;
+    for (int tries = 0; tries < 3; tries++, create = !create) {
+        PGresult *res = pg_exec_stmt(pg, create ? &ar_state_init : &ar_state_lock, cv,
+                                     PGRES_TUPLES_OK, errstr, errstr_size);
+        if (!res || PQntuples(res) == 1)
+            return res;
+        PQclear(res); /* not there yet / created by another instance meanwhile */
+    }
+    snprintf(errstr, errstr_size, "feed state row of case %s neither found nor created",
+             env->case_id);
+    return NULL;
 }
 
 kc_result_t archive_feed(archive_t *ar, pg_t *pg, Kesu__V1__Envelope *env, char *errstr,
                          size_t errstr_size)
 {
     PGresult *res;
-    const char *cv[1] = {env->case_id};
     int64_t next;
-    char nv[24];
+    int held, taken = 0;
+    char nv[24], tv[16];
 
     if (archive_order_decide(env->case_seq, 1) == ARCHIVE_ORDER_INVALID) {
         snprintf(errstr, errstr_size,
                  "%s has no case_seq: not from a case history, cannot be ordered", env->event_type);
         return KC_POISON;
     }
-    res = pg_exec_stmt(pg, &ar_state_init, cv, PGRES_COMMAND_OK, errstr, errstr_size);
-    if (!res)
-        return archive_db_failure(pg);
-    PQclear(res);
-    res = pg_exec_stmt(pg, &ar_state_lock, cv, PGRES_TUPLES_OK, errstr, errstr_size);
+    ar->held_added = 0;
+    res = archive_state(pg, env, errstr, errstr_size);
     if (!res)
         return archive_db_failure(pg);
     next = strtoll(pg_get(res, 0, "next_seq"), NULL, 10);
+    held = atoi(pg_get(res, 0, "held"));
     PQclear(res);
 
     switch (archive_order_decide(env->case_seq, next)) {
@@ -258,7 +298,7 @@ kc_result_t archive_feed(archive_t *ar, pg_t *pg, Kesu__V1__Envelope *env, char 
                   env->case_seq, next);
         return KC_SKIP;
     case ARCHIVE_ORDER_HOLD:
-        if (archive_hold(pg, env, errstr, errstr_size) != 0)
+        if (archive_hold(ar, pg, env, errstr, errstr_size) != 0)
             return archive_db_failure(pg);
         metrics_counter_add(ar->m_held, 1);
         LOG_DEBUG("history position %" PRId64 " held until %" PRId64 " is published", env->case_seq,
@@ -272,10 +312,11 @@ kc_result_t archive_feed(archive_t *ar, pg_t *pg, Kesu__V1__Envelope *env, char 
     if (archive_publish(ar, pg, env, errstr, errstr_size) != 0)
         return archive_db_failure(pg);
     next++;
-    if (archive_drain(ar, pg, env->case_id, &next, errstr, errstr_size) != 0)
+    if (archive_drain(ar, pg, env->case_id, held, &next, &taken, errstr, errstr_size) != 0)
         return archive_db_failure(pg);
     snprintf(nv, sizeof(nv), "%" PRId64, next);
-    const char *sv[2] = {env->case_id, nv};
+    snprintf(tv, sizeof(tv), "%d", taken);
+    const char *sv[3] = {env->case_id, nv, tv};
     res = pg_exec_stmt(pg, &ar_state_set, sv, PGRES_COMMAND_OK, errstr, errstr_size);
     if (!res)
         return archive_db_failure(pg);
