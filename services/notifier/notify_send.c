@@ -65,7 +65,8 @@ static const pg_stmt_t nt_unrecorded = {
 #define NOTIFY_RECORD_BATCH "50"
 
 static const pg_stmt_t nt_recorded = {
-    "nt_recorded", "UPDATE notifications SET recorded_at = now() WHERE id = $1::bigint", 1};
+    "nt_recorded", "UPDATE notifications SET recorded_at = now() WHERE id = ANY($1::bigint[])",
+    1};
 
 /* quiet hours: not an attempt, just later */
 static const pg_stmt_t nt_hold = {
@@ -469,28 +470,32 @@ static int notify_record_event(notify_t *nt, pg_t *pg, const notify_row_t *r, in
 }
 
 /*
- * Record one outcome in its own transaction. @returns 1 recorded, 0 nothing
- * left, -1 with errstr (transient: rolled back, the row waits for the next
- * tick).
- */
-/*
  * Write the history events of up to NOTIFY_RECORD_BATCH decided outcomes in one
- * transaction (a savepoint each, so one refused event does not undo the
- * others). The notices themselves were committed as sent/failed before, so a
- * rollback here (e.g. a deadlock with a stage's batch) only delays the
- * history lines; nothing is sent again. @returns rows recorded, or -1.
+ * transaction. The notices themselves were committed as sent/failed before, so
+ * a rollback here (e.g. a deadlock with a stage's batch) only delays the
+ * history lines; nothing is sent again. Without `careful` no savepoints are
+ * taken, and an event the case store refuses gives -2: the caller runs the
+ * batch again with a savepoint each, so that one refused event does not undo
+ * the others (what the consumer loop does for a batch). @returns rows
+ * recorded, -1 (transient, errstr) or -2.
  */
-static int notify_record_batch(notify_t *nt, pg_t *pg, char *errstr, size_t errstr_size)
+static int notify_record_batch(notify_t *nt, pg_t *pg, int careful, char *errstr,
+                               size_t errstr_size)
 {
     PGresult *res = NULL;
     int rc = -1, n;
-    if (pg_begin(pg, errstr, errstr_size) != 0)
+    strbuf_t ids;
+    strbuf_init(&ids);
+    if (pg_begin(pg, errstr, errstr_size) != 0) {
+        strbuf_free(&ids);
         return -1;
+    }
     const char *lv[1] = {NOTIFY_RECORD_BATCH};
     res = pg_exec_stmt(pg, &nt_unrecorded, lv, PGRES_TUPLES_OK, errstr, errstr_size);
     if (!res)
         goto out;
     n = PQntuples(res);
+    strbuf_append(&ids, "{", 1);
     for (int i = 0; i < n; i++) {
         notify_row_t r;
         int ev, sent = strcmp(pg_get(res, i, "state"), "sent") == 0;
@@ -506,12 +511,16 @@ static int notify_record_batch(notify_t *nt, pg_t *pg, char *errstr, size_t errs
         r.attempts = atoi(pg_get(res, i, "attempts"));
         snprintf(r.error, sizeof(r.error), "%s", pg_get(res, i, "last_error"));
         log_ctx_set(r.case_id, r.trigger_event_id, NULL, -1, -1);
-        if (pg_command(pg, "SAVEPOINT nt_rec", errstr, errstr_size) != 0)
+        if (careful && pg_command(pg, "SAVEPOINT nt_rec", errstr, errstr_size) != 0)
             goto out;
         ev = notify_record_event(nt, pg, &r, sent, strcmp(pg_get(res, i, "erased"), "t") == 0,
                                  errstr, errstr_size);
         if (ev == CASESTORE_ERROR && pg_failure_transient(pg))
             goto out;
+        if (ev != CASESTORE_OK && !careful) {
+            rc = -2; /* again, with savepoints */
+            goto out;
+        }
         if (ev != CASESTORE_OK) {
             /* the case store refuses this event (the case is gone, ...): the
              * notice stands as sent or failed, only its history line is lost */
@@ -519,14 +528,20 @@ static int notify_record_batch(notify_t *nt, pg_t *pg, char *errstr, size_t errs
                       sent ? "NotificationSent" : "NotificationFailed", errstr);
             if (pg_command(pg, "ROLLBACK TO SAVEPOINT nt_rec", errstr, errstr_size) != 0)
                 goto out;
-        } else if (pg_command(pg, "RELEASE SAVEPOINT nt_rec", errstr, errstr_size) != 0) {
+        } else if (careful && pg_command(pg, "RELEASE SAVEPOINT nt_rec", errstr, errstr_size) != 0) {
             goto out;
         }
-        const char *v[1] = {r.id};
+        if (i > 0)
+            strbuf_append(&ids, ",", 1);
+        strbuf_append(&ids, r.id, strlen(r.id));
+    }
+    strbuf_append(&ids, "}", 1);
+    log_ctx_clear();
+    if (n > 0) {
+        const char *v[1] = {ids.s};
         if (pg_exec_stmt_cmd(pg, &nt_recorded, v, errstr, errstr_size) != 0)
             goto out;
     }
-    log_ctx_clear();
     if (pg_commit(pg, errstr, errstr_size) != 0)
         goto out;
     if (n > 0 && nt->wake)
@@ -537,6 +552,7 @@ out:
     if (pg->in_tx)
         pg_rollback(pg);
     PQclear(res);
+    strbuf_free(&ids);
     return rc;
 }
 
@@ -544,7 +560,8 @@ int notify_record_due(notify_t *nt, pg_t *pg, char *errstr, size_t errstr_size)
 {
     int n = 0, rc;
     int64_t t0 = util_mono_ms();
-    while ((rc = notify_record_batch(nt, pg, errstr, errstr_size)) > 0) {
+    while ((rc = notify_record_batch(nt, pg, 0, errstr, errstr_size)) > 0 ||
+           (rc == -2 && (rc = notify_record_batch(nt, pg, 1, errstr, errstr_size)) > 0)) {
         n += rc;
         if (util_mono_ms() - t0 > NOTIFY_PASS_BUDGET_MS)
             break; /* the consumer's turn; the rest next tick */
