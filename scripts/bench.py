@@ -104,36 +104,44 @@ def total_lag(stack):
 
 
 def soak(stack, token, seconds, rate):
-    """Steady load for `seconds`, RSS sampled every 30 s; then a 5x burst and the time until
-    consumer lag is back to zero."""
-    import threading
-    samples = {n: [] for n in stack.procs}
-    result = {}
-    th = threading.Thread(target=lambda: result.update(
-        load(stack, token, "--rate", str(rate), "--duration", str(seconds), "--drain", "120")))
-    th.start()
+    """Steady load for `seconds` in one-minute windows (latency and RSS per window, so drift
+    shows), then a 5x burst for 10 s and the time until consumer lag is back to zero."""
+    windows = []
     t0 = time.time()
-    while th.is_alive():
-        for n, p in stack.procs.items():
-            samples[n].append(rss_mb(p.pid))
-        th.join(timeout=30)
+    for w in range(max(1, seconds // 60)):
+        r = load(stack, token, "--rate", str(rate), "--duration", "60", "--drain", "60")
+        windows.append({
+            "minute": w + 1,
+            "e2e_cases_per_s": r.get("e2e_cases_per_s"),
+            "complete": r.get("complete_measured") == r.get("measured_cases"),
+            "intake_p99_ms": r.get("intake_p99_ms"),
+            "assign_p50_ms": r.get("assign_p50_ms"),
+            "assign_p99_ms": r.get("assign_p99_ms"),
+            "ack_p99_ms": r.get("ack_p99_ms"),
+            "rss_mb": {n: rss_mb(p.pid) for n, p in stack.procs.items()},
+        })
+        sys.stderr.write("bench: soak minute %d: %s\n" % (w + 1, json.dumps(windows[-1])))
     sys.stderr.write("bench: burst at %d/s for 10 s\n" % (5 * rate))
     burst = load(stack, token, "--rate", str(5 * rate), "--duration", "10", "--drain", "0")
     t1 = time.time()
     back = None
-    while time.time() - t1 < 300:
+    while time.time() - t1 < 600:
         lag = total_lag(stack)
         if lag == 0:
             back = round(time.time() - t1, 1)
             break
         time.sleep(1)
+    first, last = windows[0]["rss_mb"], windows[-1]["rss_mb"]
     return {
         "soak_seconds": round(time.time() - t0),
         "soak_rate": rate,
-        "soak_e2e_cases_per_s": result.get("e2e_cases_per_s"),
-        "soak_assign_p99_ms": result.get("assign_p99_ms"),
-        "soak_complete": result.get("complete_measured") == result.get("measured_cases"),
-        "rss_mb_first_last_max": {n: [v[0], v[-1], max(v)] for n, v in samples.items() if v},
+        "soak_complete": all(w["complete"] for w in windows),
+        "assign_p99_ms_per_minute": [w["assign_p99_ms"] for w in windows],
+        "intake_p99_ms_per_minute": [w["intake_p99_ms"] for w in windows],
+        "rss_mb_first_last_max": {n: [first[n], last[n], max(w["rss_mb"][n] for w in windows)]
+                                  for n in first},
+        "windows": windows,
+        "burst_rate": 5 * rate,
         "burst_submitted": burst.get("accepted"),
         "lag_zero_after_burst_s": back,
     }

@@ -531,7 +531,7 @@ static int notify_record_batch(notify_t *nt, pg_t *pg, int careful, char *errstr
         } else if (careful && pg_command(pg, "RELEASE SAVEPOINT nt_rec", errstr, errstr_size) != 0) {
             goto out;
         }
-        if (i > 0)
+        if (ids.len > 1)
             strbuf_append(&ids, ",", 1);
         strbuf_append(&ids, r.id, strlen(r.id));
     }

@@ -91,6 +91,74 @@ static void test_receipt_sent_once(void **state)
                      1);
 }
 
+/* a history line the case store refuses (here: a trigger raising for one
+ * case) costs that line only: the notice stays sent and counts as recorded,
+ * and the other outcomes of the batch keep theirs */
+static void test_refused_history_line(void **state)
+{
+    (void)state;
+    tcase_t a, b;
+    proto_env_t pe;
+    size_t len;
+    char sql[640];
+    Kesu__V1__CaseReceived cr = KESU__V1__CASE_RECEIVED__INIT;
+
+    make_case(&a, "refused", 1);
+    make_case(&b, "kept", 1);
+    snprintf(sql, sizeof(sql),
+             "CREATE FUNCTION itest_refuse_%s() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN "
+             "IF NEW.case_id = '%s' AND NEW.event_type = 'NotificationSent' THEN "
+             "RAISE EXCEPTION 'itest refuses this line'; END IF; RETURN NEW; END $f$",
+             tag, a.id);
+    exec_params(sql, 0, NULL);
+    snprintf(sql, sizeof(sql),
+             "CREATE TRIGGER itest_refuse_%s BEFORE INSERT ON case_events FOR EACH ROW "
+             "EXECUTE FUNCTION itest_refuse_%s()",
+             tag, tag);
+    exec_params(sql, 0, NULL);
+
+    cr.channel = "web";
+    cr.title = "itest";
+    cr.body = "itest body";
+    cr.has_contact = 1;
+    const tcase_t *both[2] = {&a, &b};
+    for (int i = 0; i < 2; i++) {
+        proto_env_init(&pe, producer);
+        proto_env_set_payload(&pe, KESU__V1__ENVELOPE__PAYLOAD_CASE_RECEIVED, &cr.base);
+        free(emit(both[i], &pe, NULL, NULL, &len));
+    }
+    wait_calls(a.label, 1, 60000);
+    wait_calls(b.label, 1, 60000);
+    wait_sql("SELECT count(*) FROM case_events WHERE case_id = $1 "
+             "AND event_type = 'NotificationSent'",
+             b.id, 10000);
+    wait_sql("SELECT (count(*) > 0 AND count(*) = count(recorded_at))::int FROM notifications "
+             "WHERE case_id = $1",
+             a.id, 10000);
+
+    snprintf(sql, sizeof(sql), "DROP TRIGGER itest_refuse_%s ON case_events", tag);
+    exec_params(sql, 0, NULL);
+    snprintf(sql, sizeof(sql), "DROP FUNCTION itest_refuse_%s()", tag);
+    exec_params(sql, 0, NULL);
+
+    assert_int_equal(q1("SELECT count(*) FROM notifications WHERE case_id = $1 AND state = 'sent' "
+                        "AND recorded_at IS NOT NULL",
+                        a.id),
+                     1);
+    assert_int_equal(q1("SELECT count(*) FROM case_events WHERE case_id = $1 "
+                        "AND event_type = 'NotificationSent'",
+                        a.id),
+                     0);
+    assert_int_equal(q1("SELECT count(*) FROM notifications WHERE case_id = $1 "
+                        "AND recorded_at IS NOT NULL",
+                        b.id),
+                     1);
+    /* nothing sent twice */
+    util_sleep_ms(500);
+    assert_int_equal(sink_calls(a.label, NULL), 1);
+    assert_int_equal(sink_calls(b.label, NULL), 1);
+}
+
 static const char *const to_accepted[] = {"classified", "assigned", "accepted", NULL};
 
 static void test_reply_retried_then_replied(void **state)
@@ -227,6 +295,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_receipt_sent_once),
+        cmocka_unit_test(test_refused_history_line),
         cmocka_unit_test(test_reply_retried_then_replied),
         cmocka_unit_test(test_anonymous_reply_channel_none),
         cmocka_unit_test(test_staff_webhook_and_log_channel),
