@@ -20,12 +20,14 @@
 
 static const pg_stmt_t cs_lock = {
     "cs_lock",
-    "SELECT status, version, case_no, trace_id FROM cases WHERE id = $1::uuid FOR UPDATE", 1};
+    "SELECT status, version, case_no, trace_id FROM cases WHERE id = $1::uuid FOR NO KEY UPDATE",
+    1};
 
 /* $4: allowed current statuses (NULL = any), $5: expected version (0 = any) */
 static const pg_stmt_t cs_bump = {
     "cs_bump",
-    "WITH old AS (SELECT id, status AS old_status FROM cases WHERE id = $1::uuid FOR UPDATE) "
+    "WITH old AS (SELECT id, status AS old_status FROM cases WHERE id = $1::uuid "
+    "FOR NO KEY UPDATE) "
     "UPDATE cases c SET status = COALESCE($2, c.status), version = c.version + $3::int, "
     "event_seq = c.event_seq + 1, updated_at = now() FROM old WHERE c.id = old.id "
     "AND ($4::text[] IS NULL OR old.old_status = ANY($4::text[])) "

@@ -102,6 +102,8 @@ log_timezone = 'UTC'
 logging_collector = off
 log_line_prefix = '%m [%p] %q%u@%d '
 log_min_duration_statement = 1000
+log_lock_waits = on
+log_autovacuum_min_duration = 1000
 # Vacuum and analyze often: queue tables (outbox) and a fresh database's statistics.
 autovacuum_naptime = 10s
 # Statement statistics for docs/performance.md (cheap; query: pg_stat_statements view).

@@ -22,7 +22,8 @@ static const pg_stmt_t de_lock_case = {
     "SELECT status, district_code, title, body, COALESCE(domain, '') AS domain, "
     "COALESCE(category, '') AS category, COALESCE(urgency, '') AS urgency, "
     "array_to_string(flags, ',') AS flags, COALESCE(department, '') AS department, "
-    "COALESCE(handler, '') AS handler, dispatch_attempt FROM cases WHERE id = $1::uuid FOR UPDATE",
+    "COALESCE(handler, '') AS handler, dispatch_attempt FROM cases WHERE id = $1::uuid "
+    "FOR NO KEY UPDATE",
     1};
 
 /* $3: a handler to prefer (a reopened case's previous one), may be NULL */

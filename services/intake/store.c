@@ -292,7 +292,7 @@ static const pg_stmt_t st_action_lock = {
     "SELECT id, case_no, status, version, coalesce(department, '') AS department, "
     "coalesce(handler, '') AS handler, extension_pending_minutes, "
     "info_requested_at IS NOT NULL AS info_pending FROM cases "
-    "WHERE case_no = $1 AND ($2::text IS NULL OR department = $2::text) FOR UPDATE",
+    "WHERE case_no = $1 AND ($2::text IS NULL OR department = $2::text) FOR NO KEY UPDATE",
     2};
 
 static const pg_stmt_t st_merge_target = {
@@ -338,7 +338,7 @@ static const pg_stmt_t st_supervised = {
 static const pg_stmt_t st_complainant_lock = {
     "intake_complainant_lock",
     "SELECT id, case_no, status, version, info_requested_at IS NOT NULL AS info_pending "
-    "FROM cases WHERE case_no = $1 AND access_code_hash = decode($2, 'hex') FOR UPDATE",
+    "FROM cases WHERE case_no = $1 AND access_code_hash = decode($2, 'hex') FOR NO KEY UPDATE",
     2};
 
 static const pg_stmt_t st_feedback_set = {

@@ -72,7 +72,7 @@ typedef struct load {
     int idle[LOAD_MAX_CONN];
     int nconn;
     struct event *tick;
-    char errors[8][160];
+    char errors[8][192];
     int nerrors;
 } load_t;
 
@@ -266,8 +266,20 @@ static void load_done(struct evhttp_request *req, void *arg)
         free(body);
     } else {
         l->failed++;
-        if (l->nerrors < 8)
-            snprintf(l->errors[l->nerrors++], sizeof(l->errors[0]), "HTTP %d", status);
+        if (l->nerrors < 8) {
+            /* the status and the start of intake's answer (it names the field) */
+            char answer[128] = "";
+            if (req) {
+                struct evbuffer *b = evhttp_request_get_input_buffer(req);
+                size_t n = evbuffer_get_length(b);
+                if (n >= sizeof(answer))
+                    n = sizeof(answer) - 1;
+                evbuffer_copyout(b, answer, n);
+                answer[n] = '\0';
+            }
+            snprintf(l->errors[l->nerrors++], sizeof(l->errors[0]), "HTTP %d %s", status,
+                     status ? answer : "(no answer: connection failed)");
+        }
     }
     /* a failed connection (req NULL) is re-established by libevent on the next request */
     l->idle[r->ci] = 1;

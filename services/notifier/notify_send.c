@@ -52,13 +52,16 @@ static const pg_stmt_t nt_due = {
 /* outcomes whose history event is not written yet (see notify_record_batch) */
 static const pg_stmt_t nt_unrecorded = {
     "nt_unrecorded",
+    /* picked in decision order; returned in case order, so the history
+     * events lock their cases in id order like the consumer loop does */
+    "WITH picked AS (SELECT id FROM notifications WHERE state <> 'pending' "
+    "AND recorded_at IS NULL ORDER BY id LIMIT $1::int FOR UPDATE SKIP LOCKED) "
     "SELECT n.id, n.case_id, n.trigger_event_id, n.event_type, n.channel, n.audience, "
     "n.template, n.state, n.attempts, COALESCE(n.last_error, '') AS last_error, c.case_no, "
     "(p.purged_at IS NOT NULL) AS erased "
-    "FROM notifications n JOIN cases c ON c.id = n.case_id "
+    "FROM picked JOIN notifications n ON n.id = picked.id JOIN cases c ON c.id = n.case_id "
     "LEFT JOIN complainants p ON p.id = c.complainant_id "
-    "WHERE n.state <> 'pending' AND n.recorded_at IS NULL "
-    "ORDER BY n.id LIMIT $1::int FOR UPDATE OF n SKIP LOCKED",
+    "ORDER BY n.case_id, n.id",
     1};
 
 /* outcomes recorded per transaction: one commit for many history events */

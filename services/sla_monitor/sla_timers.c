@@ -26,7 +26,7 @@
 static const pg_stmt_t st_case = {
     "st_case",
     "SELECT status, request_type, urgency, department, dispatch_attempt FROM cases "
-    "WHERE id = $1::uuid FOR UPDATE",
+    "WHERE id = $1::uuid FOR NO KEY UPDATE",
     1};
 
 #define ST_TIMER_COLS                                                                              \
@@ -109,7 +109,7 @@ static const pg_stmt_t st_due = {
     2};
 
 static const pg_stmt_t st_lock_case = {
-    "st_lock_case", "SELECT 1 FROM cases WHERE id = $1::uuid FOR UPDATE NOWAIT", 1};
+    "st_lock_case", "SELECT 1 FROM cases WHERE id = $1::uuid FOR NO KEY UPDATE NOWAIT", 1};
 
 /* $12 is the instant of the action; $13 true records it as breached_at */
 static const pg_stmt_t st_set = {
