@@ -65,7 +65,8 @@ typedef struct load {
     /* cases */
     pthread_mutex_t lock;
     load_case_t *cases;    /**< open-addressing table */
-    size_t cap;
+    size_t cap, used;      /**< slots, slots taken */
+    volatile int follow_ready; /**< 1: positioned at the feed's end; -1: failed */
     int64_t complete, complete_measured;
     int64_t first_measured_submit, last_complete_ms;
     volatile int stop;
@@ -99,9 +100,12 @@ static load_case_t *load_case(load_t *l, const char *id, int create)
     for (size_t n = 0; n < l->cap; n++, i = (i + 1) & (l->cap - 1)) {
         load_case_t *c = &l->cases[i];
         if (!c->id[0]) {
-            if (!create)
+            /* create 2: only while the table is less than half full (the
+             * feed's cases that are not ours must not crowd ours out) */
+            if (!create || (create == 2 && l->used * 2 >= l->cap))
                 return NULL;
             snprintf(c->id, sizeof(c->id), "%s", id);
+            l->used++;
             return c;
         }
         if (strcmp(c->id, id) == 0)
@@ -133,14 +137,18 @@ static void *load_follow(void *arg)
     rd_kafka_t *rk;
     const rd_kafka_metadata_t *md = NULL;
     const char *topic = kafka_topic("kesu.public.v1");
-    if (!conf)
+    if (!conf) {
+        fprintf(stderr, "kesuctl load: consumer: %s\n", errstr);
+        l->follow_ready = -1;
         return NULL;
+    }
     rd_kafka_conf_set(conf, "group.id", "kesuctl-load", errstr, sizeof(errstr));
     rd_kafka_conf_set(conf, "enable.auto.commit", "false", errstr, sizeof(errstr));
     rd_kafka_conf_set(conf, "fetch.wait.max.ms", "10", errstr, sizeof(errstr));
     rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
     if (!rk) {
         fprintf(stderr, "kesuctl load: consumer: %s\n", errstr);
+        l->follow_ready = -1;
         return NULL;
     }
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
@@ -152,15 +160,33 @@ static void *load_follow(void *arg)
             rd_kafka_metadata_destroy(md);
         rd_kafka_topic_destroy(rkt);
         rd_kafka_destroy(rk);
+        l->follow_ready = -1;
         return NULL;
     }
+    /* start at each partition's end as it is now, asked explicitly: with
+     * OFFSET_END the position is resolved lazily, and what was published
+     * before that happened (the first cases of the run) was not seen */
     rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(8);
-    for (int p = 0; p < md->topics[0].partition_cnt; p++)
-        rd_kafka_topic_partition_list_add(parts, topic, p)->offset = RD_KAFKA_OFFSET_END;
+    for (int p = 0; p < md->topics[0].partition_cnt; p++) {
+        int64_t lo = 0, hi = 0;
+        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000);
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            fprintf(stderr, "kesuctl load: cannot read the end of %s [%d]: %s\n", topic, p,
+                    rd_kafka_err2str(e));
+            rd_kafka_topic_partition_list_destroy(parts);
+            rd_kafka_metadata_destroy(md);
+            rd_kafka_topic_destroy(rkt);
+            rd_kafka_destroy(rk);
+            l->follow_ready = -1;
+            return NULL;
+        }
+        rd_kafka_topic_partition_list_add(parts, topic, p)->offset = hi;
+    }
     rd_kafka_metadata_destroy(md);
     rd_kafka_topic_destroy(rkt);
     rd_kafka_assign(rk, parts);
     rd_kafka_topic_partition_list_destroy(parts);
+    l->follow_ready = 1;
 
     while (!l->stop) {
         rd_kafka_message_t *rkm = rd_kafka_consumer_poll(rk, 100);
@@ -174,7 +200,7 @@ static void *load_follow(void *arg)
                                                    sizeof(errstr));
         if (env) {
             pthread_mutex_lock(&l->lock);
-            load_case_t *c = load_case(l, env->case_id, 1);
+            load_case_t *c = load_case(l, env->case_id, 2);
             if (c) {
                 int64_t at = env->occurred_at_ms;
                 int was = c->assigned_ms && c->ack_ms;
@@ -479,8 +505,13 @@ int kesuctl_load(kesuctl_t *k)
         fprintf(stderr, "kesuctl load: %s\n", errstr);
         return 1;
     }
+    /* room for our cases twice over, and for other cases on the feed */
+    size_t expect = k->load_count > 0 ? (size_t)k->load_count
+                    : k->load_rate > 0 && k->load_duration_s > 0
+                        ? (size_t)k->load_rate * (size_t)(k->load_duration_s + k->load_warmup_s)
+                        : 1000000;
     l.cap = 1;
-    while (l.cap < (size_t)(k->load_count ? k->load_count * 2 : 4000000))
+    while (l.cap < expect * 4 || l.cap < 65536)
         l.cap <<= 1;
     l.cases = calloc(l.cap, sizeof(*l.cases));
     if (!l.cases) {
@@ -489,7 +520,15 @@ int kesuctl_load(kesuctl_t *k)
     }
     if (pthread_create(&follower, NULL, load_follow, &l) != 0)
         return 1;
-    util_sleep_ms(1500); /* let the follower reach the end of the feed */
+    /* the follower must be at the end of the feed before the first submit */
+    for (int waited = 0; !l.follow_ready && waited < 30000; waited += 20)
+        util_sleep_ms(20);
+    if (l.follow_ready != 1) {
+        fprintf(stderr, "kesuctl load: cannot follow the public feed (see above); is Kafka up?\n");
+        l.stop = 1;
+        pthread_join(follower, NULL);
+        return 1;
+    }
 
     signal(SIGINT, load_on_signal);
     l.evb = event_base_new();

@@ -14,6 +14,10 @@ with a token (--api, --token), like an operator would. Asserted:
     a handler of another department gets exit 4 (not found);
   - case list: the table, filters (--status, --channel), paging past 200
     rows through next_cursor, a bad filter named;
+  - load: real citizen messages at full speed (--count) and at a rate
+    (--rate/--duration), every case followed on the public feed until
+    assigned and acknowledged; the JSON line has throughput and latencies;
+    a missing data directory is named;
   - --help works with every one of these subcommands.
 """
 import json
@@ -195,6 +199,32 @@ def run(stack):
     out = ctl("case", "list", "--channel", "import", "--limit", "3", token=other, api=base)
     check(out.returncode == 0 and out.stdout.strip().endswith("0 cases"),
           "a handler lists only its department: %s" % out.stdout)
+
+    # --- load: real messages, followed on the public feed to their acknowledgement ---------
+    for args in (["--count", "60", "--connections", "4"],
+                 ["--rate", "20", "--duration", "3", "--connections", "2"]):
+        out = ctl("load", "--data_dir", kc.DATA, "--channels", "web,phone,letter", *args,
+                  token=agent, api=base)
+        try:
+            res = json.loads(out.stdout)
+        except ValueError:
+            res = {}
+        kc.log("load %s: %s" % (" ".join(args), out.stdout.strip()))
+        want = 60 if args[0] == "--count" else 40
+        check(out.returncode == 0 and res.get("failed") == 0
+              and res.get("measured_cases", 0) >= want
+              and res.get("complete_measured") == res.get("measured_cases"),
+              "load %s: every case assigned and acknowledged: %s %s"
+              % (args, out.stdout[-400:], out.stderr[-400:]))
+        check(all(isinstance(res.get(k), (int, float)) and res[k] > 0
+                  for k in ("e2e_cases_per_s", "intake_p99_ms", "assign_p99_ms", "ack_p99_ms")),
+              "load reports throughput and latencies: %s" % res)
+        check(res.get("intake_p50_ms", 0) <= res.get("intake_p99_ms", -1)
+              and res.get("assign_p50_ms", 0) <= res.get("assign_p99_ms", -1),
+              "p50 <= p99: %s" % res)
+    out = ctl("load", "--count", "5", "--data_dir", "/nonexistent", token=agent, api=base)
+    check(out.returncode != 0 and "/nonexistent" in out.stderr,
+          "load without data names the path: %s" % out.stderr[-300:])
 
 
 if __name__ == "__main__":
