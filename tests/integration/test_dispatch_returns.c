@@ -282,6 +282,10 @@ static int setup(void **state)
     }
     dispatch_ctx_init(&ctx, cat);
     ctx.domains = (const char *const *)domains;
+    /* the handlers these tests expect to be picked have room, whatever ran on
+     * this database before (a benchmark leaves every handler at capacity) */
+    PQclear(PQexec(pg->conn, "UPDATE handlers SET open_load = 0 "
+                             "WHERE department IN ('housing', 'planning', 'transport')"));
     return 0;
 }
 
