@@ -26,9 +26,20 @@ static const pg_stmt_t de_lock_case = {
     "FOR NO KEY UPDATE",
     1};
 
-/* $3: a handler to prefer (a reopened case's previous one), may be NULL */
+/* $3: a handler to prefer (a reopened case's previous one), may be NULL.
+ * First among the handlers no other transaction holds: two dispatcher
+ * instances' batches that each hold a handler the other wants next would
+ * deadlock (and wait deadlock_timeout first); only when every candidate is
+ * held does the pick wait (de_pick_handler_wait). */
 static const pg_stmt_t de_pick_handler = {
     "de_pick_handler",
+    "SELECT id FROM handlers WHERE department = $1 AND active AND open_load < capacity "
+    "AND ($2 = ANY (skills) OR '*' = ANY (skills)) "
+    "ORDER BY (id = $3) IS TRUE DESC, open_load, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+    3};
+
+static const pg_stmt_t de_pick_handler_wait = {
+    "de_pick_handler_wait",
     "SELECT id FROM handlers WHERE department = $1 AND active AND open_load < capacity "
     "AND ($2 = ANY (skills) OR '*' = ANY (skills)) "
     "ORDER BY (id = $3) IS TRUE DESC, open_load, id LIMIT 1 FOR UPDATE",
@@ -178,6 +189,10 @@ static kc_result_t de_commit(dispatch_ctx_t *ctx, pg_t *pg, const Kesu__V1__Enve
         return de_db_failure(pg);
     const char *pv[3] = {d->department, domain, d->prefer_handler};
     res = pg_exec_stmt(pg, &de_pick_handler, pv, PGRES_TUPLES_OK, errstr, errstr_size);
+    if (res && PQntuples(res) == 0) {
+        PQclear(res);
+        res = pg_exec_stmt(pg, &de_pick_handler_wait, pv, PGRES_TUPLES_OK, errstr, errstr_size);
+    }
     if (!res)
         return de_db_failure(pg);
     if (PQntuples(res) > 0) {
