@@ -293,42 +293,6 @@ static int kc_claim_all(pg_t *pg, const kafka_consumer_opts_t *o, Kesu__V1__Enve
     return 0;
 }
 
-/* Lock the batch's cases up front, in id order. Each handler locks the row of
- * its case anyway (the history sequence); taken one by one in arrival order,
- * two stages' batches holding cases A, B and B, A deadlocked, and the loser's
- * batch waited out deadlock_timeout (1 s) and ran again: the p99 latency.
- * Cases the batch does not name are not locked here. */
-static const pg_stmt_t kc_lock_cases_stmt = {
-    "kc_lock_cases",
-    "SELECT 1 FROM cases WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE", 1};
-
-static int kc_lock_cases(pg_t *pg, Kesu__V1__Envelope **envs, size_t n, char *errstr,
-                         size_t errstr_size)
-{
-    strbuf_t ids;
-    size_t cnt = 0;
-    strbuf_init(&ids);
-    strbuf_append(&ids, "{", 1);
-    for (size_t i = 0; i < n; i++) {
-        if (!envs[i] || !envs[i]->case_id || !util_is_uuid(envs[i]->case_id))
-            continue;
-        if (cnt++)
-            strbuf_append(&ids, ",", 1);
-        strbuf_append(&ids, envs[i]->case_id, strlen(envs[i]->case_id));
-    }
-    strbuf_append(&ids, "}", 1);
-    int rc = 0;
-    if (cnt > 1) { /* one case: the handler's own lock is the same thing */
-        const char *v[1] = {ids.s};
-        PGresult *res =
-            pg_exec_stmt(pg, &kc_lock_cases_stmt, v, PGRES_TUPLES_OK, errstr, errstr_size);
-        rc = res ? 0 : -1;
-        PQclear(res);
-    }
-    strbuf_free(&ids);
-    return rc;
-}
-
 /*
  * One attempt at a batch. careful = 0 is the fast path: one inbox INSERT for
  * the whole batch and no savepoints; if a handler refuses an event it returns
@@ -344,8 +308,6 @@ static int kc_apply(pg_t *pg, const kafka_consumer_opts_t *o, rd_kafka_message_t
     int *fresh = NULL;
     if (pg_begin(pg, errstr, errstr_size) != 0)
         return -1;
-    if (kc_lock_cases(pg, envs, n, errstr, errstr_size) != 0)
-        goto fail;
     if (!careful) {
         fresh = calloc(n ? n : 1, sizeof(*fresh));
         if (!fresh) {

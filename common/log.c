@@ -27,6 +27,11 @@ static __thread struct {
 
 static const char *const log_level_names[] = {"error", "warn", "info", "debug"};
 
+const char *log_service_name(void)
+{
+    return log_service;
+}
+
 void log_init(const char *service, log_level_t level)
 {
     snprintf(log_service, sizeof(log_service), "%s", service ? service : "kesu");

@@ -24,6 +24,9 @@ typedef enum {
 /** @brief Set the service name and threshold for the process. */
 void log_init(const char *service, log_level_t level);
 
+/** @brief The service name given to log_init ("kesu" before). */
+const char *log_service_name(void);
+
 /** @brief Parse "error|warn|info|debug". @returns level, or -1 if unknown. */
 int log_level_parse(const char *s);
 

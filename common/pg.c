@@ -61,7 +61,14 @@ static int pg_connect_once(pg_t *pg, char *errstr, size_t errstr_size)
         PQfinish(pg->conn);
     pg->prepared_cnt = 0;
     pg->in_tx = 0;
-    pg->conn = PQconnectdb(pg->conninfo);
+    /* the conninfo as given (keywords or a URI), and unless it names one,
+     * the service as application_name: pg_stat_activity and the server log
+     * tell the services apart */
+    char app[80];
+    snprintf(app, sizeof(app), "kesu-%s", log_service_name());
+    const char *keys[] = {"dbname", "fallback_application_name", NULL};
+    const char *vals[] = {pg->conninfo, app, NULL};
+    pg->conn = PQconnectdbParams(keys, vals, 1);
     if (PQstatus(pg->conn) != CONNECTION_OK) {
         snprintf(errstr, errstr_size, "cannot connect to PostgreSQL: %s",
                  PQerrorMessage(pg->conn));
