@@ -169,7 +169,18 @@ static void *load_follow(void *arg)
     rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(8);
     for (int p = 0; p < md->topics[0].partition_cnt; p++) {
         int64_t lo = 0, hi = 0;
-        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000);
+        rd_kafka_resp_err_t e;
+        /* a topic created a moment ago may not have its leader yet: retry ~30 s */
+        for (int tries = 0;; tries++) {
+            e = rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 5000);
+            if (e == RD_KAFKA_RESP_ERR_NO_ERROR || tries >= 30 ||
+                (e != RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION &&
+                 e != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE &&
+                 e != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART &&
+                 e != RD_KAFKA_RESP_ERR__TIMED_OUT && e != RD_KAFKA_RESP_ERR__TRANSPORT))
+                break;
+            util_sleep_ms(1000);
+        }
         if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
             fprintf(stderr, "kesuctl load: cannot read the end of %s [%d]: %s\n", topic, p,
                     rd_kafka_err2str(e));
@@ -521,7 +532,7 @@ int kesuctl_load(kesuctl_t *k)
     if (pthread_create(&follower, NULL, load_follow, &l) != 0)
         return 1;
     /* the follower must be at the end of the feed before the first submit */
-    for (int waited = 0; !l.follow_ready && waited < 30000; waited += 20)
+    for (int waited = 0; !l.follow_ready && waited < 90000; waited += 20)
         util_sleep_ms(20);
     if (l.follow_ready != 1) {
         fprintf(stderr, "kesuctl load: cannot follow the public feed (see above); is Kafka up?\n");
