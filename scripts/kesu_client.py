@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,6 +44,32 @@ def has_phone(text):
 
 def log(msg):
     print(msg, flush=True)
+
+
+def finish(failures, summary, limit=50):
+    """An e2e test's last word: the summary and the first `limit` failures; exit 1 if any."""
+    log(summary)
+    if failures:
+        for f in failures[:limit]:
+            log("  " + f)
+        sys.exit(1)
+
+
+def run_main(main, stacks=(), services=None, cleanup=None):
+    """Run an e2e test's main(). On an exception: the traceback, the log tails of `services`
+    (default all) of every stack in `stacks`, the stacks stopped, `cleanup()`, exit 1."""
+    try:
+        main()
+    except Exception as e:  # noqa: BLE001 - report, then fail
+        traceback.print_exc()
+        log("ERROR: %s" % e)
+        for st in stacks:
+            for name in services or [s[0] for s in SERVICES]:
+                log("--- %s log tail ---\n%s" % (name, st.log_tail(name, 15)))
+            st.stop()
+        if cleanup:
+            cleanup()
+        sys.exit(1)
 
 
 def psql(sql, *params):

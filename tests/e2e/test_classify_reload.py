@@ -109,20 +109,8 @@ def main():
     check(all(v == 0 for v in codes.values()), "clean exit codes: %s" % codes)
     stack.delete_topics()
     shutil.rmtree(tmp, ignore_errors=True)
-    kc.log("%d checks failed" % len(failures))
-    if failures:
-        for f in failures:
-            kc.log("  " + f)
-        sys.exit(1)
+    kc.finish(failures, "%d checks failed" % len(failures), limit=len(failures))
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:  # noqa: BLE001
-        kc.log("ERROR: %s" % e)
-        for st in STACK:
-            for name in ("intake", "classifier"):
-                kc.log("--- %s log tail ---\n%s" % (name, st.log_tail(name, 15)))
-            st.stop()
-        sys.exit(1)
+    kc.run_main(main, STACK, services=("intake", "classifier"))

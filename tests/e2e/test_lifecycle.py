@@ -228,20 +228,8 @@ def main():
     stack.delete_topics()
     sink.close()
 
-    kc.log("%d cases, %d checks failed" % (len(cases), len(failures)))
-    if failures:
-        for f in failures[:50]:
-            kc.log("  " + f)
-        sys.exit(1)
+    kc.finish(failures, "%d cases, %d checks failed" % (len(cases), len(failures)))
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:  # noqa: BLE001
-        kc.log("ERROR: %s" % e)
-        for st in STACK:
-            for name, _, _ in kc.SERVICES:
-                kc.log("--- %s log tail ---\n%s" % (name, st.log_tail(name, 15)))
-            st.stop()
-        sys.exit(1)
+    kc.run_main(main, STACK)

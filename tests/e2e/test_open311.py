@@ -330,22 +330,8 @@ def main():
     codes = stack.stop()
     check(all(v == 0 for v in codes.values()), "clean exit codes: %s" % codes)
     stack.delete_topics()
-    kc.log("open311: %d checks, %d failed" % (CHECKS[0], len(failures)))
-    if failures:
-        for f in failures[:50]:
-            kc.log("  " + f)
-        sys.exit(1)
+    kc.finish(failures, "open311: %d checks, %d failed" % (CHECKS[0], len(failures)))
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:  # noqa: BLE001
-        import traceback
-        traceback.print_exc()
-        kc.log("ERROR: %s" % e)
-        for st in STACK:
-            for name, _, _ in kc.SERVICES:
-                kc.log("--- %s log tail ---\n%s" % (name, st.log_tail(name, 15)))
-            st.stop()
-        sys.exit(1)
+    kc.run_main(main, STACK)

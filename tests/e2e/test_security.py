@@ -297,21 +297,9 @@ def main():
     codes = stack.stop()
     check(all(v == 0 for v in codes.values()), "clean exit codes: %s" % codes)
     stack.delete_topics()
-    kc.log("security: %d cases in %.1fs, %d checks failed" % (len(cases), time.time() - t0,
-                                                             len(failures)))
-    if failures:
-        for f in failures[:60]:
-            kc.log("  " + f)
-        sys.exit(1)
+    kc.finish(failures, "security: %d cases in %.1fs, %d checks failed"
+              % (len(cases), time.time() - t0, len(failures)), limit=60)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:  # noqa: BLE001
-        kc.log("ERROR: %s" % e)
-        for st in STACK:
-            for name, _, _ in kc.SERVICES:
-                kc.log("--- %s log tail ---\n%s" % (name, st.log_tail(name, 15)))
-            st.stop()
-        sys.exit(1)
+    kc.run_main(main, STACK)

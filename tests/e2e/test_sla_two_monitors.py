@@ -159,20 +159,16 @@ DELETE FROM case_events WHERE case_id IN (%(ids)s);
 DELETE FROM cases WHERE case_no LIKE '%(p)s%%';
 """ % {"ids": ids_sql, "p": prefix})
     stack.delete_topics()
-    kc.log("%d timers, two monitors, one killed: %d checks failed" % (N, len(failures)))
-    if failures:
-        for f in failures[:30]:
-            kc.log("  " + f)
-        sys.exit(1)
+    kc.finish(failures, "%d timers, two monitors, one killed: %d checks failed"
+              % (N, len(failures)), limit=30)
+
+
+def kill_all():
+    for p in PROCS.values():
+        if p.poll() is None:
+            p.kill()
+            p.wait()
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:  # noqa: BLE001
-        kc.log("ERROR: %s" % e)
-        for p in PROCS.values():
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        sys.exit(1)
+    kc.run_main(main, cleanup=kill_all)
