@@ -52,8 +52,8 @@ static const pg_stmt_t nt_due = {
 /* outcomes whose history event is not written yet (see notify_record_batch) */
 static const pg_stmt_t nt_unrecorded = {
     "nt_unrecorded",
-    /* picked in decision order; returned in case order, so the history
-     * events lock their cases in id order like the consumer loop does */
+    /* picked in decision order; returned in case order, so two notifier
+     * instances' passes lock their cases in the same order (decision 0019) */
     "WITH picked AS (SELECT id FROM notifications WHERE state <> 'pending' "
     "AND recorded_at IS NULL ORDER BY id LIMIT $1::int FOR UPDATE SKIP LOCKED) "
     "SELECT n.id, n.case_id, n.trigger_event_id, n.event_type, n.channel, n.audience, "
