@@ -379,7 +379,7 @@ kafka_down() {
 topics_up() {
   log_step "topics (${#KESU_TOPICS[@]}, $KESU_PARTITIONS partitions each, replication 1)"
   if [[ -x "$KESUCTL" ]] &&
-     "$KESUCTL" topics create --bootstrap "$KESU_KAFKA" --partitions "$KESU_PARTITIONS" </dev/null; then
+     "$KESUCTL" topics create --kafka.bootstrap.servers "$KESU_KAFKA" --partitions "$KESU_PARTITIONS" </dev/null; then
     log_info "ensured with $KESUCTL"
     return 0
   fi
