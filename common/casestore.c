@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "casefsm.h"
 #include "outbox.h"
@@ -232,4 +233,148 @@ int casestore_append(pg_t *pg, const char *case_id, const char *producer, const 
     casestore_change_t ch = {.case_id = case_id, .producer = producer, .actor = actor,
                              .topic = topic};
     return cs_run(pg, &ch, 0, pe, out, errstr, errstr_size);
+}
+
+/* every case of the batch locked in id order (so two batches cannot deadlock
+ * on each other), bumped by its number of events; base = its seq before */
+static const pg_stmt_t cs_bump_many = {
+    "cs_bump_many",
+    "WITH req AS (SELECT id, count(*)::int AS n FROM unnest($1::uuid[]) AS r(id) GROUP BY id), "
+    "locked AS (SELECT c.id FROM cases c JOIN req ON req.id = c.id ORDER BY c.id "
+    "FOR NO KEY UPDATE OF c) "
+    "UPDATE cases c SET event_seq = c.event_seq + req.n, updated_at = now() "
+    "FROM req, locked WHERE c.id = req.id AND locked.id = c.id "
+    "RETURNING c.id::text AS id, c.event_seq - req.n AS base, c.version, c.status, c.case_no, "
+    "c.trace_id",
+    1};
+
+static const pg_stmt_t cs_write_many = {
+    "cs_write_many",
+    "WITH e AS (SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::uuid[], $4::text[], "
+    "$5::bigint[], $6::text[], $7::text[], $8::text[], $9::double precision[], $10::jsonb[], "
+    "$11::text[], $12::bytea[], $13::jsonb[]) WITH ORDINALITY AS e(case_id, seq, event_id, "
+    "event_type, version, status, producer, actor, at_ms, summary, topic, payload, headers, ord)), "
+    "h AS (INSERT INTO case_events (case_id, seq, event_id, event_type, version, status, "
+    "producer, actor, occurred_at, summary) SELECT case_id, seq, event_id, event_type, version, "
+    "status, producer, actor, to_timestamp(at_ms / 1000), summary FROM e) "
+    "INSERT INTO outbox (producer, topic, msg_key, payload, headers) "
+    "SELECT producer, topic, case_id::text, payload, headers FROM e WHERE topic IS NOT NULL "
+    "ORDER BY ord",
+    13};
+
+/* the bump's row for a case id, or -1 */
+static int cs_row_of(PGresult *res, const char *case_id)
+{
+    for (int i = 0, n = PQntuples(res); i < n; i++)
+        if (strcasecmp(PQgetvalue(res, i, 0), case_id) == 0)
+            return i;
+    return -1;
+}
+
+int casestore_append_many(pg_t *pg, casestore_event_t *ev, size_t n, char *errstr,
+                          size_t errstr_size)
+{
+    strbuf_t a[13];
+    PGresult *res = NULL;
+    int rc = CASESTORE_ERROR, *rows = NULL;
+    int64_t *next = NULL;
+    if (n == 0)
+        return CASESTORE_OK;
+    for (size_t k = 0; k < 13; k++)
+        pg_array_begin(&a[k]);
+    for (size_t i = 0; i < n; i++)
+        pg_array_add(&a[0], ev[i].case_id);
+    pg_array_end(&a[0]);
+    const char *bv[1] = {a[0].s};
+    res = pg_exec_stmt(pg, &cs_bump_many, bv, PGRES_TUPLES_OK, errstr, errstr_size);
+    if (!res)
+        goto out;
+    rows = calloc(n, sizeof(*rows));
+    next = malloc((size_t)(PQntuples(res) + 1) * sizeof(*next));
+    if (!rows || !next) {
+        snprintf(errstr, errstr_size, "out of memory");
+        goto out;
+    }
+    for (int r = 0; r < PQntuples(res); r++)
+        next[r] = -1;
+    /* each event's seq: its case's base plus its place among that case's events */
+    for (size_t i = 0; i < n; i++) {
+        int r = cs_row_of(res, ev[i].case_id);
+        if (r < 0) {
+            snprintf(errstr, errstr_size, "case %s not found", ev[i].case_id);
+            rc = CASESTORE_NOT_FOUND;
+            goto out;
+        }
+        rows[i] = r;
+        if (next[r] < 0)
+            next[r] = strtoll(pg_get(res, r, "base"), NULL, 10);
+        casestore_result_t *o = &ev[i].out;
+        const char *status = pg_get(res, r, "status");
+        memset(o, 0, sizeof(*o));
+        snprintf(o->status_before, sizeof(o->status_before), "%s", status);
+        snprintf(o->status_after, sizeof(o->status_after), "%s", status);
+        o->version = strtoll(pg_get(res, r, "version"), NULL, 10);
+        o->seq = ++next[r];
+    }
+    strbuf_free(&a[0]);
+    pg_array_begin(&a[0]); /* again, now for the rows */
+    for (size_t i = 0; i < n; i++) {
+        proto_env_t *pe = ev[i].pe;
+        char seq[24], ver[24], at[32];
+        proto_env_set_case(pe, ev[i].case_id, pg_get(res, rows[i], "case_no"),
+                           pg_get(res, rows[i], "trace_id"));
+        pe->env.case_version = ev[i].out.version;
+        pe->env.case_seq = ev[i].out.seq;
+        const ProtobufCMessage *payload = proto_env_payload(&pe->env);
+        json_t *js = payload ? proto_to_json(payload) : json_object();
+        char *summary = json_dumps(js, JSON_COMPACT);
+        json_decref(js);
+        json_t *h = proto_env_headers(&pe->env);
+        char *hdrs = json_dumps(h, JSON_COMPACT);
+        json_decref(h);
+        size_t plen = 0;
+        uint8_t *packed = ev[i].topic ? proto_env_pack(&pe->env, &plen) : NULL;
+        snprintf(seq, sizeof(seq), "%" PRId64, ev[i].out.seq);
+        snprintf(ver, sizeof(ver), "%" PRId64, ev[i].out.version);
+        snprintf(at, sizeof(at), "%" PRId64, pe->env.occurred_at_ms);
+        pg_array_add(&a[0], ev[i].case_id);
+        pg_array_add(&a[1], seq);
+        pg_array_add(&a[2], pe->event_id);
+        pg_array_add(&a[3], pe->event_type);
+        pg_array_add(&a[4], ver);
+        pg_array_add(&a[5], ev[i].out.status_after);
+        pg_array_add(&a[6], ev[i].producer);
+        pg_array_add(&a[7], ev[i].actor);
+        pg_array_add(&a[8], at);
+        pg_array_add(&a[9], summary ? summary : "{}");
+        pg_array_add(&a[10], ev[i].topic);
+        pg_array_add_bytea(&a[11], packed, plen);
+        pg_array_add(&a[12], hdrs ? hdrs : "{}");
+        int bad = ev[i].topic && !packed;
+        free(summary);
+        free(hdrs);
+        free(packed);
+        if (bad) {
+            snprintf(errstr, errstr_size, "out of memory packing %s", pe->event_type);
+            goto out;
+        }
+    }
+    PQclear(res);
+    res = NULL;
+    const char *wv[13];
+    for (size_t k = 0; k < 13; k++) {
+        pg_array_end(&a[k]);
+        wv[k] = a[k].s;
+    }
+    res = pg_exec_stmt(pg, &cs_write_many, wv, PGRES_COMMAND_OK, errstr, errstr_size);
+    if (!res)
+        goto out;
+    rc = CASESTORE_OK;
+out:
+    for (size_t k = 0; k < 13; k++)
+        strbuf_free(&a[k]);
+    free(rows);
+    free(next);
+    PQclear(res);
+    return rc;
 }

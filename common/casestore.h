@@ -57,4 +57,28 @@ int casestore_append(pg_t *pg, const char *case_id, const char *producer, const 
                      const char *topic, proto_env_t *pe, casestore_result_t *out, char *errstr,
                      size_t errstr_size);
 
+/** One event of casestore_append_many. */
+typedef struct casestore_event {
+    const char *case_id;      /**< required */
+    const char *producer;     /**< service name */
+    const char *actor;        /**< token id or service */
+    const char *topic;        /**< NULL: history row only */
+    proto_env_t *pe;          /**< payload set by the caller; filled like append's */
+    casestore_result_t out;   /**< filled on CASESTORE_OK */
+} casestore_event_t;
+
+/**
+ * @brief Append n events that change no status, in two statements for all of
+ *        them (one UPDATE locks and bumps every case named, in id order, one
+ *        INSERT writes the history and outbox rows). Events of one case get
+ *        consecutive seqs in array order; outbox rows follow array order.
+ *        Same guarantees as casestore_append for each event.
+ * @returns CASESTORE_OK; CASESTORE_NOT_FOUND (errstr names the case; the
+ *          other cases may already be bumped: roll back to before the call,
+ *          then append the events one by one to place the others), or
+ *          CASESTORE_ERROR.
+ */
+int casestore_append_many(pg_t *pg, casestore_event_t *ev, size_t n, char *errstr,
+                          size_t errstr_size);
+
 #endif

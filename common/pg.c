@@ -281,3 +281,57 @@ int pg_isnull(const PGresult *res, int row, const char *column)
     int col = PQfnumber(res, column);
     return col < 0 || row >= PQntuples(res) || PQgetisnull(res, row, col);
 }
+
+void pg_array_begin(strbuf_t *b)
+{
+    strbuf_init(b);
+    strbuf_append(b, "{", 1);
+}
+
+static void pg_array_sep(strbuf_t *b)
+{
+    if (b->len > 1)
+        strbuf_append(b, ",", 1);
+}
+
+void pg_array_add(strbuf_t *b, const char *value)
+{
+    pg_array_sep(b);
+    if (!value) {
+        strbuf_append(b, "NULL", 4);
+        return;
+    }
+    strbuf_append(b, "\"", 1);
+    for (const char *p = value; *p;) {
+        size_t run = strcspn(p, "\"\\");
+        strbuf_append(b, p, run);
+        p += run;
+        if (*p) {
+            strbuf_append(b, "\\", 1);
+            strbuf_append(b, p, 1);
+            p++;
+        }
+    }
+    strbuf_append(b, "\"", 1);
+}
+
+void pg_array_add_bytea(strbuf_t *b, const uint8_t *data, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    pg_array_sep(b);
+    if (!data) {
+        strbuf_append(b, "NULL", 4);
+        return;
+    }
+    strbuf_append(b, "\"\\\\x", 4); /* "\\x: an escaped backslash, then x */
+    for (size_t i = 0; i < len; i++) {
+        char two[2] = {hex[data[i] >> 4], hex[data[i] & 15]};
+        strbuf_append(b, two, 2);
+    }
+    strbuf_append(b, "\"", 1);
+}
+
+void pg_array_end(strbuf_t *b)
+{
+    strbuf_append(b, "}", 1);
+}

@@ -12,6 +12,7 @@
 
 #include <libpq-fe.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct pg_stmt {
     const char *name; /**< unique statement name */
@@ -98,6 +99,19 @@ void pg_rollback(pg_t *pg);
  *        retry later rather than treat the input as bad.
  */
 int pg_failure_transient(const pg_t *pg);
+
+/*
+ * Array parameters: a text array literal for one statement over many rows
+ * (`unnest($1::uuid[], $2::text[], ...)`). Start with pg_array_begin, add
+ * every element (NULL value: SQL NULL), close with pg_array_end. Elements are
+ * quoted and escaped, so any text is safe.
+ */
+struct strbuf;
+void pg_array_begin(struct strbuf *b);
+void pg_array_add(struct strbuf *b, const char *value);
+/** @brief A bytea element (hex form); NULL data: SQL NULL. */
+void pg_array_add_bytea(struct strbuf *b, const uint8_t *data, size_t len);
+void pg_array_end(struct strbuf *b);
 
 /** @brief Read a column of row 0..n by name; "" for NULL. */
 const char *pg_get(const PGresult *res, int row, const char *column);

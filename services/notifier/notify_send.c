@@ -52,10 +52,14 @@ static const pg_stmt_t nt_due = {
 /* outcomes whose history event is not written yet (see notify_record_batch) */
 static const pg_stmt_t nt_unrecorded = {
     "nt_unrecorded",
-    /* picked in decision order; returned in case order, so two notifier
-     * instances' passes lock their cases in the same order (decision 0019) */
-    "WITH picked AS (SELECT id FROM notifications WHERE state <> 'pending' "
-    "AND recorded_at IS NULL ORDER BY id LIMIT $1::int FOR UPDATE SKIP LOCKED) "
+    /* picked in decision order, each with its case row locked here - and a
+     * notice whose case another transaction holds (a stage's batch) is left
+     * for the next pass - so the appends below never wait on a case lock and
+     * the pass is in no deadlock cycle (decision 0020). Returned in case
+     * order. */
+    "WITH picked AS (SELECT n.id FROM notifications n JOIN cases c ON c.id = n.case_id "
+    "WHERE n.state <> 'pending' AND n.recorded_at IS NULL ORDER BY n.id LIMIT $1::int "
+    "FOR UPDATE OF n SKIP LOCKED FOR NO KEY UPDATE OF c SKIP LOCKED) "
     "SELECT n.id, n.case_id, n.trigger_event_id, n.event_type, n.channel, n.audience, "
     "n.template, n.state, n.attempts, COALESCE(n.last_error, '') AS last_error, c.case_no, "
     "(p.purged_at IS NOT NULL) AS erased "
@@ -78,10 +82,11 @@ static const pg_stmt_t nt_hold = {
     "held_at = now() WHERE id = $1::bigint",
     2};
 
+/* every notice of a pass that went out, in one statement */
 static const pg_stmt_t nt_sent = {
     "nt_sent",
     "UPDATE notifications SET state = 'sent', sent_at = now(), attempts = attempts + 1, "
-    "last_error = NULL WHERE id = $1::bigint",
+    "last_error = NULL WHERE id = ANY($1::bigint[])",
     1};
 
 static const pg_stmt_t nt_retry = {
@@ -386,8 +391,8 @@ static int notify_dead_letter(pg_t *pg, const notify_row_t *r, const Kesu__V1__E
  * rows in its own order) could otherwise roll the pass back and send its
  * notices a second time. The history event follows in notify_record_due.
  */
-static int notify_outcome(notify_t *nt, pg_t *pg, const notify_row_t *r, char *errstr,
-                          size_t errstr_size)
+static int notify_outcome(notify_t *nt, pg_t *pg, const notify_row_t *r, strbuf_t *sent,
+                          char *errstr, size_t errstr_size)
 {
     if (r->held_until > 0) {
         char until[24];
@@ -400,9 +405,7 @@ static int notify_outcome(notify_t *nt, pg_t *pg, const notify_row_t *r, char *e
         return 0;
     }
     if (r->ok) {
-        const char *v[1] = {r->id};
-        if (pg_exec_stmt_cmd(pg, &nt_sent, v, errstr, errstr_size) != 0)
-            return -1;
+        pg_array_add(sent, r->id); /* marked by the pass, all in one */
         metrics_counter_add(nt->m_sent, 1);
         return 0;
     }
@@ -429,66 +432,104 @@ static int notify_outcome(notify_t *nt, pg_t *pg, const notify_row_t *r, char *e
     return 0;
 }
 
-/* the history event of one sent or given-up row (casestore locks its case) */
-static int notify_record_event(notify_t *nt, pg_t *pg, const notify_row_t *r, int sent,
-                               int erased, char *errstr, size_t errstr_size)
-{
+/* one outcome to record: the row and the event built from it (the payload
+ * and envelope live here until the event is written) */
+typedef struct notify_rec {
+    notify_row_t r;
+    int sent, erased;
+    Kesu__V1__NotificationSent ns;
+    Kesu__V1__NotificationFailed nf;
     proto_env_t pe;
-    int reply = strcmp(r->event_type, "CaseResolved") == 0 &&
-                strcmp(r->audience, NOTIFY_AUDIENCE_COMPLAINANT) == 0;
-    int rc;
-    proto_env_init(&pe, "notifier");
-    if (sent) {
+} notify_rec_t;
+
+static void notify_rec_read(const PGresult *res, int i, notify_rec_t *x)
+{
+    notify_row_t *r = &x->r;
+    memset(x, 0, sizeof(*x));
+    r->id = pg_get(res, i, "id");
+    r->case_id = pg_get(res, i, "case_id");
+    r->trigger_event_id = pg_get(res, i, "trigger_event_id");
+    r->event_type = pg_get(res, i, "event_type");
+    r->channel = pg_get(res, i, "channel");
+    r->audience = pg_get(res, i, "audience");
+    r->template_name = pg_get(res, i, "template");
+    r->case_no = pg_get(res, i, "case_no");
+    r->attempts = atoi(pg_get(res, i, "attempts"));
+    snprintf(r->error, sizeof(r->error), "%s", pg_get(res, i, "last_error"));
+    x->sent = strcmp(pg_get(res, i, "state"), "sent") == 0;
+    x->erased = strcmp(pg_get(res, i, "erased"), "t") == 0;
+    proto_env_init(&x->pe, "notifier");
+    if (x->sent) {
         Kesu__V1__NotificationSent ns = KESU__V1__NOTIFICATION_SENT__INIT;
-        ns.channel = (char *)r->channel;
-        ns.audience = (char *)r->audience;
-        ns.template_ = (char *)r->template_name;
-        ns.trigger_event_id = (char *)r->trigger_event_id;
-        proto_env_set_payload(&pe, KESU__V1__ENVELOPE__PAYLOAD_NOTIFICATION_SENT, &ns.base);
-        rc = casestore_append(pg, r->case_id, "notifier", "notifier", KAFKA_TOPIC_NOTIFIER, &pe,
-                              NULL, errstr, errstr_size);
+        x->ns = ns;
+        x->ns.channel = (char *)r->channel;
+        x->ns.audience = (char *)r->audience;
+        x->ns.template_ = (char *)r->template_name;
+        x->ns.trigger_event_id = (char *)r->trigger_event_id;
+        proto_env_set_payload(&x->pe, KESU__V1__ENVELOPE__PAYLOAD_NOTIFICATION_SENT, &x->ns.base);
     } else {
         Kesu__V1__NotificationFailed nf = KESU__V1__NOTIFICATION_FAILED__INIT;
-        nf.channel = (char *)r->channel;
-        nf.audience = (char *)r->audience;
-        nf.template_ = (char *)r->template_name;
-        nf.trigger_event_id = (char *)r->trigger_event_id;
-        nf.error = (char *)r->error;
-        nf.attempts = r->attempts;
-        proto_env_set_payload(&pe, KESU__V1__ENVELOPE__PAYLOAD_NOTIFICATION_FAILED, &nf.base);
-        rc = casestore_append(pg, r->case_id, "notifier", "notifier", KAFKA_TOPIC_NOTIFIER, &pe,
-                              NULL, errstr, errstr_size);
-        if (rc == CASESTORE_OK && notify_dead_letter(pg, r, &pe.env, errstr, errstr_size) != 0)
-            return CASESTORE_ERROR;
+        x->nf = nf;
+        x->nf.channel = (char *)r->channel;
+        x->nf.audience = (char *)r->audience;
+        x->nf.template_ = (char *)r->template_name;
+        x->nf.trigger_event_id = (char *)r->trigger_event_id;
+        x->nf.error = r->error;
+        x->nf.attempts = r->attempts;
+        proto_env_set_payload(&x->pe, KESU__V1__ENVELOPE__PAYLOAD_NOTIFICATION_FAILED,
+                              &x->nf.base);
     }
-    if (rc != CASESTORE_OK)
-        return rc;
+}
+
+/* after its event is written: a given-up notice to the DLQ, a delivered
+ * reply moves the case to replied */
+static int notify_rec_after(notify_t *nt, pg_t *pg, const notify_rec_t *x, char *errstr,
+                            size_t errstr_size)
+{
+    const notify_row_t *r = &x->r;
+    int reply = strcmp(r->event_type, "CaseResolved") == 0 &&
+                strcmp(r->audience, NOTIFY_AUDIENCE_COMPLAINANT) == 0;
+    if (!x->sent && notify_dead_letter(pg, r, &x->pe.env, errstr, errstr_size) != 0)
+        return CASESTORE_ERROR;
     /* the reply reached the complainant - or never can (erased), like for
      * someone who left no contact: either way the case moves on */
-    if (reply && (sent || erased) &&
-        notify_mark_replied(nt, pg, r->case_id, sent ? r->channel : NOTIFY_CHANNEL_NONE, errstr,
-                            errstr_size) == CASESTORE_ERROR)
+    if (reply && (x->sent || x->erased) &&
+        notify_mark_replied(nt, pg, r->case_id, x->sent ? r->channel : NOTIFY_CHANNEL_NONE,
+                            errstr, errstr_size) == CASESTORE_ERROR)
         return CASESTORE_ERROR;
     return CASESTORE_OK;
+}
+
+/* one outcome on its own (the careful path): its event, then the rest */
+static int notify_rec_one(notify_t *nt, pg_t *pg, notify_rec_t *x, char *errstr,
+                          size_t errstr_size)
+{
+    int rc = casestore_append(pg, x->r.case_id, "notifier", "notifier", KAFKA_TOPIC_NOTIFIER,
+                              &x->pe, NULL, errstr, errstr_size);
+    return rc == CASESTORE_OK ? notify_rec_after(nt, pg, x, errstr, errstr_size) : rc;
 }
 
 /*
  * Write the history events of up to NOTIFY_RECORD_BATCH decided outcomes in one
  * transaction. The notices themselves were committed as sent/failed before, so
- * a rollback here (e.g. a deadlock with a stage's batch) only delays the
- * history lines; nothing is sent again. Without `careful` no savepoints are
- * taken, and an event the case store refuses gives -2: the caller runs the
- * batch again with a savepoint each, so that one refused event does not undo
- * the others (what the consumer loop does for a batch). @returns rows
- * recorded, -1 (transient, errstr) or -2.
+ * a rollback here only delays the history lines; nothing is sent again. The
+ * pick locks the cases too, skipping those a stage's batch holds, so this pass
+ * never waits for a case lock (decision 0020). Without `careful` all events
+ * are written by one casestore_append_many, and an event the case store
+ * refuses gives -2: the caller runs the batch again one event at a time with a
+ * savepoint each, so that one refused event does not undo the others (what
+ * the consumer loop does for a batch). @returns rows recorded, -1 (transient,
+ * errstr) or -2.
  */
 static int notify_record_batch(notify_t *nt, pg_t *pg, int careful, char *errstr,
                                size_t errstr_size)
 {
     PGresult *res = NULL;
-    int rc = -1, n;
+    notify_rec_t *recs = NULL;
+    casestore_event_t *ev = NULL;
+    int rc = -1, n = 0;
     strbuf_t ids;
-    strbuf_init(&ids);
+    pg_array_begin(&ids);
     if (pg_begin(pg, errstr, errstr_size) != 0) {
         strbuf_free(&ids);
         return -1;
@@ -498,47 +539,55 @@ static int notify_record_batch(notify_t *nt, pg_t *pg, int careful, char *errstr
     if (!res)
         goto out;
     n = PQntuples(res);
-    strbuf_append(&ids, "{", 1);
+    recs = calloc((size_t)n + 1, sizeof(*recs));
+    ev = calloc((size_t)n + 1, sizeof(*ev));
+    if (!recs || !ev) {
+        snprintf(errstr, errstr_size, "out of memory");
+        goto out;
+    }
     for (int i = 0; i < n; i++) {
-        notify_row_t r;
-        int ev, sent = strcmp(pg_get(res, i, "state"), "sent") == 0;
-        memset(&r, 0, sizeof(r));
-        r.id = pg_get(res, i, "id");
-        r.case_id = pg_get(res, i, "case_id");
-        r.trigger_event_id = pg_get(res, i, "trigger_event_id");
-        r.event_type = pg_get(res, i, "event_type");
-        r.channel = pg_get(res, i, "channel");
-        r.audience = pg_get(res, i, "audience");
-        r.template_name = pg_get(res, i, "template");
-        r.case_no = pg_get(res, i, "case_no");
-        r.attempts = atoi(pg_get(res, i, "attempts"));
-        snprintf(r.error, sizeof(r.error), "%s", pg_get(res, i, "last_error"));
-        log_ctx_set(r.case_id, r.trigger_event_id, NULL, -1, -1);
-        if (careful && pg_command(pg, "SAVEPOINT nt_rec", errstr, errstr_size) != 0)
+        notify_rec_read(res, i, &recs[i]);
+        ev[i] = (casestore_event_t){.case_id = recs[i].r.case_id, .producer = "notifier",
+                                    .actor = "notifier", .topic = KAFKA_TOPIC_NOTIFIER,
+                                    .pe = &recs[i].pe};
+    }
+    if (!careful) {
+        int ev_rc = casestore_append_many(pg, ev, (size_t)n, errstr, errstr_size);
+        if (ev_rc == CASESTORE_ERROR && pg_failure_transient(pg))
             goto out;
-        ev = notify_record_event(nt, pg, &r, sent, strcmp(pg_get(res, i, "erased"), "t") == 0,
-                                 errstr, errstr_size);
-        if (ev == CASESTORE_ERROR && pg_failure_transient(pg))
-            goto out;
-        if (ev != CASESTORE_OK && !careful) {
-            rc = -2; /* again, with savepoints */
+        if (ev_rc != CASESTORE_OK) {
+            rc = -2; /* again, one by one with savepoints */
             goto out;
         }
-        if (ev != CASESTORE_OK) {
+    }
+    for (int i = 0; i < n; i++) {
+        notify_rec_t *x = &recs[i];
+        int ev_rc;
+        log_ctx_set(x->r.case_id, x->r.trigger_event_id, NULL, -1, -1);
+        if (!careful) {
+            if (notify_rec_after(nt, pg, x, errstr, errstr_size) != CASESTORE_OK)
+                goto out; /* only the database fails here: the pass is retried */
+            pg_array_add(&ids, x->r.id);
+            continue;
+        }
+        if (pg_command(pg, "SAVEPOINT nt_rec", errstr, errstr_size) != 0)
+            goto out;
+        ev_rc = notify_rec_one(nt, pg, x, errstr, errstr_size);
+        if (ev_rc == CASESTORE_ERROR && pg_failure_transient(pg))
+            goto out;
+        if (ev_rc != CASESTORE_OK) {
             /* the case store refuses this event (the case is gone, ...): the
              * notice stands as sent or failed, only its history line is lost */
-            LOG_ERROR("notification %s: its %s event cannot be recorded: %s", r.id,
-                      sent ? "NotificationSent" : "NotificationFailed", errstr);
+            LOG_ERROR("notification %s: its %s event cannot be recorded: %s", x->r.id,
+                      x->sent ? "NotificationSent" : "NotificationFailed", errstr);
             if (pg_command(pg, "ROLLBACK TO SAVEPOINT nt_rec", errstr, errstr_size) != 0)
                 goto out;
-        } else if (careful && pg_command(pg, "RELEASE SAVEPOINT nt_rec", errstr, errstr_size) != 0) {
+        } else if (pg_command(pg, "RELEASE SAVEPOINT nt_rec", errstr, errstr_size) != 0) {
             goto out;
         }
-        if (ids.len > 1)
-            strbuf_append(&ids, ",", 1);
-        strbuf_append(&ids, r.id, strlen(r.id));
+        pg_array_add(&ids, x->r.id);
     }
-    strbuf_append(&ids, "}", 1);
+    pg_array_end(&ids);
     log_ctx_clear();
     if (n > 0) {
         const char *v[1] = {ids.s};
@@ -554,6 +603,8 @@ out:
     log_ctx_clear();
     if (pg->in_tx)
         pg_rollback(pg);
+    free(recs);
+    free(ev);
     PQclear(res);
     strbuf_free(&ids);
     return rc;
@@ -579,11 +630,13 @@ int notify_send_due(notify_t *nt, pg_t *pg, char *errstr, size_t errstr_size)
     int n = 0, rc = -1;
     int64_t t0 = util_mono_ms();
     char limit[16];
+    strbuf_t sent;
 
     if (pg_ensure(pg, errstr, errstr_size) != 0)
         return -1;
     if (pg_begin(pg, errstr, errstr_size) != 0)
         return -1;
+    pg_array_begin(&sent);
     snprintf(limit, sizeof(limit), "%d", nt->send_batch > 0 ? nt->send_batch : 20);
     const char *lv[1] = {limit};
     res = pg_exec_stmt(pg, &nt_due, lv, PGRES_TUPLES_OK, errstr, errstr_size);
@@ -615,10 +668,16 @@ int notify_send_due(notify_t *nt, pg_t *pg, char *errstr, size_t errstr_size)
         log_ctx_set(rows[i].case_id, rows[i].trigger_event_id, NULL, -1, -1);
         /* only the database being unavailable fails here; then the whole
          * pass is retried and its notices go out again (at least once) */
-        if (notify_outcome(nt, pg, &rows[i], errstr, errstr_size) != 0)
+        if (notify_outcome(nt, pg, &rows[i], &sent, errstr, errstr_size) != 0)
             goto out;
     }
     log_ctx_clear();
+    pg_array_end(&sent);
+    if (sent.len > 2) {
+        const char *v[1] = {sent.s};
+        if (pg_exec_stmt_cmd(pg, &nt_sent, v, errstr, errstr_size) != 0)
+            goto out;
+    }
     if (pg_commit(pg, errstr, errstr_size) != 0)
         goto out;
     rc = 0;
@@ -630,6 +689,7 @@ out:
         pg_rollback(pg);
     free(rows);
     PQclear(res);
+    strbuf_free(&sent);
     if (rc >= 0) {
         /* the history events of what this pass (or a crashed one) decided */
         char why[512];

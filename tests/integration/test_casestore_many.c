@@ -1,0 +1,212 @@
+/*
+ * Integration: casestore_append_many against the real PostgreSQL.
+ *
+ * Two cases; one event appended alone, then five in one call, interleaved
+ * between the cases, one of them without a topic. Checked: each case's seqs
+ * go on without a gap or repeat, in array order; every event has its
+ * case_events row (type, seq, version, status, summary with quotes,
+ * backslashes and Chinese intact); the outbox rows follow array order and
+ * decode to the envelopes the caller holds (case number, seq); the row of the
+ * event without a topic is not in the outbox. A batch naming a case that does
+ * not exist returns CASESTORE_NOT_FOUND naming it, and after rolling back to
+ * the savepoint nothing of that batch is left.
+ *
+ * Everything runs in one transaction that is rolled back at the end.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "casestore.h"
+#include "itest.h"
+#include "log.h"
+
+#define TOPIC "kesu.itest.many"
+
+static pg_t *pg;
+static char case_a[37], case_b[37];
+
+static long long q(const char *sql, const char *p1)
+{
+    const char *v[1] = {p1};
+    PGresult *res = PQexecParams(pg->conn, sql, 1, NULL, v, NULL, NULL, 0);
+    long long n = -1;
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+        n = atoll(PQgetvalue(res, 0, 0));
+    else
+        fprintf(stderr, "%s: %s\n", sql, PQresultErrorMessage(res));
+    PQclear(res);
+    return n;
+}
+
+static void failed_event(proto_env_t *pe, Kesu__V1__NotificationFailed *nf, const char *error)
+{
+    Kesu__V1__NotificationFailed init = KESU__V1__NOTIFICATION_FAILED__INIT;
+    *nf = init;
+    nf->channel = "sms";
+    nf->audience = "complainant";
+    nf->template_ = "ack";
+    nf->error = (char *)error;
+    nf->attempts = 3;
+    proto_env_init(pe, "itest");
+    proto_env_set_payload(pe, KESU__V1__ENVELOPE__PAYLOAD_NOTIFICATION_FAILED, &nf->base);
+}
+
+static void test_many_in_order(void **state)
+{
+    (void)state;
+    char err[512];
+    proto_env_t one, pe[5];
+    Kesu__V1__NotificationFailed nf1, nf[5];
+    casestore_result_t r1;
+    static const char *const errors[5] = {
+        "gateway said \"no\" \\ twice", "a, b {c}", "短信网关超时", "NULL", "plain"};
+
+    failed_event(&one, &nf1, "first");
+    assert_int_equal(casestore_append(pg, case_a, "itest", "itest", TOPIC, &one, &r1, err,
+                                      sizeof(err)),
+                     CASESTORE_OK);
+    int64_t a0 = r1.seq;
+    int64_t b0 = q("SELECT event_seq FROM cases WHERE id = $1", case_b);
+    long long outbox_before = q("SELECT count(*) FROM outbox WHERE topic = $1", TOPIC);
+
+    /* A, B, A (no topic), B, A */
+    const char *ids[5] = {case_a, case_b, case_a, case_b, case_a};
+    casestore_event_t ev[5];
+    for (int i = 0; i < 5; i++) {
+        failed_event(&pe[i], &nf[i], errors[i]);
+        ev[i] = (casestore_event_t){.case_id = ids[i], .producer = "itest", .actor = "itest",
+                                    .topic = i == 2 ? NULL : TOPIC, .pe = &pe[i]};
+    }
+    assert_int_equal(casestore_append_many(pg, ev, 5, err, sizeof(err)), CASESTORE_OK);
+    int64_t want[5] = {a0 + 1, b0 + 1, a0 + 2, b0 + 2, a0 + 3};
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(ev[i].out.seq, want[i]);
+        assert_int_equal(pe[i].env.case_seq, want[i]);
+        assert_string_equal(ev[i].out.status_after, "received");
+        assert_string_equal(pe[i].env.case_id, ids[i]);
+        assert_true(strncmp(pe[i].env.case_no, "ITM-", 4) == 0);
+    }
+    assert_int_equal(q("SELECT event_seq FROM cases WHERE id = $1", case_a), a0 + 3);
+    assert_int_equal(q("SELECT event_seq FROM cases WHERE id = $1", case_b), b0 + 2);
+
+    /* the history rows, with the summary text intact */
+    for (int i = 0; i < 5; i++) {
+        char seq[24];
+        snprintf(seq, sizeof(seq), "%lld", (long long)want[i]);
+        const char *v[2] = {ids[i], seq};
+        PGresult *res = PQexecParams(pg->conn,
+                                     "SELECT event_type, event_id::text, status, "
+                                     "summary->>'error' FROM case_events "
+                                     "WHERE case_id = $1 AND seq = $2::bigint",
+                                     2, NULL, v, NULL, NULL, 0);
+        assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+        assert_int_equal(PQntuples(res), 1);
+        assert_string_equal(PQgetvalue(res, 0, 0), "NotificationFailed");
+        assert_string_equal(PQgetvalue(res, 0, 1), pe[i].event_id);
+        assert_string_equal(PQgetvalue(res, 0, 2), "received");
+        assert_string_equal(PQgetvalue(res, 0, 3), errors[i]);
+        PQclear(res);
+    }
+
+    /* the outbox rows: array order, the event without a topic left out */
+    const char *v[1] = {TOPIC};
+    PGresult *res = PQexecParams(pg->conn,
+                                 "SELECT msg_key, payload FROM outbox WHERE topic = $1 "
+                                 "ORDER BY id",
+                                 1, NULL, v, NULL, NULL, 1);
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    assert_int_equal(PQntuples(res), outbox_before + 4);
+    int order[4] = {0, 1, 3, 4};
+    for (int k = 0; k < 4; k++) {
+        int row = (int)outbox_before + k, i = order[k];
+        assert_string_equal(PQgetvalue(res, row, 0), ids[i]);
+        Kesu__V1__Envelope *env = proto_env_unpack(
+            PQgetvalue(res, row, 1), (size_t)PQgetlength(res, row, 1), err, sizeof(err));
+        assert_non_null(env);
+        assert_string_equal(env->event_id, pe[i].event_id);
+        assert_int_equal(env->case_seq, want[i]);
+        assert_string_equal(env->case_no, pe[i].env.case_no);
+        assert_string_equal(env->notification_failed->error, errors[i]);
+        kesu__v1__envelope__free_unpacked(env, NULL);
+    }
+    PQclear(res);
+}
+
+static void test_missing_case(void **state)
+{
+    (void)state;
+    char err[512], ghost[37];
+    proto_env_t pe[2];
+    Kesu__V1__NotificationFailed nf[2];
+    util_uuid(ghost);
+    long long a0 = q("SELECT event_seq FROM cases WHERE id = $1", case_a);
+    long long rows0 = q("SELECT count(*) FROM case_events WHERE case_id = $1", case_a);
+    assert_int_equal(itest_sql(pg, "SAVEPOINT many"), 0);
+    casestore_event_t ev[2] = {
+        {.case_id = case_a, .producer = "itest", .actor = "itest", .topic = TOPIC, .pe = &pe[0]},
+        {.case_id = ghost, .producer = "itest", .actor = "itest", .topic = TOPIC, .pe = &pe[1]},
+    };
+    failed_event(&pe[0], &nf[0], "x");
+    failed_event(&pe[1], &nf[1], "y");
+    assert_int_equal(casestore_append_many(pg, ev, 2, err, sizeof(err)), CASESTORE_NOT_FOUND);
+    assert_non_null(strstr(err, ghost));
+    assert_int_equal(itest_sql(pg, "ROLLBACK TO SAVEPOINT many"), 0);
+    assert_int_equal(q("SELECT event_seq FROM cases WHERE id = $1", case_a), a0);
+    assert_int_equal(q("SELECT count(*) FROM case_events WHERE case_id = $1", case_a), rows0);
+    /* and an empty batch is nothing to do */
+    assert_int_equal(casestore_append_many(pg, ev, 0, err, sizeof(err)), CASESTORE_OK);
+}
+
+static int insert_case(const char *id)
+{
+    char no[48];
+    snprintf(no, sizeof(no), "ITM-%.8s", id);
+    const char *v[2] = {id, no};
+    PGresult *res = PQexecParams(pg->conn,
+                                 "INSERT INTO cases (id, case_no, access_code_hash, channel, "
+                                 "title, body, trace_id) VALUES ($1, $2, '\\x00'::bytea, 'web', "
+                                 "'路灯不亮', '路灯坏了三天', 'itest-trace')",
+                                 2, NULL, v, NULL, NULL, 0);
+    int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (!ok)
+        fprintf(stderr, "insert case: %s\n", PQresultErrorMessage(res));
+    PQclear(res);
+    return ok ? 0 : -1;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    char err[512];
+    log_init("itest", LOG_LVL_WARN);
+    pg = pg_new(itest_pg());
+    if (pg_connect(pg, 5000, err, sizeof(err)) != 0) {
+        fprintf(stderr, "PostgreSQL: %s\n", err);
+        return -1;
+    }
+    util_uuid(case_a);
+    util_uuid(case_b);
+    if (pg_begin(pg, err, sizeof(err)) != 0)
+        return -1;
+    return insert_case(case_a) || insert_case(case_b) ? -1 : 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    pg_rollback(pg); /* nothing of this test stays */
+    pg_destroy(pg);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_many_in_order),
+        cmocka_unit_test(test_missing_case),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
