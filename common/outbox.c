@@ -340,11 +340,14 @@ static int64_t outbox_backlog(outbox_relay_t *r)
     return n;
 }
 
+/* the longest poll period while idle polls find nothing */
+#define OUTBOX_IDLE_MAX_MS 500
+
 static void *outbox_relay_main(void *arg)
 {
     outbox_relay_t *r = arg;
     char errstr[512];
-    int delay = r->idle_ms;
+    int delay = r->idle_ms, woke = 1;
     int64_t last_count = 0;
     while (!atomic_load(&r->stop)) {
         int n = outbox_relay_once(r, errstr, sizeof(errstr));
@@ -355,7 +358,13 @@ static void *outbox_relay_main(void *arg)
         } else {
             if (!atomic_exchange(&r->healthy, 1))
                 LOG_INFO("outbox relay recovered");
-            delay = r->idle_ms;
+            /* the service wakes us after each commit; the poll is for rows
+             * written by others (kesuctl, a crashed pass): while polls find
+             * nothing it slows down, to OUTBOX_IDLE_MAX_MS */
+            if (n == 0 && !woke)
+                delay = delay * 2 > OUTBOX_IDLE_MAX_MS ? OUTBOX_IDLE_MAX_MS : delay * 2;
+            else
+                delay = r->idle_ms;
         }
         if (util_mono_ms() - last_count > 2000) {
             last_count = util_mono_ms();
@@ -374,6 +383,7 @@ static void *outbox_relay_main(void *arg)
             ts.tv_nsec %= 1000000000L;
             pthread_cond_timedwait(&r->cond, &r->lock, &ts);
         }
+        woke = r->wake;
         r->wake = 0;
         pthread_mutex_unlock(&r->lock);
     }
