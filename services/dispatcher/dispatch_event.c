@@ -162,6 +162,7 @@ typedef struct de_decision {
     int priority;
     const char *prefer_handler; /**< may be NULL */
     const char *from;           /**< status the case is in */
+    int first;                  /**< never dispatched before (dispatch_attempt 0) */
 } de_decision_t;
 
 static int de_exec(pg_t *pg, const pg_stmt_t *st, const char *const *v, char *errstr,
@@ -184,8 +185,9 @@ static kc_result_t de_commit(dispatch_ctx_t *ctx, pg_t *pg, const Kesu__V1__Enve
     int have_handler = 0;
     kc_result_t rc = KC_POISON;
 
-    /* a re-dispatched case gives its previous handler's load back first */
-    if (dispatch_release_load(pg, env->case_id, errstr, errstr_size) < 0)
+    /* a re-dispatched case gives its previous handler's load back first (a
+     * first dispatch has no handler, no load and no assignment rows yet) */
+    if (!d->first && dispatch_release_load(pg, env->case_id, errstr, errstr_size) < 0)
         return de_db_failure(pg);
     const char *pv[3] = {d->department, domain, d->prefer_handler};
     res = pg_exec_stmt(pg, &de_pick_handler, pv, PGRES_TUPLES_OK, errstr, errstr_size);
@@ -223,7 +225,7 @@ static kc_result_t de_commit(dispatch_ctx_t *ctx, pg_t *pg, const Kesu__V1__Enve
     /* 主办 and 协办 rows of this attempt; the earlier attempt's are superseded */
     snprintf(ver, sizeof(ver), "%lld", (long long)ctx->cat_version);
     const char *sv[1] = {env->case_id};
-    if (de_exec(pg, &de_supersede, sv, errstr, errstr_size) != 0)
+    if (!d->first && de_exec(pg, &de_supersede, sv, errstr, errstr_size) != 0)
         return de_db_failure(pg);
     for (size_t i = 0; i <= d->nco; i++) {
         const char *dept = i == 0 ? d->department : d->co[i - 1];
@@ -349,6 +351,7 @@ static kc_result_t de_dispatch(dispatch_ctx_t *ctx, pg_t *pg, const Kesu__V1__En
         rc = KC_SKIP;
         goto out;
     }
+    d.first = strcmp(pg_get(res, 0, "dispatch_attempt"), "0") == 0;
     snprintf(prev_dept, sizeof(prev_dept), "%s", pg_get(res, 0, "department"));
     snprintf(prev_handler, sizeof(prev_handler), "%s", pg_get(res, 0, "handler"));
     dispatch_input_t in = {

@@ -34,12 +34,13 @@ static const pg_stmt_t nt_case = {
     "  WHERE t.case_id = c.id AND t.state = 'running'), 0) AS due_ms, "
     "(p.id IS NOT NULL AND p.purged_at IS NULL AND NOT c.anonymous AND "
     " (p.phone_enc IS NOT NULL OR p.email_enc IS NOT NULL OR p.webhook_url IS NOT NULL)) "
-    "AS reachable "
+    "AS reachable, "
+    /* the department the event is about ($2: the one it names, else the case's) and its name */
+    "COALESCE(NULLIF($2, ''), c.department, '') AS dept_code, "
+    "(SELECT d.name FROM departments d WHERE d.code = COALESCE(NULLIF($2, ''), c.department)) "
+    "AS dept_name "
     "FROM cases c LEFT JOIN complainants p ON p.id = c.complainant_id WHERE c.id = $1::uuid",
-    1};
-
-static const pg_stmt_t nt_department = {"nt_department",
-                                        "SELECT name FROM departments WHERE code = $1", 1};
+    2};
 
 static const pg_stmt_t nt_insert = {
     "nt_insert",
@@ -106,31 +107,15 @@ int notify_mark_replied(notify_t *nt, pg_t *pg, const char *case_id, const char 
     return rc;
 }
 
-/* department code -> its name for the text; the code when the table does not know it */
-static int notify_department_name(pg_t *pg, const char *code, char **out, char *errstr,
-                                  size_t errstr_size)
-{
-    *out = NULL;
-    if (!code || !*code)
-        return 0;
-    const char *v[1] = {code};
-    PGresult *res = pg_exec_stmt(pg, &nt_department, v, PGRES_TUPLES_OK, errstr, errstr_size);
-    if (!res)
-        return -1;
-    *out = strdup(PQntuples(res) ? pg_get(res, 0, "name") : code);
-    PQclear(res);
-    return 0;
-}
-
-/* the department an event is about: the one it names, else the case's */
-static const char *notify_event_department(const Kesu__V1__Envelope *env, const char *case_dept)
+/* the department an event names itself ("" if none: the case's is used) */
+static const char *notify_event_department(const Kesu__V1__Envelope *env)
 {
     const char *d = NULL;
     if (env->payload_case == KESU__V1__ENVELOPE__PAYLOAD_CASE_ASSIGNED && env->case_assigned)
         d = env->case_assigned->department;
     else if (env->payload_case == KESU__V1__ENVELOPE__PAYLOAD_CASE_RESOLVED && env->case_resolved)
         d = env->case_resolved->department;
-    return d && *d ? d : case_dept;
+    return d ? d : "";
 }
 
 static kc_result_t notify_db_failure(pg_t *pg, const char *what, char *errstr, size_t errstr_size)
@@ -150,7 +135,6 @@ kc_result_t notify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errst
     notify_t *nt = opaque;
     const Kesu__V1__Envelope *env = m->env;
     PGresult *res = NULL;
-    char *dept_name = NULL;
     strbuf_t text, link;
     kc_result_t r = KC_SKIP;
     size_t matched = 0;
@@ -163,7 +147,7 @@ kc_result_t notify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errst
     if (!matched)
         goto out; /* no notice for this event type */
 
-    const char *cv[1] = {env->case_id};
+    const char *cv[2] = {env->case_id, notify_event_department(env)};
     res = pg_exec_stmt(pg, &nt_case, cv, PGRES_TUPLES_OK, errstr, errstr_size);
     if (!res) {
         r = notify_db_failure(pg, "reading the case", errstr, errstr_size);
@@ -182,11 +166,9 @@ kc_result_t notify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errst
     if (!*reply && env->payload_case == KESU__V1__ENVELOPE__PAYLOAD_CASE_RESOLVED &&
         env->case_resolved && env->case_resolved->reply)
         reply = env->case_resolved->reply;
-    if (notify_department_name(pg, notify_event_department(env, pg_get(res, 0, "department")),
-                               &dept_name, errstr, errstr_size) != 0) {
-        r = notify_db_failure(pg, "reading the department", errstr, errstr_size);
-        goto out;
-    }
+    /* the department's name for the text; its code when the table does not know it */
+    const char *dept_name = pg_get(res, 0, pg_isnull(res, 0, "dept_name") ? "dept_code"
+                                                                         : "dept_name");
     int emergency = notify_is_emergency(env, strcmp(pg_get(res, 0, "emergency"), "t") == 0);
     int has_phone = strcmp(pg_get(res, 0, "has_phone"), "t") == 0 && nt->keys && nt->sms_url &&
                     *nt->sms_url;
@@ -282,7 +264,6 @@ kc_result_t notify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errst
 out:
     strbuf_free(&text);
     strbuf_free(&link);
-    free(dept_name);
     PQclear(res);
     return r;
 }
