@@ -22,10 +22,15 @@ static const pg_stmt_t outbox_insert = {
 
 /* the sweep starts at $3, an id the relay knows every older row of which it
  * has seen committed or skipped long enough ago (see outbox_relay_window) */
+/* One relay per producer at a time keeps each case's events in commit order
+ * on its topic (decision 0001): the rows come only with the producer's
+ * transaction-level advisory lock (taken once, before the scan); an instance
+ * that does not get it finds nothing this pass. */
 static const pg_stmt_t outbox_lock = {
     "outbox_lock",
     "SELECT id, topic, msg_key, payload, headers FROM outbox WHERE producer = $1 "
-    "AND id > $3::bigint ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+    "AND id > $3::bigint AND (SELECT pg_try_advisory_xact_lock(hashtext('kesu-outbox:' || $1))) "
+    "ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
     3};
 
 /* how far back the sweep starts: published rows are deleted, but their index
@@ -37,11 +42,6 @@ static const pg_stmt_t outbox_lock = {
  * any slower one (decision 0018). */
 #define OUTBOX_WINDOW_MS 1000
 #define OUTBOX_FULL_SWEEP_MS 15000
-
-/* one relay per producer at a time keeps each case's events in commit order
- * on its topic (decision 0001); other instances wait for the next pass */
-static const pg_stmt_t outbox_turn = {
-    "outbox_turn", "SELECT pg_try_advisory_xact_lock(hashtext('kesu-outbox:' || $1)) AS mine", 1};
 
 static const pg_stmt_t outbox_delete = {
     "outbox_delete", "DELETE FROM outbox WHERE id = ANY($1::bigint[])", 1};
@@ -206,18 +206,6 @@ int outbox_relay_once(outbox_relay_t *r, char *errstr, size_t errstr_size)
         return -1;
     if (pg_begin(r->pg, errstr, errstr_size) != 0)
         return -1;
-    {
-        const char *tv[1] = {r->producer};
-        PGresult *t = pg_exec_stmt(r->pg, &outbox_turn, tv, PGRES_TUPLES_OK, errstr, errstr_size);
-        if (!t)
-            goto out;
-        int mine = strcmp(pg_get(t, 0, "mine"), "t") == 0;
-        PQclear(t);
-        if (!mine) {
-            rc = 0; /* another instance is publishing this producer's rows */
-            goto out;
-        }
-    }
     snprintf(limit, sizeof(limit), "%d", r->batch_max);
     char after[24];
     snprintf(after, sizeof(after), "%lld", (long long)outbox_relay_window(r));

@@ -32,6 +32,43 @@ def cpu_seconds(pid):
     return (int(parts[11]) + int(parts[12])) / HZ
 
 
+def _is_postgres(pid):
+    try:
+        with open("/proc/%s/comm" % pid) as f:
+            return f.read().strip() == "postgres"
+    except OSError:
+        return False
+
+
+def infra_cpu_seconds():
+    """CPU seconds so far of PostgreSQL (every backend, plus what the postmaster
+    reaped from exited ones) and of the Kafka broker, from /proc."""
+    out = {"postgresql": 0.0, "kafka": 0.0}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                head, tail = f.read().rsplit(")", 1)
+            parts = tail.split()
+            comm = head.split("(", 1)[1]
+            if comm == "postgres":
+                kind = "postgresql"
+            else:
+                with open("/proc/%s/cmdline" % d, "rb") as f:
+                    if b"kafka.Kafka" not in f.read():
+                        continue
+                kind = "kafka"
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        t = int(parts[11]) + int(parts[12])
+        if kind == "kafka" or not _is_postgres(parts[1]):
+            # the broker's reaped threads; the postmaster's exited backends
+            t += int(parts[13]) + int(parts[14])
+        out[kind] += t / HZ
+    return out
+
+
 def peak_rss_mb(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -179,9 +216,11 @@ def main():
         # autovacuum would get there within a minute or two)
         subprocess.run(["psql", kc.PG, "-Xqc", "ANALYZE"], check=True)
         before = {n: cpu_seconds(p.pid) for n, p in stack.procs.items()}
+        infra_before = infra_cpu_seconds()
         sys.stderr.write("bench: measured run, as fast as possible (%d cases)\n" % COUNT)
         full = load(stack, token, "--count", str(COUNT))
         after = {n: cpu_seconds(p.pid) for n, p in stack.procs.items()}
+        infra_after = infra_cpu_seconds()
         sys.stderr.write("bench: %d cases/s for %d s (latency)\n" % (RATE, RATE_S))
         steady = load(stack, token, "--rate", str(RATE), "--duration", str(RATE_S))
         rss = {n: peak_rss_mb(p.pid) for n, p in stack.procs.items()}
@@ -216,6 +255,14 @@ def main():
                                               "sample_errors", "intake_p99_ms", "assign_p99_ms",
                                               "ack_p99_ms")},
         "cpu_s_per_1000_cases": {n: round(v * 1000.0 / done, 2) for n, v in cpu.items()},
+        # where the time goes: CPU ms per case of the database, the broker and
+        # the six services together during the measured run
+        "cpu_ms_per_case": {
+            "postgresql": round((infra_after["postgresql"] - infra_before["postgresql"])
+                                * 1000.0 / done, 2),
+            "kafka": round((infra_after["kafka"] - infra_before["kafka"]) * 1000.0 / done, 2),
+            "services": round(sum(cpu.values()) * 1000.0 / done, 2),
+        },
         "peak_rss_mb": rss,
         "intake_wrk": wrk,
         "soak": soaked,

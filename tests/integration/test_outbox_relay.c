@@ -1,7 +1,8 @@
 /*
  * Integration: the transactional outbox against the real PostgreSQL and
  * Kafka. Rows survive a relay that stops, a relay that dies while holding
- * locks, and rows committed out of id order are never skipped.
+ * locks, and rows committed out of id order are never skipped; only one
+ * relay per producer publishes at a time.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -267,6 +268,42 @@ static void test_broker_unreachable_keeps_rows(void **state)
     pg_destroy(pg);
 }
 
+/* one relay per producer at a time (decision 0001): while another holds the
+ * producer's turn, a pass publishes nothing and leaves the rows; then it
+ * publishes them (the turn is taken inside the sweep statement) */
+static void test_one_relay_per_producer(void **state)
+{
+    char err[512], sql[256];
+    pg_t *pg = pg_new(itest_pg()), *other = pg_new(itest_pg());
+    assert_int_equal(pg_connect(pg, 5000, err, sizeof(err)), 0);
+    assert_int_equal(pg_connect(other, 5000, err, sizeof(err)), 0);
+    append_rows(pg, 380, 384);
+
+    snprintf(sql, sizeof(sql),
+             "BEGIN; SELECT pg_advisory_xact_lock(hashtext('kesu-outbox:' || '%s'))", producer);
+    PGresult *res = PQexec(other->conn, sql);
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    PQclear(res);
+    outbox_relay_t *r = outbox_relay_new(itest_pg(), producer, rk, 100, 20, err, sizeof(err));
+    assert_non_null(r);
+    assert_int_equal(outbox_relay_once(r, err, sizeof(err)), 0);
+    assert_int_equal(outbox_relay_once(r, err, sizeof(err)), 0);
+    assert_int_equal(backlog(pg), 4);
+
+    assert_int_equal(itest_sql(other, "COMMIT"), 0); /* the other relay's pass ends */
+    assert_int_equal(outbox_relay_once(r, err, sizeof(err)), 4);
+    assert_int_equal(backlog(pg), 0);
+    outbox_relay_stop(r, 0);
+
+    seen_t s;
+    memset(&s, 0, sizeof(s));
+    itest_consume_all(topic, 3000, on_msg, &s);
+    for (int i = 380; i < 384; i++)
+        assert_int_equal(s.count[i], 1);
+    pg_destroy(other);
+    pg_destroy(pg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -274,6 +311,7 @@ int main(void)
         cmocka_unit_test(test_out_of_order_commit_not_skipped),
         cmocka_unit_test(test_sweep_window_and_full_sweep),
         cmocka_unit_test(test_broker_unreachable_keeps_rows),
+        cmocka_unit_test(test_one_relay_per_producer),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
