@@ -32,6 +32,14 @@ def cpu_seconds(pid):
     return (int(parts[11]) + int(parts[12])) / HZ
 
 
+def wal_lsn():
+    """The server's current WAL position: bytes of WAL written between two calls
+    is a figure of the database work that does not vary with the host's speed."""
+    out = subprocess.run(["psql", kc.PG, "-XAtc", "SELECT pg_current_wal_lsn() - '0/0'"],
+                         capture_output=True, text=True, check=True)
+    return int(float(out.stdout.strip()))
+
+
 def _is_postgres(pid):
     try:
         with open("/proc/%s/comm" % pid) as f:
@@ -217,10 +225,12 @@ def main():
         subprocess.run(["psql", kc.PG, "-Xqc", "ANALYZE"], check=True)
         before = {n: cpu_seconds(p.pid) for n, p in stack.procs.items()}
         infra_before = infra_cpu_seconds()
+        wal_before = wal_lsn()
         sys.stderr.write("bench: measured run, as fast as possible (%d cases)\n" % COUNT)
         full = load(stack, token, "--count", str(COUNT))
         after = {n: cpu_seconds(p.pid) for n, p in stack.procs.items()}
         infra_after = infra_cpu_seconds()
+        wal_after = wal_lsn()
         sys.stderr.write("bench: %d cases/s for %d s (latency)\n" % (RATE, RATE_S))
         steady = load(stack, token, "--rate", str(RATE), "--duration", str(RATE_S))
         rss = {n: peak_rss_mb(p.pid) for n, p in stack.procs.items()}
@@ -263,6 +273,7 @@ def main():
             "kafka": round((infra_after["kafka"] - infra_before["kafka"]) * 1000.0 / done, 2),
             "services": round(sum(cpu.values()) * 1000.0 / done, 2),
         },
+        "wal_kb_per_case": round((wal_after - wal_before) / 1024.0 / done, 1),
         "peak_rss_mb": rss,
         "intake_wrk": wrk,
         "soak": soaked,
