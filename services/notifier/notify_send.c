@@ -446,15 +446,7 @@ static void notify_rec_read(const PGresult *res, int i, notify_rec_t *x)
 {
     notify_row_t *r = &x->r;
     memset(x, 0, sizeof(*x));
-    r->id = pg_get(res, i, "id");
-    r->case_id = pg_get(res, i, "case_id");
-    r->trigger_event_id = pg_get(res, i, "trigger_event_id");
-    r->event_type = pg_get(res, i, "event_type");
-    r->channel = pg_get(res, i, "channel");
-    r->audience = pg_get(res, i, "audience");
-    r->template_name = pg_get(res, i, "template");
-    r->case_no = pg_get(res, i, "case_no");
-    r->attempts = atoi(pg_get(res, i, "attempts"));
+    notify_row_read(res, i, r); /* the columns the pick has; "" for the others */
     snprintf(r->error, sizeof(r->error), "%s", pg_get(res, i, "last_error"));
     x->sent = strcmp(pg_get(res, i, "state"), "sent") == 0;
     x->erased = strcmp(pg_get(res, i, "erased"), "t") == 0;

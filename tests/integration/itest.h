@@ -58,6 +58,37 @@ static inline long long itest_scalar(pg_t *pg, const char *sql)
     return v;
 }
 
+/* one integer from a query with one parameter ($1), -1 if none */
+static inline long long itest_scalar1(pg_t *pg, const char *sql, const char *p1)
+{
+    const char *v[1] = {p1};
+    PGresult *res = PQexecParams(pg->conn, sql, 1, NULL, v, NULL, NULL, 0);
+    long long n = -1;
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+        n = atoll(PQgetvalue(res, 0, 0));
+    else
+        fprintf(stderr, "itest scalar failed: %s: %s\n", sql, PQresultErrorMessage(res));
+    PQclear(res);
+    return n;
+}
+
+/* a bare case row (status received, channel web) with this id, number and text */
+static inline int itest_insert_case(pg_t *pg, const char *id, const char *case_no,
+                                    const char *title, const char *body)
+{
+    const char *v[4] = {id, case_no, title, body};
+    PGresult *res = PQexecParams(pg->conn,
+                                 "INSERT INTO cases (id, case_no, access_code_hash, channel, "
+                                 "title, body, trace_id) VALUES ($1, $2, '\\x00'::bytea, 'web', "
+                                 "$3, $4, 'itest-trace')",
+                                 4, NULL, v, NULL, NULL, 0);
+    int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (!ok)
+        fprintf(stderr, "insert case: %s\n", PQresultErrorMessage(res));
+    PQclear(res);
+    return ok ? 0 : -1;
+}
+
 /* create a fresh topic (name written to out) */
 static inline int itest_topic_create(const char *prefix, int partitions, char *out, size_t n)
 {

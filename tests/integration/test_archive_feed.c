@@ -42,15 +42,7 @@ static void exec1(const char *sql, const char *p1)
 
 static long long q1(const char *sql)
 {
-    const char *v[1] = {case_id};
-    PGresult *res = PQexecParams(pg->conn, sql, 1, NULL, v, NULL, NULL, 0);
-    long long n = -1;
-    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
-        n = atoll(PQgetvalue(res, 0, 0));
-    else
-        fprintf(stderr, "%s: %s\n", sql, PQresultErrorMessage(res));
-    PQclear(res);
-    return n;
+    return itest_scalar1(pg, sql, case_id);
 }
 
 static void set_status(const char *status)
@@ -302,17 +294,7 @@ static int setup(void **state)
     snprintf(case_no, sizeof(case_no), "ITA-%.8s", case_id);
     if (pg_begin(pg, err, sizeof(err)) != 0)
         return -1;
-    const char *v[2] = {case_id, case_no};
-    PGresult *res = PQexecParams(pg->conn,
-                                 "INSERT INTO cases (id, case_no, access_code_hash, channel, "
-                                 "title, body, trace_id) VALUES ($1, $2, '\\x00'::bytea, 'web', "
-                                 "'垃圾无人清运', '张先生 138****5678', 'itest-trace')",
-                                 2, NULL, v, NULL, NULL, 0);
-    int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-    if (!ok)
-        fprintf(stderr, "insert case: %s\n", PQresultErrorMessage(res));
-    PQclear(res);
-    return ok ? 0 : -1;
+    return itest_insert_case(pg, case_id, case_no, "垃圾无人清运", "张先生 138****5678");
 }
 
 static int teardown(void **state)

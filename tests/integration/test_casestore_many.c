@@ -30,15 +30,7 @@ static char case_a[37], case_b[37];
 
 static long long q(const char *sql, const char *p1)
 {
-    const char *v[1] = {p1};
-    PGresult *res = PQexecParams(pg->conn, sql, 1, NULL, v, NULL, NULL, 0);
-    long long n = -1;
-    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
-        n = atoll(PQgetvalue(res, 0, 0));
-    else
-        fprintf(stderr, "%s: %s\n", sql, PQresultErrorMessage(res));
-    PQclear(res);
-    return n;
+    return itest_scalar1(pg, sql, p1);
 }
 
 static void failed_event(proto_env_t *pe, Kesu__V1__NotificationFailed *nf, const char *error)
@@ -164,17 +156,7 @@ static int insert_case(const char *id)
 {
     char no[48];
     snprintf(no, sizeof(no), "ITM-%.8s", id);
-    const char *v[2] = {id, no};
-    PGresult *res = PQexecParams(pg->conn,
-                                 "INSERT INTO cases (id, case_no, access_code_hash, channel, "
-                                 "title, body, trace_id) VALUES ($1, $2, '\\x00'::bytea, 'web', "
-                                 "'路灯不亮', '路灯坏了三天', 'itest-trace')",
-                                 2, NULL, v, NULL, NULL, 0);
-    int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-    if (!ok)
-        fprintf(stderr, "insert case: %s\n", PQresultErrorMessage(res));
-    PQclear(res);
-    return ok ? 0 : -1;
+    return itest_insert_case(pg, id, no, "路灯不亮", "路灯坏了三天");
 }
 
 static int setup(void **state)

@@ -339,15 +339,7 @@ static inline int wait_for(int (*cond)(const void *), const void *arg, int timeo
 
 static long long q1(const char *sql, const char *p1)
 {
-    const char *v[1] = {p1};
-    PGresult *res = PQexecParams(pg->conn, sql, 1, NULL, v, NULL, NULL, 0);
-    long long n = -1;
-    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
-        n = atoll(PQgetvalue(res, 0, 0));
-    else
-        fprintf(stderr, "query failed: %s: %s\n", sql, PQresultErrorMessage(res));
-    PQclear(res);
-    return n;
+    return itest_scalar1(pg, sql, p1);
 }
 
 static inline char *qs(const char *sql, const char *p1)
