@@ -5,7 +5,11 @@
 #   intake_p99_ms     intake answer time at KESU_BENCH_RATE (default 1000/s)
 #   assign_p99_ms     submit -> assigned at that rate
 #   classifier_per_s  the classifier's classifications/s on one core
-#   cpu_s_per_1000_cases, peak_rss_mb per service
+#   cpu_s_per_1000_cases, peak_rss_mb per service; cpu_ms_per_case of PostgreSQL,
+#   the broker and the services; wal_kb_per_case
+# It runs on a fresh database, kesu_bench (KESU_BENCH_PG: another, used as is), so
+# one run's cases do not slow the next and the demo's database stays as it was;
+# pg_stat_statements is reset there, so afterwards it shows this run's statements.
 # Settings: KESU_BENCH_COUNT (20000), KESU_BENCH_WARMUP (2000), KESU_BENCH_RATE (1000),
 # KESU_BENCH_RATE_SECONDS (20), KESU_BENCH_CONNECTIONS (64), KESU_BENCH_WRK (1: intake alone
 # under wrk at 1/16/64 connections), KESU_BENCH_INSTANCES ("classifier=3,dispatcher=3": scale
@@ -15,11 +19,21 @@
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-[[ "${1:-}" == -h || "${1:-}" == --help ]] && { sed -n '2,15p' "$0"; exit 0; }
+[[ "${1:-}" == -h || "${1:-}" == --help ]] && { sed -n '2,18p' "$0"; exit 0; }
 
 kesu_install_packages >&2
 KESU_BUILD_DIR="${KESU_BENCH_BUILD_DIR:-$KESU_ROOT/build-release}" \
   bash "$KESU_ROOT/scripts/build.sh" --release -DKESU_TESTS=OFF >&2
 bash "$KESU_ROOT/scripts/infra.sh" up >&2
-export KESU_PG KESU_KAFKA KESU_BIN_DIR="${KESU_BENCH_BUILD_DIR:-$KESU_ROOT/build-release}/bin"
+export KESU_BIN_DIR="${KESU_BENCH_BUILD_DIR:-$KESU_ROOT/build-release}/bin"
+if [[ -n "${KESU_BENCH_PG:-}" ]]; then
+  KESU_PG="$KESU_BENCH_PG"
+else
+  kesu_psql -q -c "DROP DATABASE IF EXISTS kesu_bench WITH (FORCE)" -c "CREATE DATABASE kesu_bench" >&2
+  KESU_PG="host=127.0.0.1 port=$KESU_PG_PORT dbname=kesu_bench user=postgres"
+  "$KESU_BIN_DIR/kesuctl" migrate --pg "$KESU_PG" >/dev/null
+  KESU_PG="$KESU_PG" kesu_psql -q -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" \
+    -c "SELECT pg_stat_statements_reset()" >/dev/null 2>&1 || true
+fi
+export KESU_PG KESU_KAFKA
 python3 "$KESU_ROOT/scripts/bench.py"
