@@ -25,16 +25,7 @@ static const pg_stmt_t cs_lock = {
     1};
 
 /* $4: allowed current statuses (NULL = any), $5: expected version (0 = any) */
-static const pg_stmt_t cs_bump = {
-    "cs_bump",
-    "WITH old AS (SELECT id, status AS old_status FROM cases WHERE id = $1::uuid "
-    "FOR NO KEY UPDATE) "
-    "UPDATE cases c SET status = COALESCE($2, c.status), version = c.version + $3::int, "
-    "event_seq = c.event_seq + 1, updated_at = now() FROM old WHERE c.id = old.id "
-    "AND ($4::text[] IS NULL OR old.old_status = ANY($4::text[])) "
-    "AND ($5::bigint = 0 OR c.version = $5::bigint) "
-    "RETURNING old.old_status, c.version, c.event_seq, c.status, c.case_no, c.trace_id",
-    5};
+static const pg_stmt_t cs_bump = {"cs_bump", CASESTORE_BUMP_SQL(""), 5};
 
 static const pg_stmt_t cs_write = {
     "cs_write",
@@ -159,9 +150,20 @@ static int cs_run(pg_t *pg, const casestore_change_t *ch, int change, proto_env_
 
     from = cs_array(allowed);
     snprintf(expect, sizeof(expect), "%" PRId64, change ? ch->expect_version : 0);
-    const char *bv[5] = {ch->case_id, to, (change && (to || ch->bump_version)) ? "1" : "0", from,
-                         expect};
-    res = pg_exec_stmt(pg, &cs_bump, bv, PGRES_TUPLES_OK, errstr, errstr_size);
+    const char *bv[5 + CASESTORE_BUMP_MAX_EXTRA] = {
+        ch->case_id, to, (change && (to || ch->bump_version)) ? "1" : "0", from, expect};
+    const pg_stmt_t *bump = &cs_bump;
+    if (change && ch->bump) {
+        if (ch->bump->nparams < 5 || ch->bump->nparams > 5 + CASESTORE_BUMP_MAX_EXTRA) {
+            snprintf(errstr, errstr_size, "%s: %d parameters, casestore takes 5 to %d",
+                     ch->bump->name, ch->bump->nparams, 5 + CASESTORE_BUMP_MAX_EXTRA);
+            goto out;
+        }
+        for (int k = 5; k < ch->bump->nparams; k++)
+            bv[k] = ch->bump_values[k - 5];
+        bump = ch->bump;
+    }
+    res = pg_exec_stmt(pg, bump, bv, PGRES_TUPLES_OK, errstr, errstr_size);
     if (!res)
         goto out;
     if (PQntuples(res) == 0) {

@@ -23,6 +23,24 @@ typedef enum {
     CASESTORE_ERROR = -1,    /**< database error (see pg->sqlstate) */
 } casestore_rc_t;
 
+/*
+ * The bump statement, with the caller's own columns set in the same row
+ * version: CASESTORE_BUMP_SQL(", domain = $6, urgency = $7") is the statement
+ * casestore runs ($1..$5 are casestore's, the caller's values follow from $6).
+ * Pass it as casestore_change_t.bump with its values in bump_values.
+ */
+#define CASESTORE_BUMP_SQL(extra_set)                                                              \
+    "WITH old AS (SELECT id, status AS old_status FROM cases WHERE id = $1::uuid "                \
+    "FOR NO KEY UPDATE) "                                                                          \
+    "UPDATE cases c SET status = COALESCE($2, c.status), version = c.version + $3::int, "         \
+    "event_seq = c.event_seq + 1, updated_at = now()" extra_set " FROM old WHERE c.id = old.id " \
+    "AND ($4::text[] IS NULL OR old.old_status = ANY($4::text[])) "                               \
+    "AND ($5::bigint = 0 OR c.version = $5::bigint) "                                             \
+    "RETURNING old.old_status, c.version, c.event_seq, c.status, c.case_no, c.trace_id"
+
+/** the most values a caller's bump may add */
+#define CASESTORE_BUMP_MAX_EXTRA 12
+
 typedef struct casestore_change {
     const char *case_id;      /**< required */
     const char *const *from;  /**< allowed current statuses, NULL-terminated; NULL = any */
@@ -32,6 +50,10 @@ typedef struct casestore_change {
     const char *producer;     /**< service name (outbox producer, case_events.producer) */
     const char *actor;        /**< token id or service, never a person's name */
     const char *topic;        /**< topic of the event; NULL: history row only, no outbox row */
+    /** optional: the bump with the caller's columns (CASESTORE_BUMP_SQL), so that the
+     *  case's own fields change in the same row version as its status */
+    const pg_stmt_t *bump;
+    const char *const *bump_values; /**< its values from $6 on (bump->nparams - 5 of them) */
 } casestore_change_t;
 
 typedef struct casestore_result {

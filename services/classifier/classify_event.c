@@ -2,10 +2,11 @@
  * classify_event: CaseReceived -> CaseClassified (+ duplicate link,
  * HotspotDetected on the master case).
  *
- * The classification columns are written with a guard on status =
- * 'received' before casestore_apply() moves the case: the consumer loop
+ * The case row is locked and its status checked first: the consumer loop
  * releases (does not roll back) the savepoint of a skipped message, so a
- * case that was withdrawn meanwhile must not get its columns touched.
+ * case that was withdrawn meanwhile gets nothing written. The classification
+ * columns are then written by casestore_apply()'s status change itself
+ * (CASESTORE_BUMP_SQL): one new row version, not two.
  */
 #include "classify_event.h"
 
@@ -16,14 +17,17 @@
 #include "log.h"
 #include "util.h"
 
-static const pg_stmt_t ce_update = {
-    "ce_update",
-    "UPDATE cases SET domain = $2, request_type = $3, category = $4, urgency = $5, "
-    "flags = $6::text[], confidence = $7::double precision, needs_review = $8::boolean, "
-    "classified_at = now() WHERE id = $1::uuid AND status = 'received'",
-    8};
+/* the case row, locked for the change below: only a received case is classified */
+static const pg_stmt_t ce_lock = {
+    "ce_lock", "SELECT status FROM cases WHERE id = $1::uuid FOR NO KEY UPDATE", 1};
 
-static const pg_stmt_t ce_status = {"ce_status", "SELECT status FROM cases WHERE id = $1::uuid", 1};
+/* the classification is written by the status change itself (one row version) */
+static const pg_stmt_t ce_bump = {
+    "ce_bump",
+    CASESTORE_BUMP_SQL(", domain = $6, request_type = $7, category = $8, urgency = $9, "
+                       "flags = $10::text[], confidence = $11::double precision, "
+                       "needs_review = $12::boolean, classified_at = now()"),
+    12};
 
 void classify_ctx_init(classify_ctx_t *ctx, classify_t *cls, const dedup_opts_t *dedup)
 {
@@ -103,35 +107,25 @@ kc_result_t classify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *err
             (size_t)snprintf(flags + off, sizeof(flags) - off, "%s%s", i ? "," : "", res.flags[i]);
     snprintf(flags + off, sizeof(flags) - off, "}");
     snprintf(conf, sizeof(conf), "%.4f", res.confidence);
-    const char *uv[8] = {env->case_id,
-                         res.domain,
-                         res.request_type,
-                         res.category,
-                         res.urgency,
-                         flags,
-                         conf,
+    const char *bv[7] = {res.domain, res.request_type, res.category, res.urgency, flags, conf,
                          res.needs_review ? "true" : "false"};
-    pres = pg_exec_stmt(pg, &ce_update, uv, PGRES_COMMAND_OK, errstr, errstr_size);
+    const char *lv[1] = {env->case_id};
+    pres = pg_exec_stmt(pg, &ce_lock, lv, PGRES_TUPLES_OK, errstr, errstr_size);
     if (!pres)
         return ce_db_failure(pg);
-    int updated = strcmp(PQcmdTuples(pres), "1") == 0;
-    PQclear(pres);
-    pres = NULL;
-    if (!updated) {
-        const char *sv[1] = {env->case_id};
-        pres = pg_exec_stmt(pg, &ce_status, sv, PGRES_TUPLES_OK, errstr, errstr_size);
-        if (!pres)
-            return ce_db_failure(pg);
-        if (PQntuples(pres) == 0) {
-            snprintf(errstr, errstr_size, "case %s not found", env->case_id);
-            rc = KC_POISON;
-        } else {
-            LOG_INFO("case is %s, no longer received: not classified", pg_get(pres, 0, "status"));
-            metrics_counter_add(ctx->m_skipped, 1);
-            rc = KC_SKIP;
-        }
+    if (PQntuples(pres) == 0) {
+        snprintf(errstr, errstr_size, "case %s not found", env->case_id);
+        rc = KC_POISON;
         goto out;
     }
+    if (strcmp(pg_get(pres, 0, "status"), "received") != 0) {
+        LOG_INFO("case is %s, no longer received: not classified", pg_get(pres, 0, "status"));
+        metrics_counter_add(ctx->m_skipped, 1);
+        rc = KC_SKIP;
+        goto out;
+    }
+    PQclear(pres);
+    pres = NULL;
 
     /* duplicates and hotspots compare with the open cases of the same district */
     const char *district =
@@ -167,6 +161,8 @@ kc_result_t classify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *err
         .producer = CLASSIFY_PRODUCER,
         .actor = CLASSIFY_PRODUCER,
         .topic = KAFKA_TOPIC_CLASSIFIER,
+        .bump = &ce_bump,
+        .bump_values = bv,
     };
     switch (casestore_apply(pg, &ch, &pe, NULL, errstr, errstr_size)) {
     case CASESTORE_OK:

@@ -48,14 +48,14 @@ static const pg_stmt_t de_pick_handler_wait = {
 static const pg_stmt_t de_take_load = {
     "de_take_load", "UPDATE handlers SET open_load = open_load + 1 WHERE id = $1", 1};
 
-/* load_released is true when there is nothing to give back (no handler) */
-static const pg_stmt_t de_assign = {
-    "de_assign",
-    "UPDATE cases SET department = $2, handler = $3, co_departments = $4::text[], "
-    "assigned_at = now(), dispatch_attempt = dispatch_attempt + 1, "
-    "load_released = ($3::text IS NULL), dispatch_priority = $5::boolean "
-    "WHERE id = $1::uuid RETURNING dispatch_attempt",
-    5};
+/* the assignment is written by the status change itself (one row version);
+ * load_released is true when there is nothing to give back (no handler) */
+static const pg_stmt_t de_bump = {
+    "de_bump",
+    CASESTORE_BUMP_SQL(", department = $6, handler = $7, co_departments = $8::text[], "
+                       "assigned_at = now(), dispatch_attempt = $9::integer, "
+                       "load_released = ($7::text IS NULL), dispatch_priority = $10::boolean"),
+    10};
 
 static const pg_stmt_t de_supersede = {
     "de_supersede",
@@ -162,7 +162,7 @@ typedef struct de_decision {
     int priority;
     const char *prefer_handler; /**< may be NULL */
     const char *from;           /**< status the case is in */
-    int first;                  /**< never dispatched before (dispatch_attempt 0) */
+    int attempt;                /**< dispatch_attempt before this one (0: never dispatched) */
 } de_decision_t;
 
 static int de_exec(pg_t *pg, const pg_stmt_t *st, const char *const *v, char *errstr,
@@ -187,7 +187,7 @@ static kc_result_t de_commit(dispatch_ctx_t *ctx, pg_t *pg, const Kesu__V1__Enve
 
     /* a re-dispatched case gives its previous handler's load back first (a
      * first dispatch has no handler, no load and no assignment rows yet) */
-    if (!d->first && dispatch_release_load(pg, env->case_id, errstr, errstr_size) < 0)
+    if (d->attempt > 0 && dispatch_release_load(pg, env->case_id, errstr, errstr_size) < 0)
         return de_db_failure(pg);
     const char *pv[3] = {d->department, domain, d->prefer_handler};
     res = pg_exec_stmt(pg, &de_pick_handler, pv, PGRES_TUPLES_OK, errstr, errstr_size);
@@ -213,19 +213,14 @@ static kc_result_t de_commit(dispatch_ctx_t *ctx, pg_t *pg, const Kesu__V1__Enve
         snprintf(errstr, errstr_size, "too many co-handling departments");
         return KC_POISON;
     }
-    const char *av[5] = {env->case_id, d->department, have_handler ? handler : NULL, co,
+    snprintf(attempt_s, sizeof(attempt_s), "%d", d->attempt + 1);
+    const char *bv[5] = {d->department, have_handler ? handler : NULL, co, attempt_s,
                          d->priority ? "true" : "false"};
-    res = pg_exec_stmt(pg, &de_assign, av, PGRES_TUPLES_OK, errstr, errstr_size);
-    if (!res)
-        return de_db_failure(pg);
-    snprintf(attempt_s, sizeof(attempt_s), "%s", pg_get(res, 0, "dispatch_attempt"));
-    PQclear(res);
-    res = NULL;
 
     /* 主办 and 协办 rows of this attempt; the earlier attempt's are superseded */
     snprintf(ver, sizeof(ver), "%lld", (long long)ctx->cat_version);
     const char *sv[1] = {env->case_id};
-    if (!d->first && de_exec(pg, &de_supersede, sv, errstr, errstr_size) != 0)
+    if (d->attempt > 0 && de_exec(pg, &de_supersede, sv, errstr, errstr_size) != 0)
         return de_db_failure(pg);
     for (size_t i = 0; i <= d->nco; i++) {
         const char *dept = i == 0 ? d->department : d->co[i - 1];
@@ -257,6 +252,8 @@ static kc_result_t de_commit(dispatch_ctx_t *ctx, pg_t *pg, const Kesu__V1__Enve
         .producer = DISPATCH_PRODUCER,
         .actor = DISPATCH_PRODUCER,
         .topic = KAFKA_TOPIC_DISPATCHER,
+        .bump = &de_bump,
+        .bump_values = bv,
     };
     switch (casestore_apply(pg, &ch, &pe, NULL, errstr, errstr_size)) {
     case CASESTORE_OK:
@@ -351,7 +348,7 @@ static kc_result_t de_dispatch(dispatch_ctx_t *ctx, pg_t *pg, const Kesu__V1__En
         rc = KC_SKIP;
         goto out;
     }
-    d.first = strcmp(pg_get(res, 0, "dispatch_attempt"), "0") == 0;
+    d.attempt = atoi(pg_get(res, 0, "dispatch_attempt"));
     snprintf(prev_dept, sizeof(prev_dept), "%s", pg_get(res, 0, "department"));
     snprintf(prev_handler, sizeof(prev_handler), "%s", pg_get(res, 0, "handler"));
     dispatch_input_t in = {
