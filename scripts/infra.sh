@@ -150,10 +150,25 @@ pg_up() {
     fi
     pg_write_config
     log_info "starting (log: $PG_LOGFILE)"
-    if ! pg_as "$KESU_PG_BIN/pg_ctl" start -D "$PG_DATA" -l "$PG_LOGFILE" -w -t 60 >/dev/null; then
+    local try from
+    # up to ~75 s: a closed connection keeps its port in TIME_WAIT for 60 s
+    for try in $(seq 1 38); do
+      from=0
+      [[ -f "$PG_LOGFILE" ]] && from="$(stat -c %s "$PG_LOGFILE")"
+      pg_as "$KESU_PG_BIN/pg_ctl" start -D "$PG_DATA" -l "$PG_LOGFILE" -w -t 60 >/dev/null && break
+      # the port is inside the kernel's ephemeral range: an outgoing connection
+      # of any program can hold it (and, once closed, keep it in TIME_WAIT for
+      # up to 60 s); that passes
+      if (( try < 38 )) && tail -c +"$((from + 1))" "$PG_LOGFILE" 2>/dev/null |
+           grep -q 'Address already in use'; then
+        (( try == 1 )) &&
+          log_info "port $KESU_PG_PORT is held by another (outgoing) socket; trying again every 2 s"
+        sleep 2
+        continue
+      fi
       tail -n 20 "$PG_LOGFILE" >&2 || true
       die "PostgreSQL did not start; see $PG_LOGFILE"
-    fi
+    done
     pg_ready || die "PostgreSQL started but does not answer on 127.0.0.1:$KESU_PG_PORT; see $PG_LOGFILE"
     log_info "started (pid $(pg_pid))"
   fi
@@ -320,22 +335,37 @@ kafka_up() {
              "-Dlog4j.configuration=file:$KAFKA_DIR/log4j.properties"
              "-Dkafka.logs.dir=$KAFKA_DIR"
              -cp "$KESU_BROKER_LIBS/*" kafka.Kafka "$KAFKA_PROPS")
-  local from=0
-  [[ -f "$KAFKA_LOG" ]] && from="$(stat -c %s "$KAFKA_LOG")"
+  local from=0 try deadline ready=""
   log_info "starting (log: $KAFKA_LOG)"
-  # setsid: own session, so the broker outlives this shell and its terminal.
-  (cd "$KAFKA_DIR" && exec setsid nohup "${cmd[@]}" >>"$KAFKA_DIR/kafka.out" 2>&1 </dev/null) &
-  pid=$!
-  printf '%s\n' "$pid" >"$KAFKA_PID_FILE"
+  local out_from
+  for try in $(seq 1 38); do # up to ~75 s, as for PostgreSQL
+    from=0 out_from=0
+    [[ -f "$KAFKA_LOG" ]] && from="$(stat -c %s "$KAFKA_LOG")"
+    [[ -f "$KAFKA_DIR/kafka.out" ]] && out_from="$(stat -c %s "$KAFKA_DIR/kafka.out")"
+    # setsid: own session, so the broker outlives this shell and its terminal.
+    (cd "$KAFKA_DIR" && exec setsid nohup "${cmd[@]}" >>"$KAFKA_DIR/kafka.out" 2>&1 </dev/null) &
+    pid=$!
+    printf '%s\n' "$pid" >"$KAFKA_PID_FILE"
 
-  local deadline=$(( $(date +%s) + 60 )) ready=""
-  while (( $(date +%s) < deadline )); do
-    if ! kill -0 "$pid" 2>/dev/null; then break; fi
-    if tcp_open 127.0.0.1 "$KESU_BROKER_PORT" &&
-       tail -c +"$((from + 1))" "$KAFKA_LOG" 2>/dev/null | grep -q 'Kafka Server started'; then
-      ready=1; break
+    deadline=$(( $(date +%s) + 60 ))
+    while (( $(date +%s) < deadline )); do
+      if ! kill -0 "$pid" 2>/dev/null; then break; fi
+      if tcp_open 127.0.0.1 "$KESU_BROKER_PORT" &&
+         tail -c +"$((from + 1))" "$KAFKA_LOG" 2>/dev/null | grep -q 'Kafka Server started'; then
+        ready=1; break
+      fi
+      sleep 0.3
+    done
+    [[ -n "$ready" ]] && break
+    # as for PostgreSQL: a port in the ephemeral range may be held for a moment
+    if (( try < 38 )) && ! kill -0 "$pid" 2>/dev/null &&
+       { tail -c +"$((from + 1))" "$KAFKA_LOG"; tail -c +"$((out_from + 1))" "$KAFKA_DIR/kafka.out"; } \
+         2>/dev/null | grep -q 'Address already in use'; then
+      (( try == 1 )) && log_info "a broker port is held by another (outgoing) socket; trying again every 2 s"
+      sleep 2
+      continue
     fi
-    sleep 0.3
+    break
   done
   if [[ -z "$ready" ]]; then
     {
