@@ -26,7 +26,6 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
-import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                 "scripts"))
@@ -132,7 +131,7 @@ def run(stack, tmp):
     day0 = base0["satisfaction"][-1]
 
     # --- known cases -----------------------------------------------------------------
-    tag = uuid.uuid4().hex[:8]
+    tag = kc.unique_tag()
     msgs = kc.load_messages(4, 0)[:4]
     cases = []
     emergency = {"channel": "web", "title": EMERGENCY_TITLE, "external_ref": "e2e-con-%s-e" % tag,

@@ -76,7 +76,7 @@ def run(stack):
     sup = kc.token("supervisor", label="e2e-kesuctl-supervisor")
     other = kc.token("handler", department="e2e-nobody-%s" % uuid.uuid4().hex[:6],
                      label="e2e-kesuctl-other")
-    tag = uuid.uuid4().hex[:8]
+    tag = kc.unique_tag()
 
     # --- --help on every subcommand ------------------------------------------------
     for sub in (["submit"], ["case", "show"], ["case", "list"]):
