@@ -100,6 +100,22 @@ out:
     return rc;
 }
 
+/* what an event writes: its payload as JSON (the history summary), its
+ * headers, and - with a topic - the packed envelope for the outbox row */
+static void cs_encode(proto_env_t *pe, const char *topic, char **summary, char **hdrs,
+                      uint8_t **packed, size_t *plen)
+{
+    const ProtobufCMessage *payload = proto_env_payload(&pe->env);
+    json_t *js = payload ? proto_to_json(payload) : json_object();
+    *summary = json_dumps(js, JSON_COMPACT);
+    json_decref(js);
+    json_t *h = proto_env_headers(&pe->env);
+    *hdrs = json_dumps(h, JSON_COMPACT);
+    json_decref(h);
+    *plen = 0;
+    *packed = topic ? proto_env_pack(&pe->env, plen) : NULL;
+}
+
 static int cs_run(pg_t *pg, const casestore_change_t *ch, int change, proto_env_t *pe,
                   casestore_result_t *out, char *errstr, size_t errstr_size)
 {
@@ -182,18 +198,8 @@ static int cs_run(pg_t *pg, const casestore_change_t *ch, int change, proto_env_
 
     pe->env.case_version = out->version;
     pe->env.case_seq = out->seq;
-    {
-        const ProtobufCMessage *payload = proto_env_payload(&pe->env);
-        json_t *js = payload ? proto_to_json(payload) : json_object();
-        summary = json_dumps(js, JSON_COMPACT);
-        json_decref(js);
-        json_t *h = proto_env_headers(&pe->env);
-        hdrs = json_dumps(h, JSON_COMPACT);
-        json_decref(h);
-    }
     size_t plen = 0;
-    if (ch->topic)
-        packed = proto_env_pack(&pe->env, &plen);
+    cs_encode(pe, ch->topic, &summary, &hdrs, &packed, &plen);
     char seq[24], ver[24], at[32];
     snprintf(seq, sizeof(seq), "%" PRId64, out->seq);
     snprintf(ver, sizeof(ver), "%" PRId64, out->version);
@@ -327,15 +333,10 @@ int casestore_append_many(pg_t *pg, casestore_event_t *ev, size_t n, char *errst
                            pg_get(res, rows[i], "trace_id"));
         pe->env.case_version = ev[i].out.version;
         pe->env.case_seq = ev[i].out.seq;
-        const ProtobufCMessage *payload = proto_env_payload(&pe->env);
-        json_t *js = payload ? proto_to_json(payload) : json_object();
-        char *summary = json_dumps(js, JSON_COMPACT);
-        json_decref(js);
-        json_t *h = proto_env_headers(&pe->env);
-        char *hdrs = json_dumps(h, JSON_COMPACT);
-        json_decref(h);
+        char *summary, *hdrs;
+        uint8_t *packed;
         size_t plen = 0;
-        uint8_t *packed = ev[i].topic ? proto_env_pack(&pe->env, &plen) : NULL;
+        cs_encode(pe, ev[i].topic, &summary, &hdrs, &packed, &plen);
         snprintf(seq, sizeof(seq), "%" PRId64, ev[i].out.seq);
         snprintf(ver, sizeof(ver), "%" PRId64, ev[i].out.version);
         snprintf(at, sizeof(at), "%" PRId64, pe->env.occurred_at_ms);

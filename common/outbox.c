@@ -54,20 +54,49 @@ static const pg_stmt_t outbox_failed = {
 static const pg_stmt_t outbox_count = {
     "outbox_count", "SELECT count(*) AS n FROM outbox WHERE producer = $1", 1};
 
-int outbox_append(pg_t *pg, const char *producer, const char *topic, const char *key,
-                  const void *payload, size_t len, json_t *headers, char *errstr,
-                  size_t errstr_size)
+
+
+/* the row itself; hjson NULL: no headers */
+static int outbox_insert_row(pg_t *pg, const char *producer, const char *topic, const char *key,
+                             const void *payload, size_t len, const char *hjson, char *errstr,
+                             size_t errstr_size)
 {
-    char *hjson = headers ? json_dumps(headers, JSON_COMPACT) : NULL;
     const char *values[5] = {producer, topic, key ? key : "", payload, hjson ? hjson : "{}"};
     int lengths[5] = {0, 0, 0, (int)len, 0};
     int formats[5] = {0, 0, 0, 1, 0};
     PGresult *res = pg_exec_stmt_bin(pg, &outbox_insert, values, lengths, formats, 0,
                                      PGRES_COMMAND_OK, errstr, errstr_size);
-    free(hjson);
     if (!res)
         return -1;
     PQclear(res);
+    return 0;
+}
+
+int outbox_append(pg_t *pg, const char *producer, const char *topic, const char *key,
+                  const void *payload, size_t len, json_t *headers, char *errstr,
+                  size_t errstr_size)
+{
+    char *hjson = headers ? json_dumps(headers, JSON_COMPACT) : NULL;
+    int rc = outbox_insert_row(pg, producer, topic, key, payload, len, hjson, errstr, errstr_size);
+    free(hjson);
+    return rc;
+}
+
+int outbox_env_encode(const Kesu__V1__Envelope *env, uint8_t **buf, size_t *len, char **hjson,
+                      char *errstr, size_t errstr_size)
+{
+    json_t *h = proto_env_headers(env);
+    *buf = proto_env_pack(env, len);
+    *hjson = h ? json_dumps(h, JSON_COMPACT) : NULL;
+    json_decref(h);
+    if (!*buf || !*hjson) {
+        free(*buf);
+        free(*hjson);
+        *buf = NULL;
+        *hjson = NULL;
+        snprintf(errstr, errstr_size, "out of memory packing an envelope");
+        return -1;
+    }
     return 0;
 }
 
@@ -75,16 +104,13 @@ int outbox_append_env(pg_t *pg, const char *producer, const char *topic,
                       const Kesu__V1__Envelope *env, char *errstr, size_t errstr_size)
 {
     size_t len;
-    uint8_t *buf = proto_env_pack(env, &len);
-    json_t *h = proto_env_headers(env);
-    int rc = -1;
-    if (!buf || !h) {
-        snprintf(errstr, errstr_size, "out of memory packing an envelope");
-        goto out;
-    }
-    rc = outbox_append(pg, producer, topic, env->case_id, buf, len, h, errstr, errstr_size);
-out:
-    json_decref(h);
+    uint8_t *buf;
+    char *hjson;
+    if (outbox_env_encode(env, &buf, &len, &hjson, errstr, errstr_size) != 0)
+        return -1;
+    int rc = outbox_insert_row(pg, producer, topic, env->case_id, buf, len, hjson, errstr,
+                               errstr_size);
+    free(hjson);
     free(buf);
     return rc;
 }

@@ -34,6 +34,15 @@ int outbox_append(pg_t *pg, const char *producer, const char *topic, const char 
                   const void *payload, size_t len, json_t *headers, char *errstr,
                   size_t errstr_size);
 
+/**
+ * @brief An envelope as an outbox row carries it: packed (buf, len) and its
+ *        headers as JSON text (hjson); both to free(). For statements that
+ *        write the outbox row themselves (the archiver's fast path).
+ * @returns 0, or -1 (out of memory, errstr).
+ */
+int outbox_env_encode(const Kesu__V1__Envelope *env, uint8_t **buf, size_t *len, char **hjson,
+                      char *errstr, size_t errstr_size);
+
 /** @brief Pack an envelope and append it, keyed by case id, with its headers. */
 int outbox_append_env(pg_t *pg, const char *producer, const char *topic,
                       const Kesu__V1__Envelope *env, char *errstr, size_t errstr_size);

@@ -241,13 +241,10 @@ static int archive_fast(archive_t *ar, pg_t *pg, const Kesu__V1__Envelope *env, 
     size_t len;
     char seq[24];
     int rc = -1;
-    char *hjson = NULL;
-    uint8_t *buf = proto_env_pack(env, &len);
-    json_t *h = proto_env_headers(env);
-    if (!buf || !h || !(hjson = json_dumps(h, JSON_COMPACT))) {
-        snprintf(errstr, errstr_size, "out of memory packing an envelope");
-        goto out;
-    }
+    char *hjson;
+    uint8_t *buf;
+    if (outbox_env_encode(env, &buf, &len, &hjson, errstr, errstr_size) != 0)
+        return -1;
     snprintf(seq, sizeof(seq), "%" PRId64, env->case_seq);
     const char *v[5] = {env->case_id, seq, KAFKA_TOPIC_PUBLIC, (const char *)buf, hjson};
     int lengths[5] = {0, 0, 0, (int)len, 0};
@@ -264,7 +261,6 @@ static int archive_fast(archive_t *ar, pg_t *pg, const Kesu__V1__Envelope *env, 
             rc = -1;
     }
 out:
-    json_decref(h);
     free(hjson);
     free(buf);
     return rc;

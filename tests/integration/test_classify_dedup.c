@@ -69,14 +69,7 @@ static kc_result_t receive(const char *title, const char *body, const char *dist
     char err[1024], case_no[40];
     util_uuid(case_id);
     snprintf(case_no, sizeof(case_no), "IT-%.12s", case_id);
-    const char *v[4] = {case_id, case_no, title, body};
-    PGresult *res = PQexecParams(pg->conn,
-                                 "INSERT INTO cases (id, case_no, access_code_hash, channel, "
-                                 "title, body, trace_id) VALUES ($1, $2, '\\x00'::bytea, 'web', "
-                                 "$3, $4, 'itest-trace')",
-                                 4, NULL, v, NULL, NULL, 0);
-    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
-    PQclear(res);
+    assert_int_equal(itest_insert_case(pg, case_id, case_no, title, body), 0);
 
     Kesu__V1__CaseReceived cr = KESU__V1__CASE_RECEIVED__INIT;
     Kesu__V1__Location loc = KESU__V1__LOCATION__INIT;
