@@ -54,17 +54,16 @@ static const pg_stmt_t as_resolved = {
     "department = CASE WHEN $4 = '' THEN department ELSE $4 END WHERE case_id = $1::uuid",
     4};
 
-/* on time = resolved no later than the resolve timer's due (按时办结); a
- * reopened case has a timer per cycle: the latest one judges the last
- * resolution (with extensions and pauses already in its due_at) */
+/* on time = resolved no later than the resolve timer's due (按时办结);
+ * kesu_resolve_due (migration 0014) picks the timer that judges the last
+ * resolution. Without a timer yet (the SLA monitor reads CaseAssigned from
+ * another topic and may be behind) on_time stays NULL and kesu_stats judges
+ * the case when it reads, from the timer recorded since */
 static const pg_stmt_t as_closed = {
     "as_closed",
     "UPDATE case_stats s SET closed_at = to_timestamp($2::double precision / 1000), "
-    "resolve_due_at = t.due_at, on_time = CASE WHEN t.due_at IS NULL OR s.resolved_at IS NULL "
-    "THEN NULL ELSE s.resolved_at <= t.due_at END "
-    "FROM (SELECT (SELECT due_at FROM sla_timers WHERE case_id = $1::uuid AND kind = 'resolve' "
-    "              ORDER BY started_at DESC, id DESC LIMIT 1) AS due_at) t "
-    "WHERE s.case_id = $1::uuid",
+    "resolve_due_at = t.due_at, on_time = s.resolved_at <= t.due_at "
+    "FROM (SELECT kesu_resolve_due($1::uuid) AS due_at) t WHERE s.case_id = $1::uuid",
     2};
 
 /* complainants whose every case ended more than $1 days ago */

@@ -13,6 +13,7 @@
  *         (returned once; resolved 03-04 10:00, feedback 2 -> reopened, resolved again)
  *   3     A     phone    03-03 08:00     03-03 18:00 (10) 03-04 08:00     -         03-10 09:00
  *   4     B     phone    03-04 09:00     03-04 11:00 (2)  no timer        3         03-04 12:00
+ *         (until the last test records one after the close: 03-04 12:00, on time)
  *   5     B     web      03-05 00:30 (= 03-04 16:30 UTC)  open
  *
  * 03-01..03-05 by department:
@@ -161,9 +162,11 @@ static void closed(const scase_t *c, int64_t at)
     ev(c, at, KESU__V1__ENVELOPE__PAYLOAD_CASE_CLOSED, &m.base);
 }
 
+static scase_t set_cases[5];
+
 static void build_data_set(void)
 {
-    scase_t c[5];
+    scase_t *c = set_cases;
     for (int i = 0; i < 5; i++)
         make(&c[i], i + 1, i < 3 ? dept_a : dept_b);
 
@@ -415,6 +418,35 @@ static void test_handler_sees_own_department(void **state)
     assert_int_equal(archived, 1);
 }
 
+/* the SLA monitor records case 4's resolve timer after the archiver closed
+ * the case (it was behind on the dispatcher's topic): kesu_stats judges the
+ * case from that timer when it reads; the stored judgement stays NULL */
+static void test_timer_recorded_after_close(void **state)
+{
+    (void)state;
+    char sql[256];
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM case_stats WHERE case_id = '%s' "
+             "AND closed_at IS NOT NULL AND on_time IS NULL", set_cases[3].id);
+    assert_int_equal(itest_scalar(pg, sql), 1);
+    resolve_due(&set_cases[3], AT(4, 12, 0));
+    PGresult *res = stats("2031-03-01", "2031-03-05", "{department}");
+    assert_int_equal(PQntuples(res), 2);
+    want(res, 1, "department", dept_b);
+    want(res, 1, "closed", "1");
+    want(res, 1, "on_time", "1");
+    want(res, 1, "on_time_rate", "1.0000");
+    want(res, 0, "on_time_rate", "0.5000"); /* A's stored judgements unchanged */
+    PQclear(res);
+    /* a timer due before the resolution judges it late */
+    snprintf(sql, sizeof(sql), "UPDATE sla_timers SET due_at = due_at - interval '2 hours' "
+             "WHERE case_id = '%s'", set_cases[3].id);
+    assert_int_equal(itest_sql(pg, sql), 0);
+    res = stats("2031-03-01", "2031-03-05", "{department}");
+    want(res, 1, "on_time", "0");
+    want(res, 1, "on_time_rate", "0.0000");
+    PQclear(res);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -460,6 +492,7 @@ int main(void)
         cmocka_unit_test(test_csv),
         cmocka_unit_test(test_replay_changes_nothing),
         cmocka_unit_test(test_handler_sees_own_department),
+        cmocka_unit_test(test_timer_recorded_after_close), /* last: adds a timer */
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
