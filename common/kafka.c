@@ -394,34 +394,57 @@ fail:
 int kc_apply_batch(pg_t *pg, const kafka_consumer_opts_t *o, rd_kafka_message_t **msgs, size_t n,
                    kc_outcome_t *outcomes, char *errstr, size_t errstr_size)
 {
+    /* the wanted events (and the undecodable, for the DLQ) are applied;
+     * at[j] is where the j-th of them sits in the batch */
     Kesu__V1__Envelope **envs = calloc(n ? n : 1, sizeof(*envs));
     char **whys = calloc(n ? n : 1, sizeof(*whys));
+    size_t *at = calloc(n ? n : 1, sizeof(*at));
+    rd_kafka_message_t **keep = calloc(n ? n : 1, sizeof(*keep));
+    kc_outcome_t *kept = calloc(n ? n : 1, sizeof(*kept));
+    size_t k = 0;
     int rc = -1;
-    if (!envs || !whys) {
+    if (!envs || !whys || !at || !keep || !kept) {
         snprintf(errstr, errstr_size, "out of memory");
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
         char why[512];
-        envs[i] = proto_env_unpack(msgs[i]->payload, msgs[i]->len, why, sizeof(why));
-        if (!envs[i])
-            whys[i] = strdup(why);
+        Kesu__V1__Envelope *env =
+            proto_env_unpack(msgs[i]->payload, msgs[i]->len, why, sizeof(why));
+        if (env && o->wants && !o->wants(o->opaque, env)) {
+            kesu__v1__envelope__free_unpacked(env, NULL);
+            outcomes[i] = KC_IGNORED;
+            continue;
+        }
+        envs[k] = env;
+        whys[k] = env ? NULL : strdup(why);
+        keep[k] = msgs[i];
+        at[k++] = i;
     }
-    if (pg_ensure(pg, errstr, errstr_size) != 0)
+    rc = 0;
+    if (!k)
+        goto out; /* nothing for this stage: no transaction */
+    if (pg_ensure(pg, errstr, errstr_size) != 0) {
+        rc = -1;
         goto out;
-    rc = kc_apply(pg, o, msgs, envs, (const char *const *)whys, n, 0, outcomes, errstr,
-                  errstr_size);
+    }
+    rc = kc_apply(pg, o, keep, envs, (const char *const *)whys, k, 0, kept, errstr, errstr_size);
     if (rc == 1)
-        rc = kc_apply(pg, o, msgs, envs, (const char *const *)whys, n, 1, outcomes, errstr,
+        rc = kc_apply(pg, o, keep, envs, (const char *const *)whys, k, 1, kept, errstr,
                       errstr_size);
+    for (size_t j = 0; j < k; j++)
+        outcomes[at[j]] = kept[j];
 out:
-    for (size_t i = 0; envs && whys && i < n; i++) {
+    for (size_t i = 0; envs && whys && i < k; i++) {
         if (envs[i])
             kesu__v1__envelope__free_unpacked(envs[i], NULL);
         free(whys[i]);
     }
     free(envs);
     free(whys);
+    free(at);
+    free(keep);
+    free(kept);
     return rc;
 }
 
@@ -516,6 +539,8 @@ int kafka_consumer_run(const config_t *cfg, pg_t *pg, const kafka_consumer_opts_
     metrics_counter_t *m_in = metrics_counter("kesu_events_in_total", "Events consumed", NULL);
     metrics_counter_t *m_dup =
         metrics_counter("kesu_events_duplicate_total", "Redelivered events ignored", NULL);
+    metrics_counter_t *m_ign = metrics_counter(
+        "kesu_events_ignored_total", "Events of types this stage does not act on", NULL);
     metrics_counter_t *m_err =
         metrics_counter("kesu_batch_failures_total", "Batches rolled back for a retry", NULL);
     metrics_histogram_t *m_lat = metrics_histogram(
@@ -703,11 +728,18 @@ int kafka_consumer_run(const config_t *cfg, pg_t *pg, const kafka_consumer_opts_
             retry_delay = retry_delay * 2 > KC_RETRY_MAX_MS ? KC_RETRY_MAX_MS : retry_delay * 2;
             continue;
         }
-    committed:
+    committed:;
+        size_t ignored = 0;
+        for (size_t i = 0; i < nbatch; i++)
+            ignored += outcomes[i] == KC_IGNORED;
+        int wrote = ignored < nbatch; /* 0: no transaction was opened */
 #ifdef KESU_FAULT_INJECTION
-        kc_fault_after_commit();
+        if (wrote)
+            kc_fault_after_commit();
 #endif
-        metrics_histogram_observe(m_lat, (double)(util_mono_ms() - t0) / 1000.0);
+        if (wrote)
+            metrics_histogram_observe(m_lat, (double)(util_mono_ms() - t0) / 1000.0);
+        metrics_counter_add(m_ign, ignored);
         for (size_t i = 0; i < nbatch; i++) {
             rd_kafka_offset_store(batch[i]->rkt, batch[i]->partition, batch[i]->offset);
             if (outcomes[i] == KC_DUPLICATE)
@@ -724,7 +756,7 @@ int kafka_consumer_run(const config_t *cfg, pg_t *pg, const kafka_consumer_opts_
         retry_delay = KC_RETRY_MIN_MS;
         if (o->ready)
             atomic_store(o->ready, 1);
-        if (o->after_commit)
+        if (o->after_commit && wrote)
             o->after_commit(o->after_commit_arg);
     }
     rc = 0;

@@ -98,6 +98,17 @@ typedef struct kc_msg {
 typedef kc_result_t (*kc_handler_fn)(void *opaque, pg_t *pg, const kc_msg_t *m, char *errstr,
                                      size_t errstr_size);
 
+/**
+ * Whether the handler acts on an event at all. An event it does not want is
+ * neither claimed in the inbox nor handed to the handler, and a batch of only
+ * such events opens no transaction: a stage reads whole topics but most of
+ * their event types are not its business (the SLA monitor and the
+ * notifier's NotificationSent). It must be exact: for every event it
+ * rejects, the handler would return KC_SKIP without touching the database
+ * (tests/unit/test_consumer_wants.c checks each service). NULL: every event.
+ */
+typedef int (*kc_wants_fn)(void *opaque, const Kesu__V1__Envelope *env);
+
 /** Housekeeping between polls (timer scans, retries); own transactions allowed. */
 typedef void (*kc_tick_fn)(void *opaque, pg_t *pg);
 
@@ -108,6 +119,7 @@ typedef struct kafka_consumer_opts {
     int batch_max;                /**< messages per transaction */
     int batch_ms;                 /**< max wait to fill a batch */
     kc_handler_fn handler;        /**< required */
+    kc_wants_fn wants;            /**< the events handler acts on; NULL: all */
     kc_tick_fn tick;              /**< may be NULL */
     int tick_ms;                  /**< tick period */
     void *opaque;                 /**< passed to handler and tick */
@@ -123,6 +135,7 @@ typedef enum {
     KC_DUPLICATE = 1,
     KC_SKIPPED = 2,
     KC_DEAD = 3,
+    KC_IGNORED = 4, /**< not wanted (kc_wants_fn): no inbox row, no handler */
 } kc_outcome_t;
 
 /**

@@ -147,7 +147,7 @@ static void service_after_commit(void *opaque)
 }
 
 int service_consume(service_t *svc, const char *const *topics, kc_handler_fn handler,
-                    kc_tick_fn tick, int tick_ms, void *opaque)
+                    kc_wants_fn wants, kc_tick_fn tick, int tick_ms, void *opaque)
 {
     char errstr[512], group[128];
     if (svc->group && *svc->group)
@@ -161,6 +161,7 @@ int service_consume(service_t *svc, const char *const *topics, kc_handler_fn han
         .batch_max = svc->batch_max,
         .batch_ms = svc->batch_ms,
         .handler = handler,
+        .wants = wants,
         .tick = tick,
         .tick_ms = tick_ms > 0 ? tick_ms : 1000,
         .opaque = opaque,

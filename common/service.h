@@ -58,7 +58,7 @@ int service_start(service_t *svc);
 
 /** @brief Run the consumer loop on topics until a signal. @returns 0 or -1. */
 int service_consume(service_t *svc, const char *const *topics, kc_handler_fn handler,
-                    kc_tick_fn tick, int tick_ms, void *opaque);
+                    kc_wants_fn wants, kc_tick_fn tick, int tick_ms, void *opaque);
 
 /** @brief Wake the relay (after a commit that wrote outbox rows). */
 void service_wake_relay(service_t *svc);

@@ -74,7 +74,7 @@ int main(int argc, char **argv)
         calendar_free(cal);
         return 1;
     }
-    rc = service_consume(&svc, topics, archive_handle, archive_tick, scan_ms, &ar);
+    rc = service_consume(&svc, topics, archive_handle, NULL, archive_tick, scan_ms, &ar);
     int code = service_stop(&svc);
     calendar_free(cal);
     return rc != 0 ? 1 : code;

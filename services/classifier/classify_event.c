@@ -83,6 +83,12 @@ static kc_result_t ce_db_failure(pg_t *pg)
     return pg_failure_transient(pg) ? KC_RETRY : KC_POISON;
 }
 
+int classify_wants(void *opaque, const Kesu__V1__Envelope *env)
+{
+    (void)opaque;
+    return env->payload_case == KESU__V1__ENVELOPE__PAYLOAD_CASE_RECEIVED;
+}
+
 kc_result_t classify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errstr,
                             size_t errstr_size)
 {
@@ -95,7 +101,7 @@ kc_result_t classify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *err
     char flags[256], conf[32];
     size_t off = 0;
 
-    if (env->payload_case != KESU__V1__ENVELOPE__PAYLOAD_CASE_RECEIVED)
+    if (!classify_wants(opaque, env))
         return KC_SKIP;
     cr = env->case_received;
     classify_text(ctx->cls, cr->title, cr->body, &res);

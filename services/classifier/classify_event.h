@@ -49,4 +49,7 @@ void classify_ctx_free(classify_ctx_t *ctx);
 kc_result_t classify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errstr,
                             size_t errstr_size);
 
+/** @brief kc_wants_fn: CaseReceived only (the handler's first test). */
+int classify_wants(void *opaque, const Kesu__V1__Envelope *env);
+
 #endif

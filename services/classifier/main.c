@@ -149,7 +149,8 @@ int main(int argc, char **argv)
         classify_ctx_free(&ctx);
         return 1;
     }
-    rc = service_consume(&svc, topics, classify_handle, classifier_tick, 200, &ctx);
+    rc = service_consume(&svc, topics, classify_handle, classify_wants, classifier_tick, 200,
+                         &ctx);
     int code = service_stop(&svc);
     classify_ctx_free(&ctx);
     return rc != 0 ? 1 : code;

@@ -454,6 +454,24 @@ out:
     return rc;
 }
 
+int dispatch_wants(void *opaque, const Kesu__V1__Envelope *env)
+{
+    (void)opaque;
+    switch (env->payload_case) {
+    case KESU__V1__ENVELOPE__PAYLOAD_CASE_CLASSIFIED:
+    case KESU__V1__ENVELOPE__PAYLOAD_CASE_RETURNED:
+    case KESU__V1__ENVELOPE__PAYLOAD_CASE_REOPENED:
+    case KESU__V1__ENVELOPE__PAYLOAD_CASE_RESOLVED:
+    case KESU__V1__ENVELOPE__PAYLOAD_CASE_CLOSED:
+    case KESU__V1__ENVELOPE__PAYLOAD_CASE_WITHDRAWN:
+    case KESU__V1__ENVELOPE__PAYLOAD_CASE_REJECTED:
+    case KESU__V1__ENVELOPE__PAYLOAD_CASE_MERGED:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 kc_result_t dispatch_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errstr,
                             size_t errstr_size)
 {

@@ -62,6 +62,9 @@ void dispatch_ctx_free(dispatch_ctx_t *ctx);
 kc_result_t dispatch_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errstr,
                             size_t errstr_size);
 
+/** @brief kc_wants_fn: the event types dispatch_handle acts on. */
+int dispatch_wants(void *opaque, const Kesu__V1__Envelope *env);
+
 /**
  * @brief Swap in the newest catalogue version of PostgreSQL if it is newer
  *        than the one in use (checked again before use; a bad one is logged

@@ -90,7 +90,8 @@ int main(int argc, char **argv)
         dispatch_codes_free(domains);
         return 1;
     }
-    rc = service_consume(&svc, topics, dispatch_handle, dispatch_tick, reload_ms, &ctx);
+    rc = service_consume(&svc, topics, dispatch_handle, dispatch_wants, dispatch_tick, reload_ms,
+                         &ctx);
     int code = service_stop(&svc);
     dispatch_ctx_free(&ctx);
     dispatch_catalogue_free(cat);

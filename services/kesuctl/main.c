@@ -102,7 +102,7 @@ int main(int argc, char **argv)
         {"timeout_ms", CONFIG_INT, &k.timeout_ms, "0", "events tail: stop when idle this long",
          0},
         {"templates", CONFIG_STR, &k.templates, "deploy/config/notifier.json",
-         "template render: the notifier's template index", 0},
+         "the notifier's template index (template render; verify: which events it acts on)", 0},
         {"event", CONFIG_STR, &k.event, NULL, "template render: event type", 0},
         {"audience", CONFIG_STR, &k.audience, NULL, "template render: audience", 0},
         {"lang", CONFIG_STR, &k.lang, NULL, "template render: language (default zh-CN)", 0},

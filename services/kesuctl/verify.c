@@ -7,8 +7,9 @@
  *                  event (status, version, event_seq)
  *   outbox         no row is left (of this topic prefix): relays drained
  *   inbox          every event a consumer group subscribes to (by its
- *                  producer) is in that group's inbox: applied, exactly once
- *                  (the inbox key is (consumer, event id))
+ *                  producer) and wants (the stage's own kc_wants_fn: the
+ *                  types it acts on) is in that group's inbox: applied,
+ *                  exactly once (the inbox key is (consumer, event id))
  *   notifications  at most one per trigger event, channel and audience
  *   feed           kesu.public.v1 carries every history event of every case
  *                  once, in seq order, on one partition, with the history's
@@ -26,8 +27,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "classify_event.h"
+#include "dispatch_event.h"
 #include "kafka.h"
 #include "kesuctl.h"
+#include "notify.h"
+#include "proto.h"
+#include "sla_timers.h"
 #include "pg.h"
 #include "proto.h"
 #include "util.h"
@@ -97,17 +103,34 @@ static const pg_stmt_t verify_feed_history = {
     1};
 
 /* Which producers' events each consumer group reads: the subscriptions in
- * services/<name>/main.c, by the producer that owns each topic. */
+ * services/<name>/main.c, by the producer that owns each topic; and which of
+ * them it acts on, by the function its consumer loop asks (NULL: all). The
+ * notifier's depends on its templates (--templates). */
+static notify_t verify_nt;
+
 static const struct {
     const char *group;
     const char *producers;
+    kc_wants_fn wants;
+    void *ctx;
 } verify_groups[] = {
-    {"kesu-classifier", "{intake}"},
-    {"kesu-dispatcher", "{classifier,intake}"},
-    {"kesu-sla-monitor", "{dispatcher,intake,notifier}"},
-    {"kesu-notifier", "{intake,classifier,dispatcher,sla-monitor}"},
-    {"kesu-archiver", "{intake,classifier,dispatcher,sla-monitor,notifier}"},
+    {"kesu-classifier", "{intake}", classify_wants, NULL},
+    {"kesu-dispatcher", "{classifier,intake}", dispatch_wants, NULL},
+    {"kesu-sla-monitor", "{dispatcher,intake,notifier}", sla_wants, NULL},
+    {"kesu-notifier", "{intake,classifier,dispatcher,sla-monitor}", notify_wants, &verify_nt},
+    {"kesu-archiver", "{intake,classifier,dispatcher,sla-monitor,notifier}", NULL, NULL},
 };
+
+/* would the group's consumer loop have claimed an event of this type? */
+static int verify_wanted(size_t g, const char *event_type)
+{
+    if (!verify_groups[g].wants)
+        return 1;
+    Kesu__V1__Envelope env = KESU__V1__ENVELOPE__INIT;
+    env.payload_case = proto_payload_case(event_type);
+    env.event_type = (char *)event_type;
+    return verify_groups[g].wants(verify_groups[g].ctx, &env);
+}
 
 typedef struct verify_feed_msg {
     char case_id[37];
@@ -299,10 +322,11 @@ static int verify_once(kesuctl_t *k, pg_t *pg, int64_t since_ms, verify_report_t
         if (!(res = pg_exec_stmt(pg, &verify_inbox, vi, PGRES_TUPLES_OK, errstr, errstr_size)))
             goto out;
         for (int i = 0; i < PQntuples(res); i++)
-            verify_line(r, &r->inbox, "inbox", pg_get(res, i, "case_no"),
-                        "%s never applied: seq %s %s (from %s)", verify_groups[g].group,
-                        pg_get(res, i, "seq"), pg_get(res, i, "event_type"),
-                        pg_get(res, i, "producer"));
+            if (verify_wanted(g, pg_get(res, i, "event_type")))
+                verify_line(r, &r->inbox, "inbox", pg_get(res, i, "case_no"),
+                            "%s never applied: seq %s %s (from %s)", verify_groups[g].group,
+                            pg_get(res, i, "seq"), pg_get(res, i, "event_type"),
+                            pg_get(res, i, "producer"));
         PQclear(res);
     }
 
@@ -372,6 +396,16 @@ int kesuctl_verify(kesuctl_t *k)
                         "time, not \"%s\"\n", k->since);
         goto out;
     }
+    char path[1024];
+    if (config_resolve_path(k->templates, path, sizeof(path)) != 0) {
+        fprintf(stderr, "kesuctl verify: the notifier's templates %s not found (--templates)\n",
+                k->templates);
+        goto out;
+    }
+    if (notify_config_load(&verify_nt.cfg, path, errstr, sizeof(errstr)) != 0) {
+        fprintf(stderr, "kesuctl verify: %s (--templates)\n", errstr);
+        goto out;
+    }
     pg = pg_new(k->pg);
     if (pg_connect(pg, 5000, errstr, sizeof(errstr)) != 0) {
         fprintf(stderr, "kesuctl verify: %s\n", errstr);
@@ -413,6 +447,7 @@ int kesuctl_verify(kesuctl_t *k)
     }
     rc = verify_total(&r) ? 1 : 0;
 out:
+    notify_config_free(&verify_nt.cfg);
     strbuf_free(&r.lines);
     pg_destroy(pg);
     return rc;

@@ -193,7 +193,7 @@ int main(int argc, char **argv)
         crypto_keys_wipe(&pii);
         return 1;
     }
-    rc = service_consume(&svc, topics, notify_handle, notify_tick, tick_ms, &nt);
+    rc = service_consume(&svc, topics, notify_handle, notify_wants, notify_tick, tick_ms, &nt);
     int code = service_stop(&svc);
     notify_config_free(&nt.cfg);
     crypto_keys_wipe(&pii);

@@ -272,6 +272,9 @@ void notify_metrics_init(notify_t *nt);
 kc_result_t notify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errstr,
                           size_t errstr_size);
 
+/** @brief kc_wants_fn: events with at least one template (opaque is a notify_t). */
+int notify_wants(void *opaque, const Kesu__V1__Envelope *env);
+
 /**
  * @brief Write the history events (NotificationSent, NotificationFailed +
  *        its DLQ entry, ReplySent) of outcomes already committed, one row

@@ -129,6 +129,15 @@ static kc_result_t notify_db_failure(pg_t *pg, const char *what, char *errstr, s
     return KC_POISON;
 }
 
+int notify_wants(void *opaque, const Kesu__V1__Envelope *env)
+{
+    const notify_t *nt = opaque;
+    for (size_t i = 0; i < nt->cfg.n_templates; i++)
+        if (strcmp(nt->cfg.templates[i].event, env->event_type) == 0)
+            return 1;
+    return 0;
+}
+
 kc_result_t notify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errstr,
                           size_t errstr_size)
 {
@@ -137,14 +146,11 @@ kc_result_t notify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errst
     PGresult *res = NULL;
     strbuf_t text, link;
     kc_result_t r = KC_SKIP;
-    size_t matched = 0;
     char deadline[32];
 
     strbuf_init(&text);
     strbuf_init(&link);
-    for (size_t i = 0; i < nt->cfg.n_templates; i++)
-        matched += strcmp(nt->cfg.templates[i].event, env->event_type) == 0;
-    if (!matched)
+    if (!notify_wants(nt, env))
         goto out; /* no notice for this event type */
 
     const char *cv[2] = {env->case_id, notify_event_department(env)};

@@ -101,7 +101,7 @@ int main(int argc, char **argv)
         return 1;
     }
     sla_ctx_init(&ctx, policy, wake_relay, &svc);
-    rc = service_consume(&svc, topics, sla_handle, sla_tick, scan_ms, &ctx);
+    rc = service_consume(&svc, topics, sla_handle, sla_wants, sla_tick, scan_ms, &ctx);
     int code = service_stop(&svc);
     sla_policy_free(policy);
     calendar_free(cal);

@@ -615,6 +615,30 @@ static kc_result_t st_on_start(sla_ctx_t *ctx, pg_t *pg, const Kesu__V1__Envelop
     return KC_OK;
 }
 
+int sla_wants(void *opaque, const Kesu__V1__Envelope *env)
+{
+    (void)opaque;
+    switch (env->payload_case) {
+    case KESU__V1__ENVELOPE__PAYLOAD_CASE_ASSIGNED:
+    case KESU__V1__ENVELOPE__PAYLOAD_CASE_RESOLVED:
+    case KESU__V1__ENVELOPE__PAYLOAD_REPLY_SENT:
+    case KESU__V1__ENVELOPE__PAYLOAD_CASE_ACCEPTED:
+    case KESU__V1__ENVELOPE__PAYLOAD_CASE_RETURNED:
+    case KESU__V1__ENVELOPE__PAYLOAD_FEEDBACK_RECEIVED:
+    case KESU__V1__ENVELOPE__PAYLOAD_CASE_REOPENED:
+    case KESU__V1__ENVELOPE__PAYLOAD_INFO_REQUESTED:
+    case KESU__V1__ENVELOPE__PAYLOAD_SUPPLEMENT_RECEIVED:
+    case KESU__V1__ENVELOPE__PAYLOAD_EXTENSION_DECIDED:
+    case KESU__V1__ENVELOPE__PAYLOAD_CASE_CLOSED:
+    case KESU__V1__ENVELOPE__PAYLOAD_CASE_WITHDRAWN:
+    case KESU__V1__ENVELOPE__PAYLOAD_CASE_REJECTED:
+    case KESU__V1__ENVELOPE__PAYLOAD_CASE_MERGED:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 kc_result_t sla_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errstr, size_t errstr_size)
 {
     sla_ctx_t *ctx = opaque;

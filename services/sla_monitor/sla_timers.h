@@ -66,6 +66,9 @@ void sla_ctx_init(sla_ctx_t *ctx, const sla_policy_t *policy, void (*wake)(void 
  */
 kc_result_t sla_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errstr, size_t errstr_size);
 
+/** @brief kc_wants_fn: the event types sla_handle acts on. */
+int sla_wants(void *opaque, const Kesu__V1__Envelope *env);
+
 /**
  * @brief One scan in its own transaction at instant now_ms (util_now_ms()
  *        in production): up to limit due timers fired (or stopped if their

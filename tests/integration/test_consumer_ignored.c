@@ -1,0 +1,230 @@
+/*
+ * Integration: events a stage does not want (kc_wants_fn) through the
+ * consumer loop's batch step, kc_apply_batch, against the real PostgreSQL.
+ *   - a batch of only unwanted events is done without the database: it
+ *     succeeds on a connection that cannot reach any server;
+ *   - in a mixed batch the handler sees the wanted events, in order, and
+ *     only they get inbox rows; a redelivery of the batch is a duplicate
+ *     for them and still ignored for the others;
+ *   - an undecodable message is never "unwanted": it goes to the DLQ.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "itest.h"
+#include "kafka.h"
+#include "proto.h"
+
+static pg_t *pg;
+static rd_kafka_t *rk;
+static rd_kafka_topic_t *rkt;
+static char group[64], service[64];
+
+typedef struct seen {
+    int n;
+    char ids[8][37];
+} seen_t;
+
+static seen_t seen;
+
+static kc_result_t handler(void *opaque, pg_t *p, const kc_msg_t *m, char *errstr, size_t n)
+{
+    (void)opaque;
+    (void)p;
+    (void)errstr;
+    (void)n;
+    if (seen.n < 8)
+        snprintf(seen.ids[seen.n++], 37, "%s", m->env->event_id);
+    return KC_OK;
+}
+
+/* this stage acts on CaseAssigned only */
+static int wants(void *opaque, const Kesu__V1__Envelope *env)
+{
+    (void)opaque;
+    return env->payload_case == KESU__V1__ENVELOPE__PAYLOAD_CASE_ASSIGNED;
+}
+
+typedef struct ev {
+    rd_kafka_message_t rkm;
+    uint8_t *buf;
+    char event_id[37];
+} ev_t;
+
+static void make(ev_t *e, Kesu__V1__Envelope__PayloadCase pc, int64_t offset)
+{
+    proto_env_t pe;
+    Kesu__V1__CaseAssigned a = KESU__V1__CASE_ASSIGNED__INIT;
+    Kesu__V1__NotificationSent s = KESU__V1__NOTIFICATION_SENT__INIT;
+    char case_id[37];
+    util_uuid(case_id);
+    proto_env_init(&pe, "itest");
+    proto_env_set_case(&pe, case_id, "KS-ITEST", "trace");
+    assert_int_equal(proto_env_set_payload(&pe, pc,
+                                           pc == KESU__V1__ENVELOPE__PAYLOAD_CASE_ASSIGNED
+                                               ? &a.base
+                                               : &s.base),
+                     0);
+    size_t len = 0;
+    memset(e, 0, sizeof(*e));
+    e->buf = proto_env_pack(&pe.env, &len);
+    snprintf(e->event_id, sizeof(e->event_id), "%s", pe.event_id);
+    e->rkm.rkt = rkt;
+    e->rkm.payload = e->buf;
+    e->rkm.len = len;
+    e->rkm.offset = offset;
+}
+
+static kafka_consumer_opts_t opts(void)
+{
+    kafka_consumer_opts_t o = {.service = service, .group = group, .handler = handler,
+                               .wants = wants};
+    return o;
+}
+
+static long long inbox_rows(const char *event_id)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM inbox WHERE consumer = '%s'%s%s%s", group,
+             event_id ? " AND event_id = '" : "", event_id ? event_id : "", event_id ? "'" : "");
+    return itest_scalar(pg, sql);
+}
+
+static void test_only_unwanted_needs_no_database(void **state)
+{
+    (void)state;
+    ev_t e[3];
+    rd_kafka_message_t *msgs[3];
+    kc_outcome_t out[3];
+    for (int i = 0; i < 3; i++) {
+        make(&e[i], KESU__V1__ENVELOPE__PAYLOAD_NOTIFICATION_SENT, i);
+        msgs[i] = &e[i].rkm;
+    }
+    pg_t *nowhere = pg_new("host=/nonexistent/kesu-itest connect_timeout=1");
+    kafka_consumer_opts_t o = opts();
+    char err[512] = "";
+    seen.n = 0;
+    int rc = kc_apply_batch(nowhere, &o, msgs, 3, out, err, sizeof(err));
+    pg_destroy(nowhere);
+    for (int i = 0; i < 3; i++)
+        free(e[i].buf);
+    if (rc != 0)
+        fail_msg("kc_apply_batch: %s", err);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(out[i], KC_IGNORED);
+    assert_int_equal(seen.n, 0);
+}
+
+static void test_mixed_batch(void **state)
+{
+    (void)state;
+    /* unwanted, wanted, unwanted, wanted */
+    ev_t e[4];
+    rd_kafka_message_t *msgs[4];
+    kc_outcome_t out[4];
+    for (int i = 0; i < 4; i++) {
+        make(&e[i], i % 2 ? KESU__V1__ENVELOPE__PAYLOAD_CASE_ASSIGNED
+                          : KESU__V1__ENVELOPE__PAYLOAD_NOTIFICATION_SENT,
+             10 + i);
+        msgs[i] = &e[i].rkm;
+    }
+    kafka_consumer_opts_t o = opts();
+    char err[512] = "";
+    seen.n = 0;
+    assert_int_equal(kc_apply_batch(pg, &o, msgs, 4, out, err, sizeof(err)), 0);
+    assert_int_equal(out[0], KC_IGNORED);
+    assert_int_equal(out[1], KC_APPLIED);
+    assert_int_equal(out[2], KC_IGNORED);
+    assert_int_equal(out[3], KC_APPLIED);
+    assert_int_equal(seen.n, 2);
+    assert_string_equal(seen.ids[0], e[1].event_id);
+    assert_string_equal(seen.ids[1], e[3].event_id);
+    assert_int_equal(inbox_rows(NULL), 2);
+    assert_int_equal(inbox_rows(e[1].event_id), 1);
+    assert_int_equal(inbox_rows(e[3].event_id), 1);
+    assert_int_equal(inbox_rows(e[0].event_id), 0);
+
+    /* redelivered: the wanted ones are duplicates, the others still ignored */
+    seen.n = 0;
+    assert_int_equal(kc_apply_batch(pg, &o, msgs, 4, out, err, sizeof(err)), 0);
+    assert_int_equal(out[0], KC_IGNORED);
+    assert_int_equal(out[1], KC_DUPLICATE);
+    assert_int_equal(out[2], KC_IGNORED);
+    assert_int_equal(out[3], KC_DUPLICATE);
+    assert_int_equal(seen.n, 0);
+    assert_int_equal(inbox_rows(NULL), 2);
+    for (int i = 0; i < 4; i++)
+        free(e[i].buf);
+}
+
+static void test_undecodable_goes_to_dlq(void **state)
+{
+    (void)state;
+    ev_t e[2];
+    rd_kafka_message_t *msgs[2];
+    kc_outcome_t out[2];
+    static uint8_t junk[] = {0xff, 0x01, 0x02, 0x03};
+    make(&e[0], KESU__V1__ENVELOPE__PAYLOAD_NOTIFICATION_SENT, 20);
+    memset(&e[1], 0, sizeof(e[1]));
+    e[1].rkm.rkt = rkt;
+    e[1].rkm.payload = junk;
+    e[1].rkm.len = sizeof(junk);
+    e[1].rkm.offset = 21;
+    msgs[0] = &e[0].rkm;
+    msgs[1] = &e[1].rkm;
+    kafka_consumer_opts_t o = opts();
+    char err[512] = "", sql[256];
+    assert_int_equal(kc_apply_batch(pg, &o, msgs, 2, out, err, sizeof(err)), 0);
+    free(e[0].buf);
+    assert_int_equal(out[0], KC_IGNORED);
+    assert_int_equal(out[1], KC_DEAD);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM outbox WHERE producer = '%s' AND topic = '%s'",
+             service, KAFKA_TOPIC_DLQ);
+    assert_int_equal(itest_scalar(pg, sql), 1);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    char err[512];
+    snprintf(group, sizeof(group), "itest-ignored-%08x", (unsigned)util_mono_ms() ^ getpid());
+    snprintf(service, sizeof(service), "%s", group);
+    pg = pg_new(itest_pg());
+    if (pg_connect(pg, 5000, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return -1;
+    }
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err)); /* never connects */
+    if (!rk)
+        return -1;
+    rkt = rd_kafka_topic_new(rk, "kesu.itest.ignored", NULL);
+    return rkt ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char sql[256];
+    snprintf(sql, sizeof(sql), "DELETE FROM inbox WHERE consumer = '%s'", group);
+    itest_sql(pg, sql);
+    snprintf(sql, sizeof(sql), "DELETE FROM outbox WHERE producer = '%s'", service);
+    itest_sql(pg, sql);
+    rd_kafka_topic_destroy(rkt);
+    rd_kafka_destroy(rk);
+    pg_destroy(pg);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_only_unwanted_needs_no_database),
+        cmocka_unit_test(test_mixed_batch),
+        cmocka_unit_test(test_undecodable_goes_to_dlq),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
