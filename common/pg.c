@@ -61,6 +61,7 @@ static int pg_connect_once(pg_t *pg, char *errstr, size_t errstr_size)
         PQfinish(pg->conn);
     pg->prepared_cnt = 0;
     pg->in_tx = 0;
+    pg->begin_pending = 0;
     /* the conninfo as given (keywords or a URI), and unless it names one,
      * the service as application_name: pg_stat_activity and the server log
      * tell the services apart */
@@ -114,6 +115,7 @@ int pg_ensure(pg_t *pg, char *errstr, size_t errstr_size)
         PQreset(pg->conn);
         pg->prepared_cnt = 0;
         pg->in_tx = 0;
+        pg->begin_pending = 0;
         if (PQstatus(pg->conn) == CONNECTION_OK &&
             pg_apply_session(pg, errstr, errstr_size) == 0) {
             LOG_INFO("reconnected to PostgreSQL");
@@ -169,14 +171,92 @@ static int pg_prepare(pg_t *pg, const pg_stmt_t *stmt, char *errstr, size_t errs
     return 0;
 }
 
+/* a connection whose protocol state we no longer know is dropped: the
+ * caller sees a transient failure and pg_ensure connects afresh */
+static void pg_drop(pg_t *pg)
+{
+    PQfinish(pg->conn);
+    pg->conn = NULL;
+    pg->prepared_cnt = 0;
+    pg->in_tx = 0;
+    pg->begin_pending = 0;
+}
+
+/* the next result of a pipeline and the NULL that ends it */
+static PGresult *pg_pipeline_result(PGconn *conn)
+{
+    PGresult *res = PQgetResult(conn);
+    if (res && PQresultStatus(res) != PGRES_PIPELINE_SYNC) {
+        PGresult *end = PQgetResult(conn);
+        PQclear(end);
+    }
+    return res;
+}
+
+/*
+ * BEGIN and the transaction's first statement in one pipeline (one round
+ * trip). Returns the statement's result as PQexecPrepared would; if BEGIN
+ * failed, BEGIN's error (the statement was not run).
+ */
+static PGresult *pg_exec_begin_pipelined(pg_t *pg, const pg_stmt_t *stmt,
+                                         const char *const *values, const int *lengths,
+                                         const int *formats, int result_format)
+{
+    PGconn *c = pg->conn;
+    PGresult *begin = NULL, *res = NULL, *sync = NULL;
+    if (!PQenterPipelineMode(c)) {
+        pg_drop(pg);
+        return NULL;
+    }
+    int sent = PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
+               PQsendQueryPrepared(c, stmt->name, stmt->nparams, values, lengths, formats,
+                                   result_format) &&
+               PQpipelineSync(c);
+    if (sent) {
+        begin = pg_pipeline_result(c);
+        res = pg_pipeline_result(c);
+        sync = pg_pipeline_result(c);
+    }
+    int clean = sent && begin && res && sync && PQresultStatus(sync) == PGRES_PIPELINE_SYNC &&
+                PQexitPipelineMode(c);
+    PQclear(sync);
+    if (!clean) {
+        /* report the first error there is; the connection goes */
+        PGresult *err = NULL;
+        if (begin && PQresultStatus(begin) != PGRES_COMMAND_OK) {
+            err = begin;
+            begin = NULL;
+        } else {
+            err = res;
+            res = NULL;
+        }
+        PQclear(begin);
+        PQclear(res);
+        pg_drop(pg);
+        return err;
+    }
+    if (PQresultStatus(begin) != PGRES_COMMAND_OK) {
+        PQclear(res); /* PGRES_PIPELINE_ABORTED: never ran */
+        return begin;
+    }
+    PQclear(begin);
+    return res;
+}
+
 PGresult *pg_exec_stmt_bin(pg_t *pg, const pg_stmt_t *stmt, const char *const *values,
                            const int *lengths, const int *formats, int result_format,
                            ExecStatusType expect, char *errstr, size_t errstr_size)
 {
     if (pg_prepare(pg, stmt, errstr, errstr_size) != 0)
         return NULL;
-    PGresult *res = PQexecPrepared(pg->conn, stmt->name, stmt->nparams, values, lengths, formats,
-                                   result_format);
+    PGresult *res;
+    if (pg->begin_pending) {
+        pg->begin_pending = 0;
+        res = pg_exec_begin_pipelined(pg, stmt, values, lengths, formats, result_format);
+    } else {
+        res = PQexecPrepared(pg->conn, stmt->name, stmt->nparams, values, lengths, formats,
+                             result_format);
+    }
     if (PQresultStatus(res) != expect) {
         pg_fail(pg, res, stmt->name, errstr, errstr_size);
         PQclear(res);
@@ -208,7 +288,18 @@ int pg_command(pg_t *pg, const char *sql, char *errstr, size_t errstr_size)
         pg_fail(pg, NULL, sql, errstr, errstr_size);
         return -1;
     }
-    PGresult *res = PQexec(pg->conn, sql);
+    PGresult *res;
+    if (pg->begin_pending) {
+        /* one query string: a BEGIN in it opens a block that outlives it */
+        strbuf_t q;
+        strbuf_init(&q);
+        strbuf_appendf(&q, "BEGIN; %s", sql);
+        pg->begin_pending = 0;
+        res = PQexec(pg->conn, q.s);
+        strbuf_free(&q);
+    } else {
+        res = PQexec(pg->conn, sql);
+    }
     int ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
     if (!ok)
         pg_fail(pg, res, sql, errstr, errstr_size);
@@ -218,14 +309,23 @@ int pg_command(pg_t *pg, const char *sql, char *errstr, size_t errstr_size)
 
 int pg_begin(pg_t *pg, char *errstr, size_t errstr_size)
 {
-    if (pg_command(pg, "BEGIN", errstr, errstr_size) != 0)
+    if (!pg->conn) {
+        pg_fail(pg, NULL, "BEGIN", errstr, errstr_size);
         return -1;
+    }
+    if (!pg->in_tx)
+        pg->begin_pending = 1;
     pg->in_tx = 1;
     return 0;
 }
 
 int pg_commit(pg_t *pg, char *errstr, size_t errstr_size)
 {
+    if (pg->begin_pending) {
+        pg->begin_pending = 0; /* nothing ran: nothing to commit */
+        pg->in_tx = 0;
+        return 0;
+    }
     if (!pg->conn) {
         pg_fail(pg, NULL, "COMMIT", errstr, errstr_size);
         return -1;
@@ -247,6 +347,7 @@ int pg_commit(pg_t *pg, char *errstr, size_t errstr_size)
 
 void pg_rollback(pg_t *pg)
 {
+    pg->begin_pending = 0;
     if (pg->conn && PQstatus(pg->conn) == CONNECTION_OK &&
         PQtransactionStatus(pg->conn) != PQTRANS_IDLE) {
         PGresult *res = PQexec(pg->conn, "ROLLBACK");

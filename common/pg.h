@@ -29,6 +29,7 @@ typedef struct pg {
     int prepared_cnt;                           /**< used entries */
     char sqlstate[6];                           /**< SQLSTATE of the last failed call, "" if none */
     int in_tx;                                  /**< 1 between pg_begin and commit/rollback */
+    int begin_pending;                          /**< BEGIN goes with the next statement */
     int backoff_ms;                             /**< current reconnect backoff */
     char *session;                              /**< SQL run on every (re)connect, or NULL */
 } pg_t;
@@ -88,6 +89,14 @@ int pg_exec_stmt_cmd(pg_t *pg, const pg_stmt_t *stmt, const char *const *values,
 /** @brief Run one parameterless command expecting PGRES_COMMAND_OK. @returns 0 or -1. */
 int pg_command(pg_t *pg, const char *sql, char *errstr, size_t errstr_size);
 
+/**
+ * @brief Open a transaction. BEGIN does not travel alone: it goes to the
+ *        server with the transaction's first statement (one pipeline for a
+ *        prepared statement, one query string for pg_command), and a
+ *        transaction that ran nothing commits or rolls back without a round
+ *        trip. So an error of BEGIN itself (a lost connection) is reported by
+ *        that first statement. @returns 0 (or -1 while disconnected).
+ */
 int pg_begin(pg_t *pg, char *errstr, size_t errstr_size);
 int pg_commit(pg_t *pg, char *errstr, size_t errstr_size);
 /** @brief Roll back if a transaction is open; never fails loudly. */
