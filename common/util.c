@@ -32,12 +32,26 @@ void util_uuid(char out[37])
     uint8_t b[16];
     if (RAND_bytes(b, sizeof(b)) != 1)
         abort(); /* no entropy: nothing safe to do */
-    b[6] = (b[6] & 0x0f) | 0x40;
+    uint64_t ms = (uint64_t)util_now_ms();
+    for (int i = 0; i < 6; i++)
+        b[i] = (uint8_t)(ms >> (8 * (5 - i)));
+    b[6] = (b[6] & 0x0f) | 0x70;
     b[8] = (b[8] & 0x3f) | 0x80;
     snprintf(out, 37,
              "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
              b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
              b[15]);
+}
+
+int64_t util_uuid_ms(const char *s)
+{
+    if (!util_is_uuid(s) || s[14] != '7')
+        return -1;
+    char hex[13];
+    memcpy(hex, s, 8);
+    memcpy(hex + 8, s + 9, 4);
+    hex[12] = '\0';
+    return (int64_t)strtoll(hex, NULL, 16);
 }
 
 int util_is_uuid(const char *s)

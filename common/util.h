@@ -14,8 +14,17 @@ int64_t util_now_ms(void);
 /** @brief Monotonic time in milliseconds (for timeouts and latencies). */
 int64_t util_mono_ms(void);
 
-/** @brief Write a random (v4) UUID, 36 chars + NUL, into out[37]. */
+/**
+ * @brief Write a time-ordered UUID (version 7, RFC 9562: 48 bits of Unix
+ *        milliseconds, then 74 random bits), 36 chars + NUL, into out[37].
+ *        Case, complainant and event ids are keys of B-tree indexes that
+ *        take thousands of inserts a second: ids that grow with time go to
+ *        the right edge of each index instead of a random leaf page each.
+ */
 void util_uuid(char out[37]);
+
+/** @brief The Unix milliseconds in a version 7 UUID, or -1 if s is not one. */
+int64_t util_uuid_ms(const char *s);
 
 /** @brief 1 if s is a canonical lower- or upper-case UUID. */
 int util_is_uuid(const char *s);

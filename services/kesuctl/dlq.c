@@ -87,7 +87,7 @@ int kesuctl_topic_scan(kesuctl_t *k, const char *topic, kesuctl_scan_fn fn, void
     if (!conf)
         return -1;
     util_uuid(uuid);
-    snprintf(group, sizeof(group), "kesuctl-scan-%.8s", uuid);
+    snprintf(group, sizeof(group), "kesuctl-scan-%.8s", uuid + 28);
     if (rd_kafka_conf_set(conf, "group.id", group, errstr, errstr_size) ||
         rd_kafka_conf_set(conf, "enable.auto.commit", "false", errstr, errstr_size) ||
         rd_kafka_conf_set(conf, "enable.partition.eof", "true", errstr, errstr_size)) {

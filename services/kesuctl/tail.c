@@ -34,7 +34,7 @@ int kesuctl_events_tail(kesuctl_t *k)
         return 1;
     }
     util_uuid(uuid);
-    snprintf(group, sizeof(group), "kesuctl-tail-%.8s", uuid);
+    snprintf(group, sizeof(group), "kesuctl-tail-%.8s", uuid + 28);
     if (rd_kafka_conf_set(conf, "group.id", group, errstr, sizeof(errstr)) ||
         rd_kafka_conf_set(conf, "enable.auto.commit", "false", errstr, sizeof(errstr)) ||
         rd_kafka_conf_set(conf, "auto.offset.reset", k->from_beginning ? "earliest" : "latest",

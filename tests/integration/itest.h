@@ -97,7 +97,7 @@ static inline int itest_topic_create(const char *prefix, int partitions, char *o
     rd_kafka_conf_set(conf, "bootstrap.servers", itest_kafka(), err, sizeof(err));
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
     util_uuid(uuid);
-    snprintf(out, n, "%s.%.8s", prefix, uuid);
+    snprintf(out, n, "%s.%.8s", prefix, uuid + 28);
     rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(out, partitions, 1, err, sizeof(err));
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
     rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
@@ -163,7 +163,7 @@ static inline int itest_consume_all(const char *topic, int idle_ms,
 {
     char err[512], group[64], uuid[37];
     util_uuid(uuid);
-    snprintf(group, sizeof(group), "itest-read-%.8s", uuid);
+    snprintf(group, sizeof(group), "itest-read-%.8s", uuid + 28);
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_conf_set(conf, "bootstrap.servers", itest_kafka(), err, sizeof(err));
     rd_kafka_conf_set(conf, "group.id", group, err, sizeof(err));

@@ -291,7 +291,7 @@ static int setup(void **state)
     ar.gap_warn_ms = 60000;
     archive_metrics_init(&ar);
     util_uuid(case_id);
-    snprintf(case_no, sizeof(case_no), "ITA-%.8s", case_id);
+    snprintf(case_no, sizeof(case_no), "ITA-%.8s", case_id + 28);
     if (pg_begin(pg, err, sizeof(err)) != 0)
         return -1;
     return itest_insert_case(pg, case_id, case_no, "垃圾无人清运", "张先生 138****5678");

@@ -119,8 +119,8 @@ static void test_inbox_dlq_offsets(void **state)
     assert_int_equal(pg_connect(pg, 5000, err, sizeof(err)), 0);
 
     util_uuid(uuid);
-    snprintf(group, sizeof(group), "itest-group-%.8s", uuid);
-    snprintf(table, sizeof(table), "itest_counter_%.8s", uuid);
+    snprintf(group, sizeof(group), "itest-group-%.8s", uuid + 28);
+    snprintf(table, sizeof(table), "itest_counter_%.8s", uuid + 28);
     snprintf(sql, sizeof(sql), "CREATE TABLE %s (k text PRIMARY KEY, n int NOT NULL)", table);
     assert_int_equal(itest_sql(pg, sql), 0);
     snprintf(bump_sql, sizeof(bump_sql),

@@ -56,7 +56,7 @@ static void new_case(char *id, const char *title, const char *domain)
 {
     char no[48];
     util_uuid(id);
-    snprintf(no, sizeof(no), "ITD-%.12s", id);
+    snprintf(no, sizeof(no), "ITD-%.12s", id + 24);
     const char *v[4] = {id, no, title, domain};
     PGresult *res = PQexecParams(pg->conn,
                                  "INSERT INTO cases (id, case_no, access_code_hash, channel, "

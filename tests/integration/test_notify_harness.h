@@ -553,7 +553,7 @@ static inline int harness_setup(const char *const *extra)
         return -1;
     }
     util_uuid(uuid);
-    snprintf(tag, sizeof(tag), "%.8s", uuid);
+    snprintf(tag, sizeof(tag), "%.8s", uuid + 28);
     snprintf(group, sizeof(group), "kesu-notifier-itest-%s", tag);
     snprintf(producer, sizeof(producer), "itest-notify-%s", tag);
     snprintf(dept, sizeof(dept), "itest-dept-%s", tag);

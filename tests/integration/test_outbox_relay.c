@@ -23,7 +23,7 @@ static int setup(void **state)
 {
     char err[512], uuid[37];
     util_uuid(uuid);
-    snprintf(producer, sizeof(producer), "itest-outbox-%.8s", uuid);
+    snprintf(producer, sizeof(producer), "itest-outbox-%.8s", uuid + 28);
     if (itest_topic_create("kesu.itest.outbox", 3, topic, sizeof(topic)) != 0)
         return -1;
     itest_config(&cfg);

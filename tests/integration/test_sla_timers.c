@@ -78,7 +78,7 @@ static void new_case(char *id, const char *status)
 {
     char no[48];
     util_uuid(id);
-    snprintf(no, sizeof(no), "ITS-%.12s", id);
+    snprintf(no, sizeof(no), "ITS-%.12s", id + 24);
     const char *v[2] = {id, no};
     PGresult *res = PQexecParams(pg->conn,
                                  "INSERT INTO cases (id, case_no, access_code_hash, channel, "

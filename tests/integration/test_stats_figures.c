@@ -462,7 +462,7 @@ static int setup(void **state)
         return -1;
     }
     util_uuid(uuid);
-    snprintf(tag, sizeof(tag), "%.8s", uuid);
+    snprintf(tag, sizeof(tag), "%.8s", uuid + 28);
     snprintf(dept_a, sizeof(dept_a), "its-%s-a", tag);
     snprintf(dept_b, sizeof(dept_b), "its-%s-b", tag);
     snprintf(district, sizeof(district), "9%.7s", tag);
