@@ -137,7 +137,7 @@ function render(sum) {
   $("open-total").textContent = sum.open_total;
   $("sla-breached").textContent = sum.sla.breached;
   $("sla-warning").textContent = sum.sla.warning;
-  $("emergency-count").textContent = sum.emergencies.length;
+  $("emergency-count").textContent = sum.emergency_total;
 
   const counts = sum.status_counts;
   const shown = STATUS_ORDER.filter((s) => counts[s] > 0 || !TERMINAL.has(s));
@@ -151,6 +151,11 @@ function render(sum) {
   fillTable("emergencies", sum.emergencies, (r) => [td(r.case_no), td(r.title, "title"),
     td(r.status), td(r.department || "(not assigned)"), td(when(r.created_at))],
     ["data-case-no", "case_no"]);
+  // the list holds the oldest ones; say so when there are more than it shows
+  const more = $("emergencies-more");
+  more.hidden = sum.emergency_total <= sum.emergencies.length;
+  more.textContent = `The oldest ${sum.emergencies.length} of ${sum.emergency_total} open ` +
+    "emergencies are listed.";
   fillTable("sla", sum.sla.items, (r) => {
     const lv = td(r.level === "breached" ? "past limit" : r.level === "warning_80" ? "80 %" : "50 %",
       "level-" + r.level);

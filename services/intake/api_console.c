@@ -80,14 +80,17 @@ static const pg_stmt_t st_departments = {
     "   LEFT JOIN departments d ON d.code = COALESCE(o.code, st.code)) x",
     1};
 
-/* open emergencies: urgency emergency or the public-safety flag (应急) */
+/* open emergencies: urgency emergency or the public-safety flag (应急): the
+ * oldest $1 listed, and how many are open in all (the tile's number) */
+#define EMERGENCY "(c.urgency = 'emergency' OR 'public_safety' = ANY (c.flags))"
 static const pg_stmt_t st_emergencies = {
     "console_emergencies",
-    "SELECT COALESCE(json_agg(x ORDER BY x.created), '[]')::text AS rows FROM "
+    "SELECT COALESCE(json_agg(x ORDER BY x.created), '[]')::text AS rows, "
+    "  (SELECT count(*) FROM cases c WHERE " OPEN_CASE " AND " EMERGENCY ") AS total FROM "
     "  (SELECT c.case_no, c.title, c.status, c.department, c.urgency, c.flags, "
     "   c.district_code, c.created_at AS created, " TS("c.created_at") " AS created_at "
-    "   FROM cases c WHERE " OPEN_CASE " AND (c.urgency = 'emergency' "
-    "     OR 'public_safety' = ANY (c.flags)) ORDER BY c.created_at LIMIT $1::int) x",
+    "   FROM cases c WHERE " OPEN_CASE " AND " EMERGENCY " ORDER BY c.created_at "
+    "   LIMIT $1::int) x",
     1};
 
 static const pg_stmt_t st_satisfaction = {
@@ -243,6 +246,26 @@ static int summary_json(intake_worker_t *w, const pg_stmt_t *stmt, const char *c
     return 0;
 }
 
+/* "emergencies": the oldest API_CONSOLE_LIST_MAX, "emergency_total": all open ones */
+static int summary_emergencies(intake_worker_t *w, const char *const *v, json_t *body,
+                               char *errstr, size_t errstr_size)
+{
+    json_error_t je;
+    PGresult *res = pg_exec_stmt(w->pg, &st_emergencies, v, PGRES_TUPLES_OK, errstr, errstr_size);
+    if (!res)
+        return -1;
+    json_t *rows = PQntuples(res) == 1 ? json_loads(pg_get(res, 0, "rows"), 0, &je) : NULL;
+    json_int_t total = PQntuples(res) == 1 ? atoll(pg_get(res, 0, "total")) : 0;
+    PQclear(res);
+    if (!rows) {
+        snprintf(errstr, errstr_size, "%s: no JSON in the result", st_emergencies.name);
+        return -1;
+    }
+    json_object_set_new(body, "emergencies", rows);
+    json_object_set_new(body, "emergency_total", json_integer(total));
+    return 0;
+}
+
 /* {"received": n, ...} with every status (0 when none), and the open total (OPEN_CASE) */
 static int summary_counts(intake_worker_t *w, json_t *body, char *errstr, size_t errstr_size)
 {
@@ -327,8 +350,7 @@ API_HANDLER(api_console_summary)
         summary_sla(w, limit, body, errstr, sizeof(errstr)) != 0 ||
         summary_json(w, &st_departments, vd, "rows", body, "departments", errstr,
                      sizeof(errstr)) != 0 ||
-        summary_json(w, &st_emergencies, vl, "rows", body, "emergencies", errstr,
-                     sizeof(errstr)) != 0 ||
+        summary_emergencies(w, vl, body, errstr, sizeof(errstr)) != 0 ||
         summary_json(w, &st_satisfaction, vd, "rows", body, "satisfaction", errstr,
                      sizeof(errstr)) != 0 ||
         summary_hotspots(w, days, limit, body, errstr, sizeof(errstr)) != 0) {

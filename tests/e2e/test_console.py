@@ -231,7 +231,13 @@ def run(stack, tmp):
         check(cells[1] == EMERGENCY_TITLE, "title shown as text: %r" % cells[1])
         check(cells[3] == emer_dept and emer_dept, "emergency's department %r shown: %s"
               % (emer_dept, cells))
-    check(seen["emergency_count"] == len(after["emergencies"]) >= 1, "emergency tile")
+    check(seen["emergency_count"] == after["emergency_total"] >= len(after["emergencies"]) >= 1,
+          "emergency tile %s = API total %s (listed %d)" % (seen["emergency_count"],
+                                                           after["emergency_total"],
+                                                           len(after["emergencies"])))
+    check(seen["emergencies_more_hidden"] == (after["emergency_total"] <= len(after["emergencies"])),
+          "'more emergencies' note shown exactly when the list is cut: hidden=%s"
+          % seen["emergencies_more_hidden"])
     check(seen["injected"] == 0, "HTML in a title never becomes elements")
     sla_rows = {r["case_no"]: r["cells"] for r in seen["sla_rows"]}
     check(emer["no"] in sla_rows and sla_rows[emer["no"]][3] == "past limit",
@@ -281,6 +287,26 @@ def run(stack, tmp):
     else:
         check(False, "a normal case went to a department other than the emergency desk: %s"
               % hdept)
+
+    # --- more open emergencies than the list holds --------------------------------------------
+    # rows only (no events: the stages never see them), removed again at the end
+    extra = "e2e-con-%s-x" % tag
+    kc.psql("INSERT INTO cases (id, case_no, access_code_hash, channel, title, body, trace_id, "
+            "urgency) SELECT gen_random_uuid(), :'p1' || '-' || i, '\\x00'::bytea, 'web', "
+            "'燃气泄漏', 'b', 'e2e', 'emergency' FROM generate_series(1, 60) i", extra)
+    try:
+        many = summary()
+        mseen = browse(base, sup, os.path.join(tmp, "console-many-emergencies.png"), tmp)
+        check(many["emergency_total"] >= len(many["emergencies"]) + 10
+              and len(many["emergencies"]) == 50,
+              "50 of %s emergencies listed: %d" % (many["emergency_total"],
+                                                   len(many["emergencies"])))
+        check(mseen["emergency_count"] == many["emergency_total"],
+              "the tile counts all open emergencies: %s (API %s)"
+              % (mseen["emergency_count"], many["emergency_total"]))
+        check(not mseen["emergencies_more_hidden"], "the page says the list is cut")
+    finally:
+        kc.psql("DELETE FROM cases WHERE case_no LIKE :'p1' || '-%'", extra)
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ async function main() {
     out.sla_breached = Number(await text("#sla-breached"));
     out.sla_warning = Number(await text("#sla-warning"));
     out.emergency_count = Number(await text("#emergency-count"));
+    out.emergencies_more_hidden = await page.$eval("#emergencies-more", (e) => e.hidden);
     out.status_counts = await page.$$eval("#status-table tr", (rows) =>
       Object.fromEntries(rows.map((r) => [r.getAttribute("data-status"), Number(r.lastChild.textContent)])));
     out.status_bars = await page.$$eval("#status-chart rect", (b) =>
