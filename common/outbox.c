@@ -20,27 +20,23 @@ static const pg_stmt_t outbox_insert = {
     "VALUES ($1, $2, $3, $4::bytea, $5::jsonb)",
     5};
 
-/* the sweep starts at $3, an id the relay knows every older row of which it
- * has seen committed or skipped long enough ago (see outbox_relay_window) */
-/* One relay per producer at a time keeps each case's events in commit order
+/* The sweep starts after $3, the relay's low-water mark (outbox_relay_advance).
+ * One relay per producer at a time keeps each case's events in commit order
  * on its topic (decision 0001): the rows come only with the producer's
  * transaction-level advisory lock (taken once, before the scan); an instance
- * that does not get it finds nothing this pass. */
+ * that does not get it finds nothing this pass. The statement's snapshot
+ * (the one the rows are seen in) comes with the rows. */
 static const pg_stmt_t outbox_lock = {
     "outbox_lock",
-    "SELECT id, topic, msg_key, payload, headers FROM outbox WHERE producer = $1 "
-    "AND id > $3::bigint AND (SELECT pg_try_advisory_xact_lock(hashtext('kesu-outbox:' || $1))) "
-    "ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+    "SELECT o.id, o.topic, o.msg_key, o.payload, o.headers, "
+    "pg_snapshot_xmin(s.s)::text AS snap_xmin, pg_snapshot_xmax(s.s)::text AS snap_xmax "
+    "FROM outbox o, (SELECT pg_current_snapshot() AS s) s WHERE o.producer = $1 "
+    "AND o.id > $3::bigint AND (SELECT pg_try_advisory_xact_lock(hashtext('kesu-outbox:' || $1))) "
+    "ORDER BY o.id LIMIT $2 FOR UPDATE OF o SKIP LOCKED",
     3};
 
-/* how far back the sweep starts: published rows are deleted, but their index
- * entries stay until vacuum, and a sweep from the start of the producer's
- * range walked all of them on every pass (1,260 buffer reads a pass under
- * load). The sweep starts at the highest id seen 1-2 s ago, so a transaction
- * that took an id earlier and committed later is still found at once if it
- * committed within that window; a full sweep every OUTBOX_FULL_SWEEP_MS finds
- * any slower one (decision 0018). */
-#define OUTBOX_WINDOW_MS 1000
+/* a full sweep (from the start of the producer's rows) this often, and after
+ * any failed pass: rows another session held locked when a pass skipped them */
 #define OUTBOX_FULL_SWEEP_MS 15000
 
 static const pg_stmt_t outbox_delete = {
@@ -132,36 +128,64 @@ struct outbox_relay {
     metrics_counter_t *m_fail; /**< failed deliveries */
     metrics_gauge_t *m_backlog; /**< rows waiting */
     int64_t seen;              /**< highest id seen by a pass */
-    int64_t mark_next;         /**< `seen` at the last window step */
-    int64_t mark;              /**< sweep from here: `seen` one window earlier */
-    int64_t mark_ms;           /**< when the window last stepped */
+    int64_t mark;              /**< low-water mark: sweeps start after it */
+    int64_t pend_seen;         /**< the mark to be, once ... */
+    uint64_t pend_xmax;        /**< ... every transaction below this xid has ended */
+    int pend;                  /**< pend_seen / pend_xmax are set */
     int64_t full_ms;           /**< when the last full sweep began */
-    int window_ms;             /**< OUTBOX_WINDOW_MS unless set */
     int full_sweep_ms;         /**< OUTBOX_FULL_SWEEP_MS unless set */
 };
 
-void outbox_relay_set_window(outbox_relay_t *r, int window_ms, int full_ms)
+void outbox_relay_set_full_sweep(outbox_relay_t *r, int full_ms)
 {
-    r->window_ms = window_ms;
     r->full_sweep_ms = full_ms;
 }
 
+int64_t outbox_relay_mark(const outbox_relay_t *r)
+{
+    return r->mark;
+}
+
 /* the id the next pass starts after (0: a full sweep) */
-static int64_t outbox_relay_window(outbox_relay_t *r)
+static int64_t outbox_relay_from(outbox_relay_t *r)
 {
     int64_t now = util_mono_ms();
     if (now - r->full_ms >= r->full_sweep_ms) {
         r->full_ms = now;
-        r->mark = r->mark_next = 0;
-        r->mark_ms = now;
         return 0;
     }
-    if (now - r->mark_ms >= r->window_ms) {
-        r->mark = r->mark_next;
-        r->mark_next = r->seen;
-        r->mark_ms = now;
-    }
     return r->mark;
+}
+
+/*
+ * The low-water mark (decision 0022). Published rows are deleted, but their
+ * index entries stay until vacuum, so a sweep from the start of the range
+ * walks all of them; the sweep starts after the mark instead. The mark may
+ * only pass ids whose transactions have all ended: a row committed later
+ * below it would be published late, after later rows of its case.
+ * An outbox row takes its id after its transaction took its xid (migration
+ * 0016), so every row with an id up to `seen` belongs to a transaction older
+ * than the xmax of the snapshot that saw `seen`. Once a later pass's snapshot
+ * has an xmin at or above that xmax, those transactions have all ended, each
+ * row of theirs that committed was visible to that pass, and the pass visited
+ * every visible row above the old mark (up to `last` when its batch was
+ * full): the mark moves there. Rows skipped because another session held
+ * them locked are left to the full sweep.
+ */
+static void outbox_relay_advance(outbox_relay_t *r, uint64_t xmin, uint64_t xmax, int64_t last,
+                                 int full)
+{
+    if (r->pend && xmin >= r->pend_xmax) {
+        int64_t to = full && last < r->pend_seen ? last : r->pend_seen;
+        if (to > r->mark)
+            r->mark = to;
+        r->pend = 0;
+    }
+    if (!r->pend) {
+        r->pend_seen = r->seen;
+        r->pend_xmax = xmax;
+        r->pend = 1;
+    }
 }
 
 outbox_relay_t *outbox_relay_new(const char *conninfo, const char *producer, rd_kafka_t *rk,
@@ -176,7 +200,6 @@ outbox_relay_t *outbox_relay_new(const char *conninfo, const char *producer, rd_
     r->rk = rk;
     r->batch_max = batch_max > 0 ? batch_max : 500;
     r->idle_ms = idle_ms > 0 ? idle_ms : 20;
-    r->window_ms = OUTBOX_WINDOW_MS;
     r->full_sweep_ms = OUTBOX_FULL_SWEEP_MS;
     pthread_mutex_init(&r->lock, NULL);
     pthread_cond_init(&r->cond, NULL);
@@ -234,7 +257,7 @@ int outbox_relay_once(outbox_relay_t *r, char *errstr, size_t errstr_size)
         return -1;
     snprintf(limit, sizeof(limit), "%d", r->batch_max);
     char after[24];
-    snprintf(after, sizeof(after), "%lld", (long long)outbox_relay_window(r));
+    snprintf(after, sizeof(after), "%lld", (long long)outbox_relay_from(r));
     const char *lv[3] = {r->producer, limit, after};
     res = pg_exec_stmt(r->pg, &outbox_lock, lv, PGRES_TUPLES_OK, errstr, errstr_size);
     if (!res)
@@ -244,6 +267,9 @@ int outbox_relay_once(outbox_relay_t *r, char *errstr, size_t errstr_size)
         int64_t last = strtoll(pg_get(res, n - 1, "id"), NULL, 10);
         if (last > r->seen)
             r->seen = last;
+        outbox_relay_advance(r, strtoull(pg_get(res, 0, "snap_xmin"), NULL, 10),
+                             strtoull(pg_get(res, 0, "snap_xmax"), NULL, 10), last,
+                             n == r->batch_max);
     }
     if (n == 0) {
         rc = 0;

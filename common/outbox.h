@@ -65,11 +65,14 @@ outbox_relay_t *outbox_relay_new(const char *conninfo, const char *producer, rd_
                                  int batch_max, int idle_ms, char *errstr, size_t errstr_size);
 
 /**
- * @brief How far back a pass sweeps (decision 0018): from the highest id seen
- * window_ms to 2 x window_ms ago; every full_ms from the start of the range.
- * Defaults 1000 and 15000; before the first pass.
+ * @brief How often a pass sweeps from the start of the producer's rows
+ * (default 15000 ms; and after every failed pass). Other passes start after
+ * the low-water mark (decision 0022). Before the first pass.
  */
-void outbox_relay_set_window(outbox_relay_t *r, int window_ms, int full_ms);
+void outbox_relay_set_full_sweep(outbox_relay_t *r, int full_ms);
+
+/** @brief The low-water mark: the id after which the next ordinary pass starts. */
+int64_t outbox_relay_mark(const outbox_relay_t *r);
 
 /** @brief One pass. @returns rows published (and deleted), or -1 with errstr. */
 int outbox_relay_once(outbox_relay_t *r, char *errstr, size_t errstr_size);

@@ -169,67 +169,56 @@ static void test_out_of_order_commit_not_skipped(void **state)
     pg_destroy(pg);
 }
 
-/* the sweep window (decision 0018): a row committed within the window is
- * published by the next pass; one committed later by the next full sweep,
- * never lost */
-static void test_sweep_window_and_full_sweep(void **state)
+/* the low-water mark (decision 0022): a row whose transaction took its id
+ * early - as its first write, like a DLQ row - and commits late is published
+ * by the first pass after its commit, however late, with no full sweep; the
+ * mark never passes it while that transaction runs, and moves on after */
+static void test_low_water_mark(void **state)
 {
-    char err[512];
-    pg_t *slow = pg_new(itest_pg()), *late = pg_new(itest_pg()), *fast = pg_new(itest_pg()),
-         *pg = pg_new(itest_pg());
+    char err[512], sql[256];
+    pg_t *slow = pg_new(itest_pg()), *fast = pg_new(itest_pg()), *pg = pg_new(itest_pg());
     assert_int_equal(pg_connect(slow, 5000, err, sizeof(err)), 0);
-    assert_int_equal(pg_connect(late, 5000, err, sizeof(err)), 0);
     assert_int_equal(pg_connect(fast, 5000, err, sizeof(err)), 0);
     assert_int_equal(pg_connect(pg, 5000, err, sizeof(err)), 0);
 
     outbox_relay_t *r = outbox_relay_new(itest_pg(), producer, rk, 100, 20, err, sizeof(err));
     assert_non_null(r);
-    outbox_relay_set_window(r, 200, 2000);
-    /* slow and late take ids, then rows after them are published */
+    outbox_relay_set_full_sweep(r, 3600 * 1000); /* only the first pass sweeps in full */
     assert_int_equal(pg_begin(slow, err, sizeof(err)), 0);
     assert_int_equal(outbox_append(slow, producer, topic, "k", "msg-00310", 9, NULL, err,
                                    sizeof(err)),
                      0);
-    assert_int_equal(pg_begin(late, err, sizeof(err)), 0);
-    assert_int_equal(outbox_append(late, producer, topic, "k", "msg-00311", 9, NULL, err,
-                                   sizeof(err)),
-                     0);
-    append_rows(fast, 312, 313);
-    assert_int_equal(outbox_relay_once(r, err, sizeof(err)), 1); /* full sweep: 312 */
-    /* slow commits inside the window: found by the next pass */
-    util_sleep_ms(250);
-    assert_int_equal(pg_commit(slow, err, sizeof(err)), 0);
-    assert_int_equal(outbox_relay_once(r, err, sizeof(err)), 1); /* 310 */
-    /* the window moves past 312; late commits after that */
-    append_rows(fast, 314, 315);
-    util_sleep_ms(250);
-    assert_int_equal(outbox_relay_once(r, err, sizeof(err)), 1); /* 314 */
-    util_sleep_ms(250);
-    assert_int_equal(outbox_relay_once(r, err, sizeof(err)), 0);
-    util_sleep_ms(250);
-    assert_int_equal(outbox_relay_once(r, err, sizeof(err)), 0);
-    assert_int_equal(pg_commit(late, err, sizeof(err)), 0);
-    assert_int_equal(outbox_relay_once(r, err, sizeof(err)), 0); /* behind the window */
-    assert_int_equal(backlog(pg), 1);
-    /* ... until the full sweep */
-    int64_t deadline = util_mono_ms() + 5000, got = 0;
-    while (got == 0 && util_mono_ms() < deadline) {
-        util_sleep_ms(100);
-        got = outbox_relay_once(r, err, sizeof(err));
+    snprintf(sql, sizeof(sql), "SELECT max(id) FROM outbox WHERE producer = '%s'", producer);
+    long long slow_id = itest_scalar(slow, sql); /* its own, uncommitted row */
+    append_rows(fast, 311, 313);
+    assert_int_equal(outbox_relay_once(r, err, sizeof(err)), 2); /* 311, 312 */
+    /* rows after it keep coming and going for longer than the old window (2 s) */
+    for (int i = 313; i < 323; i++) {
+        append_rows(fast, i, i + 1);
+        util_sleep_ms(250);
+        assert_int_equal(outbox_relay_once(r, err, sizeof(err)), 1);
+        if (outbox_relay_mark(r) >= slow_id)
+            fail_msg("mark %lld passed the running transaction's id %lld",
+                     (long long)outbox_relay_mark(r), slow_id);
     }
-    assert_int_equal(got, 1); /* 311 */
+    assert_int_equal(pg_commit(slow, err, sizeof(err)), 0);
+    assert_int_equal(outbox_relay_once(r, err, sizeof(err)), 1); /* 310, at once */
     assert_int_equal(backlog(pg), 0);
+    /* and with nothing running any more the mark moves past it */
+    for (int i = 323; i < 326; i++) {
+        append_rows(fast, i, i + 1);
+        assert_int_equal(outbox_relay_once(r, err, sizeof(err)), 1);
+    }
+    assert_true(outbox_relay_mark(r) > slow_id);
     outbox_relay_stop(r, 0);
 
     seen_t s;
     memset(&s, 0, sizeof(s));
     itest_consume_all(topic, 3000, on_msg, &s);
-    static const int want[] = {310, 311, 312, 314};
-    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
-        if (s.count[want[i]] != 1)
-            fail_msg("message %d seen %d times", want[i], s.count[want[i]]);
+    for (int i = 310; i < 326; i++)
+        if (s.count[i] != 1)
+            fail_msg("message %d seen %d times", i, s.count[i]);
     pg_destroy(slow);
-    pg_destroy(late);
     pg_destroy(fast);
     pg_destroy(pg);
 }
@@ -309,7 +298,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_relay_restart_and_crash),
         cmocka_unit_test(test_out_of_order_commit_not_skipped),
-        cmocka_unit_test(test_sweep_window_and_full_sweep),
+        cmocka_unit_test(test_low_water_mark),
         cmocka_unit_test(test_broker_unreachable_keeps_rows),
         cmocka_unit_test(test_one_relay_per_producer),
     };
