@@ -28,11 +28,12 @@ static const pg_stmt_t outbox_insert = {
  * (the one the rows are seen in) comes with the rows. */
 static const pg_stmt_t outbox_lock = {
     "outbox_lock",
-    "SELECT o.id, o.topic, o.msg_key, o.payload, o.headers, "
-    "pg_snapshot_xmin(s.s)::text AS snap_xmin, pg_snapshot_xmax(s.s)::text AS snap_xmax "
-    "FROM outbox o, (SELECT pg_current_snapshot() AS s) s WHERE o.producer = $1 "
-    "AND o.id > $3::bigint AND (SELECT pg_try_advisory_xact_lock(hashtext('kesu-outbox:' || $1))) "
-    "ORDER BY o.id LIMIT $2 FOR UPDATE OF o SKIP LOCKED",
+    "SELECT id, topic, msg_key, payload, headers, "
+    "(SELECT pg_snapshot_xmin(pg_current_snapshot()))::text AS snap_xmin, "
+    "(SELECT pg_snapshot_xmax(pg_current_snapshot()))::text AS snap_xmax "
+    "FROM outbox WHERE producer = $1 AND id > $3::bigint "
+    "AND (SELECT pg_try_advisory_xact_lock(hashtext('kesu-outbox:' || $1))) "
+    "ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
     3};
 
 /* a full sweep (from the start of the producer's rows) this often, and after
