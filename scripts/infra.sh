@@ -319,7 +319,11 @@ kafka_up() {
     log_info "already running (pid $pid)"
     return 0
   fi
-  rm -f "$KAFKA_PID_FILE"
+  # a stale pid file goes; one whose process still lives (another tree's broker
+  # sharing this .run through KESU_RUN) stays, and the port check below says so
+  local old
+  old="$(cat "$KAFKA_PID_FILE" 2>/dev/null || true)"
+  [[ "$old" =~ ^[0-9]+$ ]] && kill -0 "$old" 2>/dev/null || rm -f "$KAFKA_PID_FILE"
   local port
   for port in "$KESU_BROKER_PORT" "$KESU_BROKER_CONTROLLER_PORT"; do
     tcp_open 127.0.0.1 "$port" &&
