@@ -1,8 +1,9 @@
 /*
  * Integration: the transactional outbox against the real PostgreSQL and
  * Kafka. Rows survive a relay that stops, a relay that dies while holding
- * locks, and rows committed out of id order are never skipped; only one
- * relay per producer publishes at a time.
+ * locks, and rows committed out of id order are never skipped - however late,
+ * with no full sweep (the low-water mark, decision 0022); only one relay per
+ * producer publishes at a time.
  */
 #include <setjmp.h>
 #include <stdarg.h>
