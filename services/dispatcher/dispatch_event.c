@@ -454,22 +454,32 @@ out:
     return rc;
 }
 
-int dispatch_wants(void *opaque, const Kesu__V1__Envelope *env)
+/* what the dispatcher does with an event type: the one list both
+ * dispatch_wants and dispatch_handle read */
+typedef enum { DE_NONE, DE_DISPATCH, DE_RELEASE } de_route_t;
+
+static de_route_t de_route(Kesu__V1__Envelope__PayloadCase pc)
 {
-    (void)opaque;
-    switch (env->payload_case) {
+    switch (pc) {
     case KESU__V1__ENVELOPE__PAYLOAD_CASE_CLASSIFIED:
     case KESU__V1__ENVELOPE__PAYLOAD_CASE_RETURNED:
     case KESU__V1__ENVELOPE__PAYLOAD_CASE_REOPENED:
+        return DE_DISPATCH;
     case KESU__V1__ENVELOPE__PAYLOAD_CASE_RESOLVED:
     case KESU__V1__ENVELOPE__PAYLOAD_CASE_CLOSED:
     case KESU__V1__ENVELOPE__PAYLOAD_CASE_WITHDRAWN:
     case KESU__V1__ENVELOPE__PAYLOAD_CASE_REJECTED:
     case KESU__V1__ENVELOPE__PAYLOAD_CASE_MERGED:
-        return 1;
+        return DE_RELEASE;
     default:
-        return 0;
+        return DE_NONE;
     }
+}
+
+int dispatch_wants(void *opaque, const Kesu__V1__Envelope *env)
+{
+    (void)opaque;
+    return de_route(env->payload_case) != DE_NONE;
 }
 
 kc_result_t dispatch_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errstr,
@@ -479,16 +489,10 @@ kc_result_t dispatch_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *err
     const Kesu__V1__Envelope *env = m->env;
     int r;
 
-    switch (env->payload_case) {
-    case KESU__V1__ENVELOPE__PAYLOAD_CASE_CLASSIFIED:
-    case KESU__V1__ENVELOPE__PAYLOAD_CASE_RETURNED:
-    case KESU__V1__ENVELOPE__PAYLOAD_CASE_REOPENED:
+    switch (de_route(env->payload_case)) {
+    case DE_DISPATCH:
         return de_dispatch(ctx, pg, env, errstr, errstr_size);
-    case KESU__V1__ENVELOPE__PAYLOAD_CASE_RESOLVED:
-    case KESU__V1__ENVELOPE__PAYLOAD_CASE_CLOSED:
-    case KESU__V1__ENVELOPE__PAYLOAD_CASE_WITHDRAWN:
-    case KESU__V1__ENVELOPE__PAYLOAD_CASE_REJECTED:
-    case KESU__V1__ENVELOPE__PAYLOAD_CASE_MERGED:
+    case DE_RELEASE:
         r = dispatch_release_load(pg, env->case_id, errstr, errstr_size);
         if (r < 0)
             return de_db_failure(pg);
@@ -497,9 +501,10 @@ kc_result_t dispatch_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *err
         LOG_INFO("handler load released on %s", env->event_type);
         metrics_counter_add(ctx->m_released, 1);
         return KC_OK;
-    default:
-        return KC_SKIP;
+    case DE_NONE:
+        break;
     }
+    return KC_SKIP;
 }
 
 int dispatch_reload(dispatch_ctx_t *ctx, pg_t *pg, char *errstr, size_t errstr_size)

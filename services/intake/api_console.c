@@ -228,16 +228,12 @@ static void drop_key(json_t *arr, const char *key)
 }
 
 /* Run a statement whose one row has a JSON text column col; append it to body as key. */
-static int summary_json(intake_worker_t *w, const pg_stmt_t *stmt, const char *const *v,
-                        const char *col, json_t *body, const char *key, char *errstr,
-                        size_t errstr_size)
+/* the JSON document in column col of a one-row result, set as body[key] */
+static int result_json(const PGresult *res, const pg_stmt_t *stmt, const char *col, json_t *body,
+                       const char *key, char *errstr, size_t errstr_size)
 {
     json_error_t je;
-    PGresult *res = pg_exec_stmt(w->pg, stmt, v, PGRES_TUPLES_OK, errstr, errstr_size);
-    if (!res)
-        return -1;
     json_t *j = PQntuples(res) == 1 ? json_loads(pg_get(res, 0, col), 0, &je) : NULL;
-    PQclear(res);
     if (!j) {
         snprintf(errstr, errstr_size, "%s: no JSON in the result", stmt->name);
         return -1;
@@ -246,24 +242,31 @@ static int summary_json(intake_worker_t *w, const pg_stmt_t *stmt, const char *c
     return 0;
 }
 
+static int summary_json(intake_worker_t *w, const pg_stmt_t *stmt, const char *const *v,
+                        const char *col, json_t *body, const char *key, char *errstr,
+                        size_t errstr_size)
+{
+    PGresult *res = pg_exec_stmt(w->pg, stmt, v, PGRES_TUPLES_OK, errstr, errstr_size);
+    if (!res)
+        return -1;
+    int rc = result_json(res, stmt, col, body, key, errstr, errstr_size);
+    PQclear(res);
+    return rc;
+}
+
 /* "emergencies": the oldest API_CONSOLE_LIST_MAX, "emergency_total": all open ones */
 static int summary_emergencies(intake_worker_t *w, const char *const *v, json_t *body,
                                char *errstr, size_t errstr_size)
 {
-    json_error_t je;
     PGresult *res = pg_exec_stmt(w->pg, &st_emergencies, v, PGRES_TUPLES_OK, errstr, errstr_size);
     if (!res)
         return -1;
-    json_t *rows = PQntuples(res) == 1 ? json_loads(pg_get(res, 0, "rows"), 0, &je) : NULL;
-    json_int_t total = PQntuples(res) == 1 ? atoll(pg_get(res, 0, "total")) : 0;
+    int rc = result_json(res, &st_emergencies, "rows", body, "emergencies", errstr, errstr_size);
+    if (rc == 0)
+        json_object_set_new(body, "emergency_total",
+                            json_integer(atoll(pg_get(res, 0, "total"))));
     PQclear(res);
-    if (!rows) {
-        snprintf(errstr, errstr_size, "%s: no JSON in the result", st_emergencies.name);
-        return -1;
-    }
-    json_object_set_new(body, "emergencies", rows);
-    json_object_set_new(body, "emergency_total", json_integer(total));
-    return 0;
+    return rc;
 }
 
 /* {"received": n, ...} with every status (0 when none), and the open total (OPEN_CASE) */

@@ -615,88 +615,92 @@ static kc_result_t st_on_start(sla_ctx_t *ctx, pg_t *pg, const Kesu__V1__Envelop
     return KC_OK;
 }
 
-int sla_wants(void *opaque, const Kesu__V1__Envelope *env)
+/* what an event type does to the timers: start them (st_on_start), or apply
+ * op to the open timers of kinds. The one table sla_wants and sla_handle read;
+ * 0: the event does nothing here */
+typedef struct st_route {
+    int start;
+    const char *kinds;
+    st_op_t op;
+} st_route_t;
+
+static int st_route(Kesu__V1__Envelope__PayloadCase pc, st_route_t *rt)
 {
-    (void)opaque;
-    switch (env->payload_case) {
+    *rt = (st_route_t){0, NULL, ST_OP_STOP};
+    switch (pc) {
     case KESU__V1__ENVELOPE__PAYLOAD_CASE_ASSIGNED:
     case KESU__V1__ENVELOPE__PAYLOAD_CASE_RESOLVED:
     case KESU__V1__ENVELOPE__PAYLOAD_REPLY_SENT:
+        rt->start = 1;
+        return 1;
     case KESU__V1__ENVELOPE__PAYLOAD_CASE_ACCEPTED:
     case KESU__V1__ENVELOPE__PAYLOAD_CASE_RETURNED:
+        rt->kinds = "{accept}";
+        return 1;
     case KESU__V1__ENVELOPE__PAYLOAD_FEEDBACK_RECEIVED:
     case KESU__V1__ENVELOPE__PAYLOAD_CASE_REOPENED:
+        rt->kinds = "{reply,follow_up,auto_close}";
+        return 1;
     case KESU__V1__ENVELOPE__PAYLOAD_INFO_REQUESTED:
+        rt->kinds = "{accept,resolve,reply,follow_up}";
+        rt->op = ST_OP_PAUSE;
+        return 1;
     case KESU__V1__ENVELOPE__PAYLOAD_SUPPLEMENT_RECEIVED:
+        rt->kinds = "{accept,resolve,reply,follow_up}";
+        rt->op = ST_OP_RESUME;
+        return 1;
     case KESU__V1__ENVELOPE__PAYLOAD_EXTENSION_DECIDED:
+        rt->kinds = "{resolve}";
+        rt->op = ST_OP_EXTEND;
+        return 1;
     case KESU__V1__ENVELOPE__PAYLOAD_CASE_CLOSED:
     case KESU__V1__ENVELOPE__PAYLOAD_CASE_WITHDRAWN:
     case KESU__V1__ENVELOPE__PAYLOAD_CASE_REJECTED:
     case KESU__V1__ENVELOPE__PAYLOAD_CASE_MERGED:
+        rt->kinds = "{accept,resolve,reply,follow_up,auto_close}";
         return 1;
     default:
         return 0;
     }
 }
 
+int sla_wants(void *opaque, const Kesu__V1__Envelope *env)
+{
+    (void)opaque;
+    st_route_t rt;
+    return st_route(env->payload_case, &rt);
+}
+
 kc_result_t sla_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errstr, size_t errstr_size)
 {
     sla_ctx_t *ctx = opaque;
     const Kesu__V1__Envelope *env = m->env;
-    const char *kinds = NULL;
-    st_op_t op = ST_OP_STOP;
+    st_route_t rt;
     int64_t extra = 0;
-    switch (env->payload_case) {
-    case KESU__V1__ENVELOPE__PAYLOAD_CASE_ASSIGNED:
-    case KESU__V1__ENVELOPE__PAYLOAD_CASE_RESOLVED:
-    case KESU__V1__ENVELOPE__PAYLOAD_REPLY_SENT:
+    if (!st_route(env->payload_case, &rt))
+        return KC_SKIP;
+    if (rt.start)
         return st_on_start(ctx, pg, env, errstr, errstr_size);
-    case KESU__V1__ENVELOPE__PAYLOAD_CASE_ACCEPTED:
-    case KESU__V1__ENVELOPE__PAYLOAD_CASE_RETURNED:
-        kinds = "{accept}";
-        break;
-    case KESU__V1__ENVELOPE__PAYLOAD_FEEDBACK_RECEIVED:
-    case KESU__V1__ENVELOPE__PAYLOAD_CASE_REOPENED:
-        kinds = "{reply,follow_up,auto_close}";
-        break;
-    case KESU__V1__ENVELOPE__PAYLOAD_INFO_REQUESTED:
-        kinds = "{accept,resolve,reply,follow_up}";
-        op = ST_OP_PAUSE;
-        break;
-    case KESU__V1__ENVELOPE__PAYLOAD_SUPPLEMENT_RECEIVED:
-        kinds = "{accept,resolve,reply,follow_up}";
-        op = ST_OP_RESUME;
-        break;
-    case KESU__V1__ENVELOPE__PAYLOAD_EXTENSION_DECIDED:
+    if (rt.op == ST_OP_EXTEND) {
         if (!env->extension_decided->approved || env->extension_decided->extra_minutes <= 0)
             return KC_SKIP;
-        kinds = "{resolve}";
-        op = ST_OP_EXTEND;
         extra = (int64_t)((double)env->extension_decided->extra_minutes * 60000.0 *
                           ctx->policy->time_scale);
         if (extra < 1)
             extra = 1;
-        break;
-    case KESU__V1__ENVELOPE__PAYLOAD_CASE_CLOSED:
-    case KESU__V1__ENVELOPE__PAYLOAD_CASE_WITHDRAWN:
-    case KESU__V1__ENVELOPE__PAYLOAD_CASE_REJECTED:
-    case KESU__V1__ENVELOPE__PAYLOAD_CASE_MERGED:
-        kinds = "{accept,resolve,reply,follow_up,auto_close}";
-        break;
-    default:
-        return KC_SKIP;
     }
     /* the case row first, as in every handler: see the lock order above */
-    char status[24], rt[24], urg[16], dept[64];
+    char status[24], req_type[24], urg[16], dept[64];
     int attempt;
-    int rc = st_case_read(pg, env->case_id, status, rt, urg, dept, &attempt, errstr, errstr_size);
+    int rc = st_case_read(pg, env->case_id, status, req_type, urg, dept, &attempt, errstr,
+                          errstr_size);
     if (rc < 0)
         return st_db_failure(pg);
     if (rc > 0)
         return KC_POISON;
     static const char *const what[] = {"stopped", "paused", "resumed", "extended"};
-    return st_result(st_apply(pg, ctx, env, kinds, op, extra, errstr, errstr_size), pg, what[op],
-                     env->event_type);
+    return st_result(st_apply(pg, ctx, env, rt.kinds, rt.op, extra, errstr, errstr_size), pg,
+                     what[rt.op], env->event_type);
 }
 
 /* ---- scan ---- */

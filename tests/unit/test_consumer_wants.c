@@ -51,6 +51,18 @@ static const Kesu__V1__Envelope__PayloadCase must_notify[] = {
     KESU__V1__ENVELOPE__PAYLOAD_CASE_RECEIVED, KESU__V1__ENVELOPE__PAYLOAD_CASE_ASSIGNED,
     KESU__V1__ENVELOPE__PAYLOAD_CASE_RESOLVED, KESU__V1__ENVELOPE__PAYLOAD__NOT_SET};
 
+/* an envelope carrying an empty message of payload field f (free *msg after) */
+static void payload_env(proto_env_t *pe, const ProtobufCFieldDescriptor *f, ProtobufCMessage **msg)
+{
+    const ProtobufCMessageDescriptor *md = f->descriptor;
+    *msg = calloc(1, md->sizeof_message);
+    assert_non_null(*msg);
+    md->message_init(*msg);
+    proto_env_init(pe, "test");
+    proto_env_set_case(pe, "00000000-0000-4000-8000-000000000001", "KS-TEST", "trace");
+    assert_int_equal(proto_env_set_payload(pe, (Kesu__V1__Envelope__PayloadCase)f->id, *msg), 0);
+}
+
 /* every payload type of the envelope's oneof, with an empty message in it */
 static void each_payload(void (*fn)(const Kesu__V1__Envelope *env, void *arg), void *arg)
 {
@@ -60,15 +72,9 @@ static void each_payload(void (*fn)(const Kesu__V1__Envelope *env, void *arg), v
         const ProtobufCFieldDescriptor *f = &d->fields[i];
         if (!(f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) || f->type != PROTOBUF_C_TYPE_MESSAGE)
             continue;
-        const ProtobufCMessageDescriptor *md = f->descriptor;
-        ProtobufCMessage *msg = calloc(1, md->sizeof_message);
-        assert_non_null(msg);
-        md->message_init(msg);
         proto_env_t pe;
-        proto_env_init(&pe, "test");
-        proto_env_set_case(&pe, "00000000-0000-4000-8000-000000000001", "KS-TEST", "trace");
-        assert_int_equal(proto_env_set_payload(&pe, (Kesu__V1__Envelope__PayloadCase)f->id, msg),
-                         0);
+        ProtobufCMessage *msg;
+        payload_env(&pe, f, &msg);
         fn(&pe.env, arg);
         free(msg);
         seen++;
@@ -109,15 +115,12 @@ static void check_stage(const stage_t *st)
     assert_true(r.skipped > 0); /* every stage ignores something */
     for (const Kesu__V1__Envelope__PayloadCase *c = st->must;
          *c != KESU__V1__ENVELOPE__PAYLOAD__NOT_SET; c++) {
-        proto_env_t pe;
-        proto_env_init(&pe, "test");
         const ProtobufCFieldDescriptor *f =
             protobuf_c_message_descriptor_get_field(&kesu__v1__envelope__descriptor, (unsigned)*c);
         assert_non_null(f);
-        ProtobufCMessage *msg = calloc(1, ((const ProtobufCMessageDescriptor *)f->descriptor)
-                                              ->sizeof_message);
-        ((const ProtobufCMessageDescriptor *)f->descriptor)->message_init(msg);
-        assert_int_equal(proto_env_set_payload(&pe, *c, msg), 0);
+        proto_env_t pe;
+        ProtobufCMessage *msg;
+        payload_env(&pe, f, &msg);
         if (!st->wants(st->ctx, &pe.env))
             fail_msg("%s must want %s", st->name, pe.env.event_type);
         free(msg);
