@@ -293,12 +293,27 @@ static int kc_claim_all(pg_t *pg, const kafka_consumer_opts_t *o, Kesu__V1__Enve
     return 0;
 }
 
+/* the stage's per-batch step (kc_batch_fn); 0 go on, 2 run again, -1 fail */
+static int kc_batch_step(pg_t *pg, const kafka_consumer_opts_t *o, kc_batch_phase_t phase,
+                         char *errstr, size_t errstr_size)
+{
+    char why[1024] = "";
+    if (!o->batch)
+        return 0;
+    kc_result_t r = o->batch(o->opaque, pg, phase, why, sizeof(why));
+    if (r == KC_OK)
+        return 0;
+    snprintf(errstr, errstr_size, "%s", why[0] ? why : "the batch step refused the batch");
+    return r == KC_RETRY && phase == KC_BATCH_END ? 2 : -1;
+}
+
 /*
  * One attempt at a batch. careful = 0 is the fast path: one inbox INSERT for
  * the whole batch and no savepoints; if a handler refuses an event it returns
  * 1 so the caller re-runs the batch carefully: a savepoint per message, so
  * the refused one goes to the DLQ without its partial effects.
- * @returns 0 committed, 1 re-run carefully, -1 rolled back (errstr).
+ * @returns 0 committed, 1 re-run carefully, 2 re-run as it was (the batch
+ *          step asked), -1 rolled back (errstr).
  */
 static int kc_apply(pg_t *pg, const kafka_consumer_opts_t *o, rd_kafka_message_t **msgs,
                     Kesu__V1__Envelope **envs, const char *const *whys, size_t n, int careful,
@@ -306,8 +321,11 @@ static int kc_apply(pg_t *pg, const kafka_consumer_opts_t *o, rd_kafka_message_t
 {
     char why[1024];
     int *fresh = NULL;
+    int step;
     if (pg_begin(pg, errstr, errstr_size) != 0)
         return -1;
+    if (kc_batch_step(pg, o, KC_BATCH_BEGIN, errstr, errstr_size) != 0)
+        goto fail;
     if (!careful) {
         fresh = calloc(n ? n : 1, sizeof(*fresh));
         if (!fresh) {
@@ -380,6 +398,14 @@ static int kc_apply(pg_t *pg, const kafka_consumer_opts_t *o, rd_kafka_message_t
         }
     }
     log_ctx_clear();
+    step = kc_batch_step(pg, o, KC_BATCH_END, errstr, errstr_size);
+    if (step == 2) {
+        free(fresh);
+        pg_rollback(pg);
+        return 2;
+    }
+    if (step != 0)
+        goto fail;
     free(fresh);
     if (pg_commit(pg, errstr, errstr_size) != 0)
         return -1;
@@ -428,10 +454,21 @@ int kc_apply_batch(pg_t *pg, const kafka_consumer_opts_t *o, rd_kafka_message_t 
         rc = -1;
         goto out;
     }
-    rc = kc_apply(pg, o, keep, envs, (const char *const *)whys, k, 0, kept, errstr, errstr_size);
-    if (rc == 1)
-        rc = kc_apply(pg, o, keep, envs, (const char *const *)whys, k, 1, kept, errstr,
+    int careful = 0, reruns = 0;
+    for (;;) {
+        rc = kc_apply(pg, o, keep, envs, (const char *const *)whys, k, careful, kept, errstr,
                       errstr_size);
+        if (rc == 1 && !careful)
+            careful = 1;
+        else if (rc == 2 && reruns < KC_RERUN_MAX)
+            reruns++;
+        else
+            break;
+    }
+    if (rc == 2) {
+        LOG_WARN("batch run again %d times and still refused: %s", reruns, errstr);
+        rc = -1;
+    }
     for (size_t j = 0; j < k; j++)
         outcomes[at[j]] = kept[j];
 out:

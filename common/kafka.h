@@ -112,6 +112,28 @@ typedef int (*kc_wants_fn)(void *opaque, const Kesu__V1__Envelope *env);
 /** Housekeeping between polls (timer scans, retries); own transactions allowed. */
 typedef void (*kc_tick_fn)(void *opaque, pg_t *pg);
 
+/** Where a batch attempt is, for kc_batch_fn. */
+typedef enum {
+    KC_BATCH_BEGIN = 0, /**< transaction open, no event applied yet */
+    KC_BATCH_END = 1,   /**< every event applied, COMMIT next */
+} kc_batch_phase_t;
+
+/**
+ * Called inside each attempt at a batch's transaction (never COMMIT/ROLLBACK
+ * here): at KC_BATCH_BEGIN forget what the last attempt gathered, at
+ * KC_BATCH_END write what this one did — what a stage keeps per batch rather
+ * than per event. The dispatcher writes its handlers' loads there, in one
+ * lock order for every instance (decision 0023). At END, KC_RETRY means
+ * "undo and run the batch again at once" (at most KC_RERUN_MAX times, then a
+ * transient failure); KC_POISON or anything else undoes the batch like a
+ * failed transaction. NULL: no per-batch step.
+ */
+typedef kc_result_t (*kc_batch_fn)(void *opaque, pg_t *pg, kc_batch_phase_t phase, char *errstr,
+                                   size_t errstr_size);
+
+/** How often a batch is run again at once for kc_batch_fn's KC_RETRY. */
+#define KC_RERUN_MAX 4
+
 typedef struct kafka_consumer_opts {
     const char *service;          /**< producer name for DLQ rows, log context */
     const char *group;            /**< consumer group id, also the inbox consumer name */
@@ -122,6 +144,7 @@ typedef struct kafka_consumer_opts {
     kc_wants_fn wants;            /**< the events handler acts on; NULL: all */
     kc_tick_fn tick;              /**< may be NULL */
     int tick_ms;                  /**< tick period */
+    kc_batch_fn batch;            /**< around each batch attempt; may be NULL */
     void *opaque;                 /**< passed to handler and tick */
     void (*after_commit)(void *arg); /**< e.g. wake the relay; may be NULL */
     void *after_commit_arg;       /**< its argument */

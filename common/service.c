@@ -164,6 +164,7 @@ int service_consume(service_t *svc, const char *const *topics, kc_handler_fn han
         .wants = wants,
         .tick = tick,
         .tick_ms = tick_ms > 0 ? tick_ms : 1000,
+        .batch = svc->batch,
         .opaque = opaque,
         .after_commit = service_after_commit,
         .after_commit_arg = svc,

@@ -26,27 +26,34 @@ static const pg_stmt_t de_lock_case = {
     "FOR NO KEY UPDATE",
     1};
 
-/* $3: a handler to prefer (a reopened case's previous one), may be NULL.
- * First among the handlers no other transaction holds: two dispatcher
- * instances' batches that each hold a handler the other wants next would
- * deadlock (and wait deadlock_timeout first); only when every candidate is
- * held does the pick wait (de_pick_handler_wait). */
+/* $3: a handler to prefer (a reopened case's previous one), may be NULL;
+ * $4/$5: the load changes the open batch has gathered ($4 ids, $5 deltas).
+ * A plain read: the batch writes loads only at its end, in one lock order
+ * (dispatch_batch), so instances never wait on each other here and never
+ * deadlock (decision 0023). */
 static const pg_stmt_t de_pick_handler = {
     "de_pick_handler",
-    "SELECT id FROM handlers WHERE department = $1 AND active AND open_load < capacity "
-    "AND ($2 = ANY (skills) OR '*' = ANY (skills)) "
-    "ORDER BY (id = $3) IS TRUE DESC, open_load, id LIMIT 1 FOR UPDATE SKIP LOCKED",
-    3};
+    "SELECT h.id FROM handlers h LEFT JOIN unnest($4::text[], $5::integer[]) AS p(id, n) "
+    "ON p.id = h.id WHERE h.department = $1 AND h.active "
+    "AND h.open_load + COALESCE(p.n, 0) < h.capacity "
+    "AND ($2 = ANY (h.skills) OR '*' = ANY (h.skills)) "
+    "ORDER BY (h.id = $3) IS TRUE DESC, h.open_load + COALESCE(p.n, 0), h.id LIMIT 1",
+    5};
 
-static const pg_stmt_t de_pick_handler_wait = {
-    "de_pick_handler_wait",
-    "SELECT id FROM handlers WHERE department = $1 AND active AND open_load < capacity "
-    "AND ($2 = ANY (skills) OR '*' = ANY (skills)) "
-    "ORDER BY (id = $3) IS TRUE DESC, open_load, id LIMIT 1 FOR UPDATE",
-    3};
+/* the batch's handlers, locked in id order: every instance takes them in
+ * the same order, so none holds one another waits for while it waits */
+static const pg_stmt_t de_lock_loads = {
+    "de_lock_loads",
+    "SELECT id FROM handlers WHERE id = ANY ($1::text[]) ORDER BY id FOR NO KEY UPDATE", 1};
 
-static const pg_stmt_t de_take_load = {
-    "de_take_load", "UPDATE handlers SET open_load = open_load + 1 WHERE id = $1", 1};
+/* over: a load this batch raised went past capacity, because another
+ * instance filled the handler after this batch read it */
+static const pg_stmt_t de_write_loads = {
+    "de_write_loads",
+    "UPDATE handlers h SET open_load = GREATEST(h.open_load + p.n, 0) "
+    "FROM unnest($1::text[], $2::integer[]) AS p(id, n) WHERE h.id = p.id "
+    "RETURNING h.id, (p.n > 0 AND h.open_load > h.capacity) AS over",
+    2};
 
 /* the assignment is written by the status change itself (one row version);
  * load_released is true when there is nothing to give back (no handler) */
@@ -69,12 +76,11 @@ static const pg_stmt_t de_add_assignment = {
     "NULLIF($7, '0')::bigint, $8::boolean) ON CONFLICT (case_id, attempt, department) DO NOTHING",
     8};
 
+/* the handler whose load the case gives back (at the batch's end) */
 static const pg_stmt_t de_release = {
     "de_release",
-    "WITH c AS (UPDATE cases SET load_released = true WHERE id = $1::uuid "
-    "AND NOT load_released AND handler IS NOT NULL RETURNING handler) "
-    "UPDATE handlers h SET open_load = GREATEST(h.open_load - 1, 0) FROM c "
-    "WHERE h.id = c.handler RETURNING h.id",
+    "UPDATE cases SET load_released = true WHERE id = $1::uuid "
+    "AND NOT load_released AND handler IS NOT NULL RETURNING handler AS id",
     1};
 
 static const pg_stmt_t de_record_return = {
@@ -118,12 +124,121 @@ void dispatch_ctx_init(dispatch_ctx_t *ctx, const dispatch_catalogue_t *cat)
                                      "Dispatch events for cases that had moved on", NULL);
     ctx->m_reloads = metrics_counter("kesu_dispatcher_catalogue_reloads_total",
                                      "Catalogue versions loaded from PostgreSQL", NULL);
+    ctx->m_reruns = metrics_counter("kesu_dispatcher_load_reruns_total",
+                                    "Batches dispatched again because another instance filled a "
+                                    "handler they picked",
+                                    NULL);
 }
 
 void dispatch_ctx_free(dispatch_ctx_t *ctx)
 {
     dispatch_catalogue_free(ctx->owned);
     ctx->owned = NULL;
+    free(ctx->loads);
+    free(ctx->lit_ids);
+    free(ctx->lit_deltas);
+    ctx->loads = NULL;
+    ctx->lit_ids = ctx->lit_deltas = NULL;
+    ctx->nloads = ctx->loads_cap = ctx->lit_cap = 0;
+}
+
+/* change handler's load in the open batch by delta, remembered for undo
+ * should the event fail (dispatch_handle) */
+static int de_load_add(dispatch_ctx_t *ctx, const char *handler, int delta)
+{
+    size_t i;
+    for (i = 0; i < ctx->nloads && strcmp(ctx->loads[i].id, handler) != 0; i++)
+        ;
+    if (i == ctx->nloads) {
+        if (strlen(handler) >= sizeof(ctx->loads[0].id))
+            return -1;
+        if (ctx->nloads == ctx->loads_cap) {
+            size_t cap = ctx->loads_cap ? ctx->loads_cap * 2 : 16;
+            dispatch_load_t *l = realloc(ctx->loads, cap * sizeof(*l));
+            if (!l)
+                return -1;
+            ctx->loads = l;
+            ctx->loads_cap = cap;
+        }
+        snprintf(ctx->loads[i].id, sizeof(ctx->loads[i].id), "%s", handler);
+        ctx->loads[i].delta = 0;
+        ctx->nloads++;
+    }
+    if (ctx->nundo == sizeof(ctx->undo) / sizeof(ctx->undo[0]))
+        return -1;
+    ctx->loads[i].delta += delta;
+    ctx->undo[ctx->nundo].slot = i;
+    ctx->undo[ctx->nundo++].delta = delta;
+    return 0;
+}
+
+/* the batch's load changes as two array literals (ctx->lit_ids, lit_deltas);
+ * changes that cancel out are left out */
+static int de_load_literals(dispatch_ctx_t *ctx, size_t *nchanged)
+{
+    size_t need = 3 + ctx->nloads * (sizeof(ctx->loads[0].id) + 16), off_i = 0, off_d = 0;
+    if (need > ctx->lit_cap) {
+        char *a = realloc(ctx->lit_ids, need), *b = a ? realloc(ctx->lit_deltas, need) : NULL;
+        if (a)
+            ctx->lit_ids = a;
+        if (!a || !b)
+            return -1;
+        ctx->lit_deltas = b;
+        ctx->lit_cap = need;
+    }
+    *nchanged = 0;
+    off_i += (size_t)sprintf(ctx->lit_ids, "{");
+    off_d += (size_t)sprintf(ctx->lit_deltas, "{");
+    for (size_t i = 0; i < ctx->nloads; i++) {
+        if (!ctx->loads[i].delta)
+            continue;
+        const char *sep = (*nchanged)++ ? "," : "";
+        off_i += (size_t)sprintf(ctx->lit_ids + off_i, "%s\"%s\"", sep, ctx->loads[i].id);
+        off_d += (size_t)sprintf(ctx->lit_deltas + off_d, "%s%d", sep, ctx->loads[i].delta);
+    }
+    sprintf(ctx->lit_ids + off_i, "}");
+    sprintf(ctx->lit_deltas + off_d, "}");
+    return 0;
+}
+
+kc_result_t dispatch_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, char *errstr,
+                           size_t errstr_size)
+{
+    dispatch_ctx_t *ctx = opaque;
+    size_t n = 0;
+    kc_result_t rc = KC_OK;
+    if (phase == KC_BATCH_BEGIN) {
+        ctx->nloads = 0;
+        return KC_OK;
+    }
+    if (de_load_literals(ctx, &n) != 0) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return KC_RETRY;
+    }
+    ctx->nloads = 0;
+    if (n == 0)
+        return KC_OK;
+    const char *v[2] = {ctx->lit_ids, ctx->lit_deltas};
+    PGresult *res = pg_exec_stmt(pg, &de_lock_loads, v, PGRES_TUPLES_OK, errstr, errstr_size);
+    if (!res)
+        return KC_RETRY;
+    PQclear(res);
+    res = pg_exec_stmt(pg, &de_write_loads, v, PGRES_TUPLES_OK, errstr, errstr_size);
+    if (!res)
+        return KC_RETRY;
+    for (int i = 0; i < PQntuples(res); i++) {
+        if (strcmp(pg_get(res, i, "over"), "t") == 0) {
+            snprintf(errstr, errstr_size,
+                     "handler %s filled up under another instance during this batch: the "
+                     "batch is dispatched again",
+                     pg_get(res, i, "id"));
+            metrics_counter_add(ctx->m_reruns, 1);
+            rc = KC_RETRY;
+            break;
+        }
+    }
+    PQclear(res);
+    return rc;
 }
 
 static kc_result_t de_db_failure(pg_t *pg)
@@ -139,15 +254,20 @@ static void de_count(const char *metric, const char *help, const char *key, cons
     metrics_counter_add(metrics_counter(metric, help, labels), 1);
 }
 
-int dispatch_release_load(pg_t *pg, const char *case_id, char *errstr, size_t errstr_size)
+int dispatch_release_load(dispatch_ctx_t *ctx, pg_t *pg, const char *case_id, char *errstr,
+                          size_t errstr_size)
 {
     const char *v[1] = {case_id};
     PGresult *res = pg_exec_stmt(pg, &de_release, v, PGRES_TUPLES_OK, errstr, errstr_size);
     if (!res)
         return -1;
     int released = PQntuples(res) > 0;
-    if (released)
+    if (released && de_load_add(ctx, pg_get(res, 0, "id"), -1) != 0) {
+        snprintf(errstr, errstr_size, "handler id too long or out of memory");
+        released = -1;
+    } else if (released) {
         LOG_DEBUG("load of handler %s released", pg_get(res, 0, "id"));
+    }
     PQclear(res);
     return released;
 }
@@ -187,27 +307,27 @@ static kc_result_t de_commit(dispatch_ctx_t *ctx, pg_t *pg, const Kesu__V1__Enve
 
     /* a re-dispatched case gives its previous handler's load back first (a
      * first dispatch has no handler, no load and no assignment rows yet) */
-    if (d->attempt > 0 && dispatch_release_load(pg, env->case_id, errstr, errstr_size) < 0)
+    if (d->attempt > 0 && dispatch_release_load(ctx, pg, env->case_id, errstr, errstr_size) < 0)
         return de_db_failure(pg);
-    const char *pv[3] = {d->department, domain, d->prefer_handler};
-    res = pg_exec_stmt(pg, &de_pick_handler, pv, PGRES_TUPLES_OK, errstr, errstr_size);
-    if (res && PQntuples(res) == 0) {
-        PQclear(res);
-        res = pg_exec_stmt(pg, &de_pick_handler_wait, pv, PGRES_TUPLES_OK, errstr, errstr_size);
+    size_t nchanged;
+    if (de_load_literals(ctx, &nchanged) != 0) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return KC_RETRY;
     }
+    const char *pv[5] = {d->department, domain, d->prefer_handler, ctx->lit_ids, ctx->lit_deltas};
+    res = pg_exec_stmt(pg, &de_pick_handler, pv, PGRES_TUPLES_OK, errstr, errstr_size);
     if (!res)
         return de_db_failure(pg);
     if (PQntuples(res) > 0) {
         snprintf(handler, sizeof(handler), "%s", pg_get(res, 0, "id"));
         have_handler = 1;
-        PQclear(res);
-        const char *tv[1] = {handler};
-        res = NULL;
-        if (de_exec(pg, &de_take_load, tv, errstr, errstr_size) != 0)
-            return de_db_failure(pg);
     }
     PQclear(res);
     res = NULL;
+    if (have_handler && de_load_add(ctx, handler, 1) != 0) {
+        snprintf(errstr, errstr_size, "handler id too long or out of memory");
+        return KC_RETRY;
+    }
 
     if (dispatch_array_literal(d->co, d->nco, co, sizeof(co)) != 0) {
         snprintf(errstr, errstr_size, "too many co-handling departments");
@@ -487,24 +607,33 @@ kc_result_t dispatch_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *err
 {
     dispatch_ctx_t *ctx = opaque;
     const Kesu__V1__Envelope *env = m->env;
+    kc_result_t rc = KC_SKIP;
     int r;
 
+    ctx->nundo = 0;
     switch (de_route(env->payload_case)) {
     case DE_DISPATCH:
-        return de_dispatch(ctx, pg, env, errstr, errstr_size);
+        rc = de_dispatch(ctx, pg, env, errstr, errstr_size);
+        break;
     case DE_RELEASE:
-        r = dispatch_release_load(pg, env->case_id, errstr, errstr_size);
-        if (r < 0)
-            return de_db_failure(pg);
-        if (r == 0)
-            return KC_SKIP; /* released already, never assigned, or no handler */
-        LOG_INFO("handler load released on %s", env->event_type);
-        metrics_counter_add(ctx->m_released, 1);
-        return KC_OK;
+        r = dispatch_release_load(ctx, pg, env->case_id, errstr, errstr_size);
+        if (r < 0) {
+            rc = de_db_failure(pg);
+        } else if (r > 0) {
+            LOG_INFO("handler load released on %s", env->event_type);
+            metrics_counter_add(ctx->m_released, 1);
+            rc = KC_OK;
+        } /* else released already, never assigned, or no handler */
+        break;
     case DE_NONE:
         break;
     }
-    return KC_SKIP;
+    /* an event that is not applied leaves the batch's loads as they were */
+    while (rc != KC_OK && ctx->nundo > 0) {
+        ctx->nundo--;
+        ctx->loads[ctx->undo[ctx->nundo].slot].delta -= ctx->undo[ctx->nundo].delta;
+    }
+    return rc;
 }
 
 int dispatch_reload(dispatch_ctx_t *ctx, pg_t *pg, char *errstr, size_t errstr_size)

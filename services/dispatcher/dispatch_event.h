@@ -32,6 +32,12 @@
 
 #define DISPATCH_PRODUCER "dispatcher"
 
+/** A handler's load change gathered in the open batch, written at its end. */
+typedef struct dispatch_load {
+    char id[128]; /**< handler id */
+    int delta;    /**< assignments taken minus given back */
+} dispatch_load_t;
+
 /** What the handler needs; set up once in main.c. */
 typedef struct dispatch_ctx {
     const dispatch_catalogue_t *cat; /**< the catalogue in use (the file's or owned) */
@@ -45,6 +51,17 @@ typedef struct dispatch_ctx {
     metrics_counter_t *m_released;   /**< handler loads given back */
     metrics_counter_t *m_skipped;    /**< events for a case that had moved on */
     metrics_counter_t *m_reloads;    /**< catalogue versions swapped in */
+    metrics_counter_t *m_reruns;     /**< batches run again: a handler filled up meanwhile */
+    /* the open batch (dispatch_batch) */
+    dispatch_load_t *loads;          /**< load changes, one per handler */
+    size_t nloads, loads_cap;
+    struct {
+        size_t slot;
+        int delta;
+    } undo[4];                       /**< the current event's changes, undone if it fails */
+    size_t nundo;
+    char *lit_ids, *lit_deltas;      /**< loads as array literals for the statements */
+    size_t lit_cap;
 } dispatch_ctx_t;
 
 /** @brief Fill the metric handles of ctx (max_returns 2, version 0). */
@@ -62,6 +79,16 @@ void dispatch_ctx_free(dispatch_ctx_t *ctx);
 kc_result_t dispatch_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errstr,
                             size_t errstr_size);
 
+/**
+ * @brief kc_batch_fn: at the batch's end, write the handler loads its events
+ *        took and gave back — every instance locks them in id order, so
+ *        instances never deadlock on handlers. KC_RETRY when a handler went
+ *        past capacity because another instance filled it meanwhile: the
+ *        consumer loop runs the batch again, which then sees it full.
+ */
+kc_result_t dispatch_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, char *errstr,
+                           size_t errstr_size);
+
 /** @brief kc_wants_fn: the event types dispatch_handle acts on. */
 int dispatch_wants(void *opaque, const Kesu__V1__Envelope *env);
 
@@ -77,8 +104,10 @@ void dispatch_tick(void *opaque, pg_t *pg);
 
 /**
  * @brief Give back the open load of a case's handler if not yet done (also
- *        used before a re-dispatch). @returns 1 released, 0 nothing to do, -1 error.
+ *        used before a re-dispatch), as a change of the open batch.
+ * @returns 1 released, 0 nothing to do, -1 error.
  */
-int dispatch_release_load(pg_t *pg, const char *case_id, char *errstr, size_t errstr_size);
+int dispatch_release_load(dispatch_ctx_t *ctx, pg_t *pg, const char *case_id, char *errstr,
+                          size_t errstr_size);
 
 #endif

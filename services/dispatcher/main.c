@@ -90,6 +90,7 @@ int main(int argc, char **argv)
         dispatch_codes_free(domains);
         return 1;
     }
+    svc.batch = dispatch_batch;
     rc = service_consume(&svc, topics, dispatch_handle, dispatch_wants, dispatch_tick, reload_ms,
                          &ctx);
     int code = service_stop(&svc);

@@ -6,7 +6,11 @@
  *   - in a mixed batch the handler sees the wanted events, in order, and
  *     only they get inbox rows; a redelivery of the batch is a duplicate
  *     for them and still ignored for the others;
- *   - an undecodable message is never "unwanted": it goes to the DLQ.
+ *   - an undecodable message is never "unwanted": it goes to the DLQ;
+ *   - the stage's batch step (kc_batch_fn) runs at the start and the end
+ *     of every attempt; KC_RETRY at the end runs the batch again at once
+ *     (committed once, inbox rows once) and gives up after KC_RERUN_MAX
+ *     re-runs with nothing committed.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -76,6 +80,29 @@ static void make(ev_t *e, Kesu__V1__Envelope__PayloadCase pc, int64_t offset)
     e->rkm.payload = e->buf;
     e->rkm.len = len;
     e->rkm.offset = offset;
+}
+
+typedef struct steps {
+    int begins, ends, refuse; /* refuse: END answers KC_RETRY this many times */
+} steps_t;
+
+static steps_t steps;
+
+static kc_result_t batch_step(void *opaque, pg_t *p, kc_batch_phase_t phase, char *errstr,
+                              size_t n)
+{
+    (void)opaque;
+    (void)p;
+    if (phase == KC_BATCH_BEGIN) {
+        steps.begins++;
+        return KC_OK;
+    }
+    steps.ends++;
+    if (steps.refuse-- > 0) {
+        snprintf(errstr, n, "not yet");
+        return KC_RETRY;
+    }
+    return KC_OK;
 }
 
 static kafka_consumer_opts_t opts(void)
@@ -186,6 +213,48 @@ static void test_undecodable_goes_to_dlq(void **state)
     assert_int_equal(itest_scalar(pg, sql), 1);
 }
 
+static void test_batch_step_reruns(void **state)
+{
+    (void)state;
+    ev_t e[2];
+    rd_kafka_message_t *msgs[2];
+    kc_outcome_t out[2];
+    for (int i = 0; i < 2; i++) {
+        make(&e[i], KESU__V1__ENVELOPE__PAYLOAD_CASE_ASSIGNED, 30 + i);
+        msgs[i] = &e[i].rkm;
+    }
+    kafka_consumer_opts_t o = opts();
+    o.batch = batch_step;
+    char err[512] = "";
+    long long before = inbox_rows(NULL);
+
+    /* refused twice at the end: run three times, committed once */
+    seen.n = 0;
+    steps = (steps_t){0, 0, 2};
+    assert_int_equal(kc_apply_batch(pg, &o, msgs, 2, out, err, sizeof(err)), 0);
+    assert_int_equal(steps.begins, 3);
+    assert_int_equal(steps.ends, 3);
+    assert_int_equal(seen.n, 6);
+    assert_int_equal(out[0], KC_APPLIED);
+    assert_int_equal(out[1], KC_APPLIED);
+    assert_int_equal(inbox_rows(NULL), before + 2);
+    assert_int_equal(inbox_rows(e[0].event_id), 1);
+
+    /* refused every time: given up after KC_RERUN_MAX re-runs, nothing committed */
+    for (int i = 0; i < 2; i++) {
+        free(e[i].buf);
+        make(&e[i], KESU__V1__ENVELOPE__PAYLOAD_CASE_ASSIGNED, 40 + i);
+    }
+    steps = (steps_t){0, 0, 1000};
+    assert_int_equal(kc_apply_batch(pg, &o, msgs, 2, out, err, sizeof(err)), -1);
+    assert_int_equal(steps.begins, KC_RERUN_MAX + 1);
+    assert_non_null(strstr(err, "not yet"));
+    assert_int_equal(inbox_rows(e[0].event_id), 0);
+    assert_int_equal(inbox_rows(e[1].event_id), 0);
+    for (int i = 0; i < 2; i++)
+        free(e[i].buf);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -225,6 +294,7 @@ int main(void)
         cmocka_unit_test(test_only_unwanted_needs_no_database),
         cmocka_unit_test(test_mixed_batch),
         cmocka_unit_test(test_undecodable_goes_to_dlq),
+        cmocka_unit_test(test_batch_step_reruns),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

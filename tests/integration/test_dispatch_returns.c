@@ -12,6 +12,13 @@
  * goes back to its department and handler, marked priority, attempt + 1.
  * test_reload: a catalogue version written to dispatch_catalogue is picked
  * up by dispatch_reload and routes the next case; an older one is not.
+ * test_two_instances: two dispatchers' batches open at once on two
+ * connections pick the same handlers without waiting for each other (with
+ * the old row-locking pick the second blocked on the first: lock_timeout
+ * makes that a failure here); the first commits, the second finds at its
+ * end a handler filled past capacity and asks for a re-run, which sees the
+ * loads as they are. No handler ends past capacity, every open load equals
+ * the handler's open cases, and a release is written at the batch's end.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -74,8 +81,10 @@ static void set_status(const char *id, const char *status)
     PQclear(q2("UPDATE cases SET status = $2, version = version + 1 WHERE id = $1", id, status));
 }
 
-static kc_result_t feed(const char *id, Kesu__V1__Envelope__PayloadCase pc,
-                        const ProtobufCMessage *msg, const char *event_id)
+/* one event into the batch open on p (no BEGIN/COMMIT) */
+static kc_result_t feed_in(pg_t *p, dispatch_ctx_t *c, const char *id,
+                           Kesu__V1__Envelope__PayloadCase pc, const ProtobufCMessage *msg,
+                           const char *event_id)
 {
     char err[512] = "";
     proto_env_t pe;
@@ -85,24 +94,60 @@ static kc_result_t feed(const char *id, Kesu__V1__Envelope__PayloadCase pc,
     if (event_id)
         snprintf(pe.event_id, sizeof(pe.event_id), "%s", event_id);
     kc_msg_t m = {NULL, &pe.env, "kesu.itest"};
-    assert_int_equal(pg_begin(pg, err, sizeof(err)), 0);
-    kc_result_t r = dispatch_handle(&ctx, pg, &m, err, sizeof(err));
+    kc_result_t r = dispatch_handle(c, p, &m, err, sizeof(err));
     if (r == KC_RETRY || r == KC_POISON) {
-        pg_rollback(pg);
+        pg_rollback(p);
         fail_msg("handle %s: %s", pe.env.event_type, err);
     }
-    assert_int_equal(pg_commit(pg, err, sizeof(err)), 0);
     return r;
 }
 
-static void classified(const char *id, const char *domain)
+static void batch_begin(pg_t *p, dispatch_ctx_t *c)
+{
+    char err[512] = "";
+    assert_int_equal(pg_begin(p, err, sizeof(err)), 0);
+    assert_int_equal(dispatch_batch(c, p, KC_BATCH_BEGIN, err, sizeof(err)), KC_OK);
+}
+
+/* the batch's end: KC_OK committed, else rolled back */
+static kc_result_t batch_end(pg_t *p, dispatch_ctx_t *c)
+{
+    char err[512] = "";
+    kc_result_t r = dispatch_batch(c, p, KC_BATCH_END, err, sizeof(err));
+    if (r != KC_OK) {
+        pg_rollback(p);
+        return r;
+    }
+    assert_int_equal(pg_commit(p, err, sizeof(err)), 0);
+    return r;
+}
+
+/* one event in a batch of its own */
+static kc_result_t feed(const char *id, Kesu__V1__Envelope__PayloadCase pc,
+                        const ProtobufCMessage *msg, const char *event_id)
+{
+    batch_begin(pg, &ctx);
+    kc_result_t r = feed_in(pg, &ctx, id, pc, msg, event_id);
+    assert_int_equal(batch_end(pg, &ctx), KC_OK);
+    return r;
+}
+
+static void classified_in(pg_t *p, dispatch_ctx_t *c, const char *id, const char *domain)
 {
     Kesu__V1__CaseClassified cc = KESU__V1__CASE_CLASSIFIED__INIT;
     cc.domain = (char *)domain;
     cc.category = "other";
     cc.urgency = "normal";
     cc.request_type = "complaint";
-    assert_int_equal(feed(id, KESU__V1__ENVELOPE__PAYLOAD_CASE_CLASSIFIED, &cc.base, NULL), KC_OK);
+    assert_int_equal(feed_in(p, c, id, KESU__V1__ENVELOPE__PAYLOAD_CASE_CLASSIFIED, &cc.base, NULL),
+                     KC_OK);
+}
+
+static void classified(const char *id, const char *domain)
+{
+    batch_begin(pg, &ctx);
+    classified_in(pg, &ctx, id, domain);
+    assert_int_equal(batch_end(pg, &ctx), KC_OK);
 }
 
 static void cleanup(const char *id)
@@ -264,6 +309,107 @@ static void test_reload(void **state)
     ctx.cat_version = 0;
 }
 
+static long long scalar(const char *sql)
+{
+    return itest_scalar(pg, sql);
+}
+
+static void test_two_instances(void **state)
+{
+    char a[3][37], b[3][37], err[512];
+    const char *title = "房屋拆迁安置补偿不到位";
+    /* housing has two handlers with room for two cases each */
+    sql1("UPDATE handlers SET active = id IN ('hs-01', 'hs-02'), capacity = 2, open_load = 0 "
+         "WHERE department = $1",
+         "housing");
+    pg_t *pg2 = pg_new(itest_pg());
+    assert_int_equal(pg_connect(pg2, 5000, err, sizeof(err)), 0);
+    dispatch_ctx_t ctx2;
+    dispatch_ctx_init(&ctx2, cat);
+    for (int i = 0; i < 3; i++) {
+        new_case(a[i], title, "urban_construction");
+        new_case(b[i], title, "urban_construction");
+    }
+    assert_int_equal(itest_sql(pg, "SET lock_timeout = '3s'"), 0);
+    assert_int_equal(itest_sql(pg2, "SET lock_timeout = '3s'"), 0);
+
+    /* both batches open at once, each picking from the loads it reads */
+    batch_begin(pg, &ctx);
+    for (int i = 0; i < 3; i++)
+        classified_in(pg, &ctx, a[i], "urban_construction");
+    batch_begin(pg2, &ctx2);
+    for (int i = 0; i < 3; i++)
+        classified_in(pg2, &ctx2, b[i], "urban_construction");
+    assert_int_equal(batch_end(pg, &ctx), KC_OK);
+    /* the first filled hs-01 (2) and took one of hs-02: the second's picks no longer fit */
+    assert_int_equal(batch_end(pg2, &ctx2), KC_RETRY);
+    char a_ids[160], b_ids[160];
+    snprintf(a_ids, sizeof(a_ids), "{%s,%s,%s}", a[0], a[1], a[2]);
+    snprintf(b_ids, sizeof(b_ids), "{%s,%s,%s}", b[0], b[1], b[2]);
+    assert_string_equal(val("SELECT count(*) FROM cases WHERE id = ANY ($1::uuid[]) AND status = "
+                            "'assigned' AND handler IS NOT NULL",
+                            a_ids, err, sizeof(err)),
+                        "3");
+    assert_string_equal(val("SELECT count(*) FROM cases WHERE id = ANY ($1::uuid[]) AND status = "
+                            "'classified'",
+                            b_ids, err, sizeof(err)),
+                        "3"); /* rolled back whole */
+    /* the re-run (the consumer loop does it at once) sees the loads as they are */
+    batch_begin(pg2, &ctx2);
+    for (int i = 0; i < 3; i++)
+        classified_in(pg2, &ctx2, b[i], "urban_construction");
+    assert_int_equal(batch_end(pg2, &ctx2), KC_OK);
+
+    assert_int_equal(scalar("SELECT open_load FROM handlers WHERE id = 'hs-01'"), 2);
+    assert_int_equal(scalar("SELECT open_load FROM handlers WHERE id = 'hs-02'"), 2);
+    /* every open load is its handler's open cases; two of the second batch's had no room */
+    char both[320];
+    snprintf(both, sizeof(both), "{%s,%s,%s,%s,%s,%s}", a[0], a[1], a[2], b[0], b[1], b[2]);
+    assert_string_equal(val("SELECT count(*) FROM handlers h WHERE department = 'housing' AND "
+                            "open_load <> (SELECT count(*) FROM cases c WHERE c.handler = h.id "
+                            "AND NOT c.load_released AND c.id = ANY ($1::uuid[]))",
+                            both, err, sizeof(err)),
+                        "0");
+    PGresult *res = q2("SELECT count(*) FILTER (WHERE handler IS NULL), "
+                       "count(*) FILTER (WHERE status = 'assigned') FROM cases "
+                       "WHERE id = ANY ($1::uuid[])",
+                       b_ids, NULL);
+    assert_string_equal(PQgetvalue(res, 0, 0), "2");
+    assert_string_equal(PQgetvalue(res, 0, 1), "3");
+    PQclear(res);
+
+    /* a resolved case gives its handler's load back at the batch's end */
+    char hid[64];
+    val("SELECT handler FROM cases WHERE id = $1", a[0], hid, sizeof(hid));
+    set_status(a[0], "accepted");
+    set_status(a[0], "resolved");
+    Kesu__V1__CaseResolved rs = KESU__V1__CASE_RESOLVED__INIT;
+    batch_begin(pg, &ctx);
+    assert_int_equal(feed_in(pg, &ctx, a[0], KESU__V1__ENVELOPE__PAYLOAD_CASE_RESOLVED, &rs.base,
+                             NULL),
+                     KC_OK);
+    char q[160];
+    snprintf(q, sizeof(q), "SELECT open_load FROM handlers WHERE id = '%s'", hid);
+    assert_int_equal(scalar(q), 2); /* not before the end */
+    assert_int_equal(batch_end(pg, &ctx), KC_OK);
+    assert_int_equal(scalar(q), 1);
+    /* again (a redelivery past the inbox): nothing left to give back */
+    assert_int_equal(feed(a[0], KESU__V1__ENVELOPE__PAYLOAD_CASE_RESOLVED, &rs.base, NULL),
+                     KC_SKIP);
+    assert_int_equal(scalar(q), 1);
+
+    assert_int_equal(itest_sql(pg, "SET lock_timeout = 0"), 0);
+    for (int i = 0; i < 3; i++) {
+        cleanup(a[i]);
+        cleanup(b[i]);
+    }
+    sql1("UPDATE handlers SET active = true, capacity = CASE id WHEN 'hs-03' THEN 60 ELSE 80 END, "
+         "open_load = 0 WHERE department = $1",
+         "housing");
+    dispatch_ctx_free(&ctx2);
+    pg_destroy(pg2);
+}
+
 static int setup(void **state)
 {
     char err[512], path[1024], dpath[1024];
@@ -305,6 +451,7 @@ int main(void)
         cmocka_unit_test(test_returns),
         cmocka_unit_test(test_reopen),
         cmocka_unit_test(test_reload),
+        cmocka_unit_test(test_two_instances),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
