@@ -460,8 +460,8 @@ int kc_apply_batch(pg_t *pg, const kafka_consumer_opts_t *o, rd_kafka_message_t 
                       errstr_size);
         if (rc == 1 && !careful)
             careful = 1;
-        else if (rc == 2 && reruns < KC_RERUN_MAX)
-            reruns++;
+        else if (rc == 2 && reruns < KC_RERUN_MAX && ++reruns)
+            LOG_INFO("batch of %zu run again at once: %s", k, errstr);
         else
             break;
     }
