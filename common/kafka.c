@@ -128,6 +128,27 @@ rd_kafka_t *kafka_producer_new(const config_t *cfg, char *errstr, size_t errstr_
     return rk; /* rd_kafka_new took the conf */
 }
 
+int kafka_producer_warm(rd_kafka_t *rk, int timeout_ms)
+{
+    int64_t deadline = util_mono_ms() + timeout_ms;
+    int found = 0;
+    for (int i = 0; i < KAFKA_TOPIC_COUNT; i++) {
+        int64_t left = deadline - util_mono_ms();
+        if (left <= 0)
+            break;
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, kafka_topic_at(i), NULL);
+        const struct rd_kafka_metadata *md = NULL;
+        if (!rkt)
+            continue;
+        if (rd_kafka_metadata(rk, 0, rkt, &md, (int)left) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            found += md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR;
+            rd_kafka_metadata_destroy(md);
+        }
+        rd_kafka_topic_destroy(rkt);
+    }
+    return found;
+}
+
 size_t kafka_produce_batch(rd_kafka_t *rk, kafka_msg_t *msgs, size_t n, int timeout_ms)
 {
     size_t pending = 0, ok = 0;

@@ -71,6 +71,16 @@ rd_kafka_conf_t *kafka_conf_new(const config_t *cfg, char *errstr, size_t errstr
 rd_kafka_t *kafka_producer_new(const config_t *cfg, char *errstr, size_t errstr_size);
 
 /**
+ * @brief Look up the Kesu topics' metadata once, so that the first message to
+ *        each is not held back: librdkafka looks an unknown topic up only
+ *        about once a second, which made a stage's first event after start
+ *        ~1 s late (decision 0024). Gives up at timeout_ms (Kafka down: the
+ *        first messages simply wait as before).
+ * @returns how many of the KAFKA_TOPIC_COUNT topics were found.
+ */
+int kafka_producer_warm(rd_kafka_t *rk, int timeout_ms);
+
+/**
  * @brief Produce n messages and wait for all their delivery reports (or purge
  *        them after timeout_ms and wait for the purge reports).
  * @returns how many were delivered; each msgs[i].err tells.

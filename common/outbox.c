@@ -390,6 +390,11 @@ static void *outbox_relay_main(void *arg)
     char errstr[512];
     int delay = r->idle_ms, woke = 1;
     int64_t last_count = 0;
+    int found = kafka_producer_warm(r->rk, 3000);
+    if (found < KAFKA_TOPIC_COUNT)
+        LOG_WARN("%d of %d topics found in Kafka at start (kesuctl topics create?); the first "
+                 "messages to the others may be late",
+                 found, KAFKA_TOPIC_COUNT);
     while (!atomic_load(&r->stop)) {
         int n = outbox_relay_once(r, errstr, sizeof(errstr));
         if (n < 0) {

@@ -90,14 +90,13 @@ static inline int itest_insert_case(pg_t *pg, const char *id, const char *case_n
 }
 
 /* create a fresh topic (name written to out) */
-static inline int itest_topic_create(const char *prefix, int partitions, char *out, size_t n)
+/* create the topic named out (0, or -1 with the reason printed) */
+static inline int itest_topic_create_named(const char *out, int partitions)
 {
-    char err[512], uuid[37];
+    char err[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_conf_set(conf, "bootstrap.servers", itest_kafka(), err, sizeof(err));
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
-    util_uuid(uuid);
-    snprintf(out, n, "%s.%.8s", prefix, uuid + 28);
     rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(out, partitions, 1, err, sizeof(err));
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
     rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
@@ -117,6 +116,15 @@ static inline int itest_topic_create(const char *prefix, int partitions, char *o
     rd_kafka_NewTopic_destroy(nt);
     rd_kafka_destroy(rk);
     return rc;
+}
+
+/* a fresh topic "<prefix>.<random>" (its name in out) */
+static inline int itest_topic_create(const char *prefix, int partitions, char *out, size_t n)
+{
+    char uuid[37];
+    util_uuid(uuid);
+    snprintf(out, n, "%s.%.8s", prefix, uuid + 28);
+    return itest_topic_create_named(out, partitions);
 }
 
 static inline void itest_topic_delete(const char *topic)

@@ -3,7 +3,8 @@
  * Kafka. Rows survive a relay that stops, a relay that dies while holding
  * locks, and rows committed out of id order are never skipped - however late,
  * with no full sweep (the low-water mark, decision 0022); only one relay per
- * producer publishes at a time.
+ * producer publishes at a time. kafka_producer_warm finds the Kesu topics
+ * that exist (so a relay's first message to each is not held back).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -294,6 +295,23 @@ static void test_one_relay_per_producer(void **state)
     pg_destroy(pg);
 }
 
+static void test_producer_warm(void **state)
+{
+    char pfx[32], uuid[37];
+    util_uuid(uuid);
+    snprintf(pfx, sizeof(pfx), "itw%.8s.", uuid + 28);
+    kafka_topics_set_prefix(pfx);
+    assert_int_equal(kafka_producer_warm(rk, 5000), 0); /* none of them exists yet */
+    for (int i = 0; i < KAFKA_TOPIC_COUNT - 1; i++)
+        assert_int_equal(itest_topic_create_named(kafka_topic_at(i), 1), 0);
+    assert_int_equal(kafka_producer_warm(rk, 10000), KAFKA_TOPIC_COUNT - 1);
+    assert_int_equal(itest_topic_create_named(kafka_topic_at(KAFKA_TOPIC_COUNT - 1), 1), 0);
+    assert_int_equal(kafka_producer_warm(rk, 10000), KAFKA_TOPIC_COUNT);
+    for (int i = 0; i < KAFKA_TOPIC_COUNT; i++)
+        itest_topic_delete(kafka_topic_at(i));
+    kafka_topics_set_prefix(getenv("KESU_TOPICS_PREFIX"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -302,6 +320,7 @@ int main(void)
         cmocka_unit_test(test_low_water_mark),
         cmocka_unit_test(test_broker_unreachable_keeps_rows),
         cmocka_unit_test(test_one_relay_per_producer),
+        cmocka_unit_test(test_producer_warm),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
