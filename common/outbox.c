@@ -133,6 +133,8 @@ struct outbox_relay {
     int64_t pend_seen;         /**< the mark to be, once ... */
     uint64_t pend_xmax;        /**< ... every transaction below this xid has ended */
     int pend;                  /**< pend_seen / pend_xmax are set */
+    int64_t pend_since;        /**< when they were (monotonic ms) */
+    metrics_gauge_t *m_mark_wait; /**< how long the mark has waited for older transactions */
     int64_t full_ms;           /**< when the last full sweep began */
     int full_sweep_ms;         /**< OUTBOX_FULL_SWEEP_MS unless set */
 };
@@ -186,7 +188,13 @@ static void outbox_relay_advance(outbox_relay_t *r, uint64_t xmin, uint64_t xmax
         r->pend_seen = r->seen;
         r->pend_xmax = xmax;
         r->pend = 1;
+        r->pend_since = util_mono_ms();
     }
+}
+
+int64_t outbox_relay_mark_wait_ms(const outbox_relay_t *r)
+{
+    return r->pend ? util_mono_ms() - r->pend_since : 0;
 }
 
 outbox_relay_t *outbox_relay_new(const char *conninfo, const char *producer, rd_kafka_t *rk,
@@ -211,6 +219,10 @@ outbox_relay_t *outbox_relay_new(const char *conninfo, const char *producer, rd_
                                 "Outbox rows whose delivery failed (retried)", labels);
     r->m_backlog =
         metrics_gauge("kesu_outbox_backlog", "Outbox rows waiting to be published", labels);
+    r->m_mark_wait = metrics_gauge("kesu_outbox_mark_wait_seconds",
+                                   "How long the relay's low-water mark has waited for older "
+                                   "transactions to end (a long one holds it)",
+                                   labels);
     if (pg_connect(r->pg, 0, errstr, errstr_size) != 0) {
         pg_destroy(r->pg);
         free(r->producer);
@@ -417,6 +429,7 @@ static void *outbox_relay_main(void *arg)
             int64_t b = outbox_backlog(r);
             if (b >= 0)
                 metrics_gauge_set(r->m_backlog, (double)b);
+            metrics_gauge_set(r->m_mark_wait, (double)outbox_relay_mark_wait_ms(r) / 1000.0);
         }
         if (n == r->batch_max)
             continue; /* more waiting: go on at once */

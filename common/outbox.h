@@ -74,6 +74,15 @@ void outbox_relay_set_full_sweep(outbox_relay_t *r, int full_ms);
 /** @brief The low-water mark: the id after which the next ordinary pass starts. */
 int64_t outbox_relay_mark(const outbox_relay_t *r);
 
+/**
+ * @brief How long the mark has waited for the transactions older than its
+ *        next step to end (0 when it moved with the last pass). A transaction
+ *        left open anywhere in the database makes this grow
+ *        (`kesu_outbox_mark_wait_seconds`): sweeps then walk more dead index
+ *        entries, and vacuum is held back too. @returns milliseconds.
+ */
+int64_t outbox_relay_mark_wait_ms(const outbox_relay_t *r);
+
 /** @brief One pass. @returns rows published (and deleted), or -1 with errstr. */
 int outbox_relay_once(outbox_relay_t *r, char *errstr, size_t errstr_size);
 

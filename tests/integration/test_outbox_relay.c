@@ -203,6 +203,8 @@ static void test_low_water_mark(void **state)
             fail_msg("mark %lld passed the running transaction's id %lld",
                      (long long)outbox_relay_mark(r), slow_id);
     }
+    /* the open transaction has held the mark since the first pass (10 x 250 ms) */
+    assert_true(outbox_relay_mark_wait_ms(r) >= 2000);
     assert_int_equal(pg_commit(slow, err, sizeof(err)), 0);
     assert_int_equal(outbox_relay_once(r, err, sizeof(err)), 1); /* 310, at once */
     assert_int_equal(backlog(pg), 0);
@@ -212,6 +214,7 @@ static void test_low_water_mark(void **state)
         assert_int_equal(outbox_relay_once(r, err, sizeof(err)), 1);
     }
     assert_true(outbox_relay_mark(r) > slow_id);
+    assert_true(outbox_relay_mark_wait_ms(r) < 2000); /* moving again */
     outbox_relay_stop(r, 0);
 
     seen_t s;
