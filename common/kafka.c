@@ -234,6 +234,52 @@ static const pg_stmt_t kc_inbox_claim = {
     "kc_inbox_claim",
     "INSERT INTO inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", 2};
 
+/* $2: the smallest id an event of the cut-off time can have (UUID v7) */
+static const pg_stmt_t kc_inbox_purge_chunk = {
+    "kc_inbox_purge_chunk",
+    "DELETE FROM inbox WHERE consumer = $1 AND event_id IN (SELECT event_id FROM inbox "
+    "WHERE consumer = $1 AND event_id < $2::uuid "
+    "AND applied_at < now() - make_interval(days => $3::int) ORDER BY event_id LIMIT $4::int)",
+    4};
+
+static const pg_stmt_t kc_inbox_horizon = {
+    "kc_inbox_horizon",
+    "INSERT INTO inbox_purged (consumer, before_id) VALUES ($1, $2::uuid) "
+    "ON CONFLICT (consumer) DO UPDATE SET before_id = GREATEST(inbox_purged.before_id, "
+    "EXCLUDED.before_id), purged_at = now()",
+    2};
+
+long kc_inbox_purge(pg_t *pg, const char *group, int retention_days, char *errstr,
+                    size_t errstr_size)
+{
+    char cut[40], days[16], chunk[16];
+    long total = 0;
+    if (retention_days <= 0)
+        return 0;
+    int64_t ms = util_now_ms() - (int64_t)retention_days * 86400000LL;
+    snprintf(cut, sizeof(cut), "%08llx-%04llx-0000-0000-000000000000",
+             (unsigned long long)(ms >> 16), (unsigned long long)(ms & 0xffff));
+    snprintf(days, sizeof(days), "%d", retention_days);
+    snprintf(chunk, sizeof(chunk), "%d", KC_PURGE_CHUNK);
+    const char *hv[2] = {group, cut};
+    PGresult *res = pg_exec_stmt(pg, &kc_inbox_horizon, hv, PGRES_COMMAND_OK, errstr, errstr_size);
+    if (!res)
+        return -1;
+    PQclear(res);
+    for (int round = 0; round < KC_PURGE_ROUNDS; round++) {
+        const char *v[4] = {group, cut, days, chunk};
+        res = pg_exec_stmt(pg, &kc_inbox_purge_chunk, v, PGRES_COMMAND_OK, errstr, errstr_size);
+        if (!res)
+            return -1;
+        long n = atol(PQcmdTuples(res));
+        PQclear(res);
+        total += n;
+        if (n < KC_PURGE_CHUNK)
+            break;
+    }
+    return total;
+}
+
 typedef struct kc_state {
     rd_kafka_t *rk;
     int revoked; /**< set when partitions were revoked; the loop drops work taken before */
@@ -593,7 +639,7 @@ int kafka_consumer_run(const config_t *cfg, pg_t *pg, const kafka_consumer_opts_
     kc_outcome_t *outcomes = NULL;
     size_t nbatch = 0;
     int held = 0, retry_delay = KC_RETRY_MIN_MS, attempts = 0, rc = -1;
-    int64_t retry_at = 0, last_tick = 0;
+    int64_t retry_at = 0, last_tick = 0, last_purge = util_mono_ms();
     metrics_counter_t *m_in = metrics_counter("kesu_events_in_total", "Events consumed", NULL);
     metrics_counter_t *m_dup =
         metrics_counter("kesu_events_duplicate_total", "Redelivered events ignored", NULL);
@@ -664,6 +710,16 @@ int kafka_consumer_run(const config_t *cfg, pg_t *pg, const kafka_consumer_opts_
         if (o->tick && now - last_tick >= o->tick_ms && !held) {
             last_tick = now;
             o->tick(o->opaque, pg);
+        }
+        if (o->inbox_retention_days > 0 && now - last_purge >= KC_PURGE_EVERY_MS && !held) {
+            char why[512];
+            last_purge = now;
+            long n = kc_inbox_purge(pg, o->group, o->inbox_retention_days, why, sizeof(why));
+            if (n < 0)
+                LOG_WARN("inbox rows older than %d days not purged (next try in %d s): %s",
+                         o->inbox_retention_days, KC_PURGE_EVERY_MS / 1000, why);
+            else if (n > 0)
+                LOG_INFO("%ld inbox rows older than %d days purged", n, o->inbox_retention_days);
         }
         if (!held) {
             /* fill a batch: wait up to 100 ms for the first message, then

@@ -155,6 +155,7 @@ typedef struct kafka_consumer_opts {
     kc_tick_fn tick;              /**< may be NULL */
     int tick_ms;                  /**< tick period */
     kc_batch_fn batch;            /**< around each batch attempt; may be NULL */
+    int inbox_retention_days;     /**< purge older inbox rows (kc_inbox_purge); 0 keeps them */
     void *opaque;                 /**< passed to handler and tick */
     void (*after_commit)(void *arg); /**< e.g. wake the relay; may be NULL */
     void *after_commit_arg;       /**< its argument */
@@ -178,6 +179,25 @@ typedef enum {
  */
 int kc_apply_batch(pg_t *pg, const kafka_consumer_opts_t *o, rd_kafka_message_t **msgs, size_t n,
                    kc_outcome_t *outcomes, char *errstr, size_t errstr_size);
+
+/** Inbox rows deleted per statement, and statements per kc_inbox_purge call. */
+#define KC_PURGE_CHUNK 5000
+#define KC_PURGE_ROUNDS 4
+
+/**
+ * @brief Delete the group's inbox rows whose event and claim are both older
+ *        than retention_days (event ids are time-ordered, so the event's age
+ *        is a range of the inbox key: no extra index), at most
+ *        KC_PURGE_CHUNK * KC_PURGE_ROUNDS rows, each chunk its own short
+ *        transaction, and record the horizon in inbox_purged for `kesuctl
+ *        verify`. The loop calls it every KC_PURGE_EVERY_MS. The retention
+ *        must outlast the topics' (a redelivery or replay older than it would
+ *        be applied again). @returns rows deleted, or -1 (errstr).
+ */
+long kc_inbox_purge(pg_t *pg, const char *group, int retention_days, char *errstr,
+                    size_t errstr_size);
+
+#define KC_PURGE_EVERY_MS 60000
 
 /**
  * @brief Run the consumer loop until *o->run becomes 0, then close the

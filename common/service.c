@@ -43,6 +43,10 @@ int service_init(service_t *svc, const char *name, const char *usage, const char
         {"batch.max", CONFIG_INT, &svc->batch_max, "500", "events per consumer transaction", 0},
         {"batch.ms", CONFIG_INT, &svc->batch_ms, "10", "max wait in ms to fill a batch", 0},
         {"relay.batch", CONFIG_INT, &svc->relay_batch, "500", "outbox rows per relay pass", 0},
+        {"inbox.retention_days", CONFIG_INT, &svc->inbox_retention_days, "14",
+         "consumer inbox rows (the record that an event was applied) are kept this long, then "
+         "purged; keep it longer than the topics' retention; 0 keeps them for ever",
+         0},
         {"topics.prefix", CONFIG_STR, &svc->topics_prefix, NULL,
          "prefix of every topic name (isolates test runs on a shared broker)", 0},
         {"relay.idle_ms", CONFIG_INT, &svc->relay_idle_ms, "20",
@@ -70,6 +74,10 @@ int service_init(service_t *svc, const char *name, const char *usage, const char
     if (lvl < 0) {
         fprintf(stderr, "%s: log.level \"%s\" is not one of error, warn, info, debug\n", name,
                 svc->log_level);
+        return -1;
+    }
+    if (svc->inbox_retention_days < 0) {
+        fprintf(stderr, "%s: inbox.retention_days must be 0 (keep) or more days\n", name);
         return -1;
     }
     if (svc->batch_max < 1 || svc->batch_max > 10000) {
@@ -165,6 +173,7 @@ int service_consume(service_t *svc, const char *const *topics, kc_handler_fn han
         .tick = tick,
         .tick_ms = tick_ms > 0 ? tick_ms : 1000,
         .batch = svc->batch,
+        .inbox_retention_days = svc->inbox_retention_days,
         .opaque = opaque,
         .after_commit = service_after_commit,
         .after_commit_arg = svc,

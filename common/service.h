@@ -31,6 +31,7 @@ typedef struct service {
     int batch_ms;           /**< consumer batch wait */
     int relay_batch;        /**< outbox rows per relay pass */
     int relay_idle_ms;      /**< relay idle poll */
+    int inbox_retention_days; /**< consumer inbox rows kept this long (0: for ever) */
     kc_batch_fn batch;      /**< the stage's per-batch step (kc_batch_fn), NULL for most */
     /* runtime */
     pg_t *pg;               /**< the main thread's connection */

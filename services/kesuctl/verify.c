@@ -9,7 +9,9 @@
  *   inbox          every event a consumer group subscribes to (by its
  *                  producer) and wants (the stage's own kc_wants_fn: the
  *                  types it acts on) is in that group's inbox: applied,
- *                  exactly once (the inbox key is (consumer, event id))
+ *                  exactly once (the inbox key is (consumer, event id));
+ *                  events past the group's inbox retention are not checked
+ *                  (inbox_purged, decision 0025)
  *   notifications  at most one per trigger event, channel and audience
  *   feed           kesu.public.v1 carries every history event of every case
  *                  once, in seq order, on one partition, with the history's
@@ -83,6 +85,9 @@ static const pg_stmt_t verify_inbox = {
     "SELECT s.case_no, e.seq::text AS seq, e.event_type, e.producer FROM case_events e "
     "JOIN s ON s.id = e.case_id WHERE e.producer = ANY($3::text[]) AND NOT EXISTS "
     "(SELECT 1 FROM inbox i WHERE i.consumer = $2 AND i.event_id = e.event_id) "
+    /* rows past the group's inbox retention may be purged (kc_inbox_purge) */
+    "AND e.event_id >= COALESCE((SELECT before_id FROM inbox_purged WHERE consumer = $2), "
+    "'00000000-0000-0000-0000-000000000000'::uuid) "
     "ORDER BY s.case_no, e.seq",
     3};
 

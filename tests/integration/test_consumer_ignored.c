@@ -10,7 +10,10 @@
  *   - the stage's batch step (kc_batch_fn) runs at the start and the end
  *     of every attempt; KC_RETRY at the end runs the batch again at once
  *     (committed once, inbox rows once) and gives up after KC_RERUN_MAX
- *     re-runs with nothing committed.
+ *     re-runs with nothing committed;
+ *   - kc_inbox_purge deletes the rows whose event and claim are both past
+ *     the retention, in chunks, keeps every other, records the horizon, and
+ *     a redelivered recent event is still a duplicate afterwards.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -255,6 +258,67 @@ static void test_batch_step_reruns(void **state)
         free(e[i].buf);
 }
 
+static long long count_sql(const char *fmt)
+{
+    char sql[512];
+    snprintf(sql, sizeof(sql), fmt, group);
+    return itest_scalar(pg, sql);
+}
+
+static void test_inbox_purge(void **state)
+{
+    (void)state;
+    char err[512] = "", sql[1024];
+    /* 12,000 claims of events 20 days old (time-ordered ids of that time): more
+     * than two chunks; one old event claimed yesterday; one claimed 20 days ago
+     * whose id is of yesterday (both must stay) */
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO inbox (consumer, event_id, applied_at) SELECT '%s', "
+             "(substr(h, 1, 8) || '-' || substr(h, 9, 4) || '-7' || substr(r, 1, 3) || '-8' || "
+             "substr(r, 4, 3) || '-' || substr(r, 7, 12))::uuid, now() - interval '20 days' "
+             "FROM (SELECT lpad(to_hex((extract(epoch FROM now() - interval '20 days') * 1000)"
+             "::bigint + g), 12, '0') AS h, md5(g::text) AS r FROM generate_series(1, 12000) g) s",
+             group);
+    assert_int_equal(itest_sql(pg, sql), 0);
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO inbox (consumer, event_id, applied_at) VALUES "
+             "('%s', '%s', now() - interval '1 day'), ('%s', '%s', now() - interval '20 days')",
+             group, "00000000-0001-7000-8000-000000000001", group,
+             "ffffffff-ffff-7000-8000-000000000002");
+    assert_int_equal(itest_sql(pg, sql), 0);
+    /* and a recent event through the loop */
+    ev_t e;
+    rd_kafka_message_t *msgs[1];
+    kc_outcome_t out[1];
+    make(&e, KESU__V1__ENVELOPE__PAYLOAD_CASE_ASSIGNED, 50);
+    msgs[0] = &e.rkm;
+    kafka_consumer_opts_t o = opts();
+    assert_int_equal(kc_apply_batch(pg, &o, msgs, 1, out, err, sizeof(err)), 0);
+    long long before = inbox_rows(NULL);
+
+    assert_int_equal(kc_inbox_purge(pg, group, 0, err, sizeof(err)), 0); /* 0 keeps all */
+    long n = kc_inbox_purge(pg, group, 14, err, sizeof(err));
+    assert_int_equal(n, 12000);
+    assert_int_equal(inbox_rows(NULL), before - 12000);
+    assert_int_equal(count_sql("SELECT count(*) FROM inbox WHERE consumer = '%s' AND event_id "
+                               "IN ('00000000-0001-7000-8000-000000000001', "
+                               "'ffffffff-ffff-7000-8000-000000000002')"),
+                     2);
+    assert_int_equal(inbox_rows(e.event_id), 1);
+    /* the horizon: about 14 days back */
+    assert_int_equal(count_sql("SELECT count(*) FROM inbox_purged WHERE consumer = '%s' AND "
+                               "abs(extract(epoch FROM now() - interval '14 days') * 1000 - "
+                               "('x' || lpad(replace(left(before_id::text, 13), '-', ''), 16, "
+                               "'0'))::bit(64)::bigint) < 60000"),
+                     1);
+    assert_int_equal(kc_inbox_purge(pg, group, 14, err, sizeof(err)), 0); /* nothing left */
+    seen.n = 0;
+    assert_int_equal(kc_apply_batch(pg, &o, msgs, 1, out, err, sizeof(err)), 0);
+    assert_int_equal(out[0], KC_DUPLICATE);
+    assert_int_equal(seen.n, 0);
+    free(e.buf);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -280,6 +344,8 @@ static int teardown(void **state)
     char sql[256];
     snprintf(sql, sizeof(sql), "DELETE FROM inbox WHERE consumer = '%s'", group);
     itest_sql(pg, sql);
+    snprintf(sql, sizeof(sql), "DELETE FROM inbox_purged WHERE consumer = '%s'", group);
+    itest_sql(pg, sql);
     snprintf(sql, sizeof(sql), "DELETE FROM outbox WHERE producer = '%s'", service);
     itest_sql(pg, sql);
     rd_kafka_topic_destroy(rkt);
@@ -295,6 +361,7 @@ int main(void)
         cmocka_unit_test(test_mixed_batch),
         cmocka_unit_test(test_undecodable_goes_to_dlq),
         cmocka_unit_test(test_batch_step_reruns),
+        cmocka_unit_test(test_inbox_purge),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
