@@ -116,6 +116,111 @@ static void cs_encode(proto_env_t *pe, const char *topic, char **summary, char *
     *packed = topic ? proto_env_pack(&pe->env, plen) : NULL;
 }
 
+/* the history + outbox rows of many events: one array per column of cs_write_many */
+typedef struct cs_rows {
+    strbuf_t a[13];
+    size_t n;
+} cs_rows_t;
+
+static const pg_stmt_t cs_write_many;
+
+static void cs_rows_init(cs_rows_t *r)
+{
+    for (size_t k = 0; k < 13; k++)
+        pg_array_begin(&r->a[k]);
+    r->n = 0;
+}
+
+static void cs_rows_free(cs_rows_t *r)
+{
+    for (size_t k = 0; k < 13; k++)
+        strbuf_free(&r->a[k]);
+    r->n = 0;
+}
+
+/* one event (pe carries its case number, version and seq already); the
+ * packed envelope goes to the outbox when topic is set. -1: out of memory */
+static int cs_rows_add(cs_rows_t *r, const char *case_id, const char *status, const char *producer,
+                       const char *actor, const char *topic, proto_env_t *pe)
+{
+    char seq[24], ver[24], at[32], *summary, *hdrs;
+    uint8_t *packed;
+    size_t plen = 0;
+    cs_encode(pe, topic, &summary, &hdrs, &packed, &plen);
+    snprintf(seq, sizeof(seq), "%" PRId64, pe->env.case_seq);
+    snprintf(ver, sizeof(ver), "%" PRId64, pe->env.case_version);
+    snprintf(at, sizeof(at), "%" PRId64, pe->env.occurred_at_ms);
+    pg_array_add(&r->a[0], case_id);
+    pg_array_add(&r->a[1], seq);
+    pg_array_add(&r->a[2], pe->event_id);
+    pg_array_add(&r->a[3], pe->event_type);
+    pg_array_add(&r->a[4], ver);
+    pg_array_add(&r->a[5], status);
+    pg_array_add(&r->a[6], producer);
+    pg_array_add(&r->a[7], actor);
+    pg_array_add(&r->a[8], at);
+    pg_array_add(&r->a[9], summary ? summary : "{}");
+    pg_array_add(&r->a[10], topic);
+    pg_array_add_bytea(&r->a[11], packed, plen);
+    pg_array_add(&r->a[12], hdrs ? hdrs : "{}");
+    int bad = topic && !packed;
+    free(summary);
+    free(hdrs);
+    free(packed);
+    r->n++;
+    return bad ? -1 : 0;
+}
+
+/* write them in one statement (outbox rows in the order added); the arrays
+ * are closed, so r is spent: cs_rows_free it */
+static int cs_rows_write(pg_t *pg, cs_rows_t *r, char *errstr, size_t errstr_size)
+{
+    const char *wv[13];
+    if (r->n == 0)
+        return CASESTORE_OK;
+    for (size_t k = 0; k < 13; k++) {
+        pg_array_end(&r->a[k]);
+        wv[k] = r->a[k].s;
+    }
+    PGresult *res = pg_exec_stmt(pg, &cs_write_many, wv, PGRES_COMMAND_OK, errstr, errstr_size);
+    if (!res)
+        return CASESTORE_ERROR;
+    PQclear(res);
+    return CASESTORE_OK;
+}
+
+void casestore_defer_begin(pg_t *pg)
+{
+    casestore_defer_discard(pg);
+    cs_rows_t *r = malloc(sizeof(*r));
+    if (!r)
+        return; /* no gathering: every append is written at once */
+    cs_rows_init(r);
+    pg->defer = r;
+}
+
+int casestore_defer_flush(pg_t *pg, char *errstr, size_t errstr_size)
+{
+    cs_rows_t *r = pg->defer;
+    if (!r)
+        return CASESTORE_OK;
+    pg->defer = NULL;
+    int rc = cs_rows_write(pg, r, errstr, errstr_size);
+    cs_rows_free(r);
+    free(r);
+    return rc;
+}
+
+void casestore_defer_discard(pg_t *pg)
+{
+    cs_rows_t *r = pg->defer;
+    if (!r)
+        return;
+    pg->defer = NULL;
+    cs_rows_free(r);
+    free(r);
+}
+
 static int cs_run(pg_t *pg, const casestore_change_t *ch, int change, proto_env_t *pe,
                   casestore_result_t *out, char *errstr, size_t errstr_size)
 {
@@ -198,6 +303,15 @@ static int cs_run(pg_t *pg, const casestore_change_t *ch, int change, proto_env_
 
     pe->env.case_version = out->version;
     pe->env.case_seq = out->seq;
+    if (pg->defer) { /* the batch writes the rows at its end (casestore_defer_flush) */
+        if (cs_rows_add(pg->defer, ch->case_id, out->status_after, ch->producer, ch->actor,
+                        ch->topic, pe) != 0) {
+            snprintf(errstr, errstr_size, "out of memory packing %s", pe->event_type);
+            goto out;
+        }
+        rc = CASESTORE_OK;
+        goto out;
+    }
     size_t plen = 0;
     cs_encode(pe, ch->topic, &summary, &hdrs, &packed, &plen);
     char seq[24], ver[24], at[32];
@@ -282,18 +396,22 @@ static int cs_row_of(PGresult *res, const char *case_id)
 int casestore_append_many(pg_t *pg, casestore_event_t *ev, size_t n, char *errstr,
                           size_t errstr_size)
 {
-    strbuf_t a[13];
+    strbuf_t ids;
+    cs_rows_t rows_out;
     PGresult *res = NULL;
     int rc = CASESTORE_ERROR, *rows = NULL;
     int64_t *next = NULL;
     if (n == 0)
         return CASESTORE_OK;
-    for (size_t k = 0; k < 13; k++)
-        pg_array_begin(&a[k]);
+    /* appends gathered earlier in the batch go first: outbox rows stay in order */
+    if (pg->defer && casestore_defer_flush(pg, errstr, errstr_size) != CASESTORE_OK)
+        return CASESTORE_ERROR;
+    cs_rows_init(&rows_out);
+    pg_array_begin(&ids);
     for (size_t i = 0; i < n; i++)
-        pg_array_add(&a[0], ev[i].case_id);
-    pg_array_end(&a[0]);
-    const char *bv[1] = {a[0].s};
+        pg_array_add(&ids, ev[i].case_id);
+    pg_array_end(&ids);
+    const char *bv[1] = {ids.s};
     res = pg_exec_stmt(pg, &cs_bump_many, bv, PGRES_TUPLES_OK, errstr, errstr_size);
     if (!res)
         goto out;
@@ -324,58 +442,24 @@ int casestore_append_many(pg_t *pg, casestore_event_t *ev, size_t n, char *errst
         o->version = strtoll(pg_get(res, r, "version"), NULL, 10);
         o->seq = ++next[r];
     }
-    strbuf_free(&a[0]);
-    pg_array_begin(&a[0]); /* again, now for the rows */
     for (size_t i = 0; i < n; i++) {
         proto_env_t *pe = ev[i].pe;
-        char seq[24], ver[24], at[32];
         proto_env_set_case(pe, ev[i].case_id, pg_get(res, rows[i], "case_no"),
                            pg_get(res, rows[i], "trace_id"));
         pe->env.case_version = ev[i].out.version;
         pe->env.case_seq = ev[i].out.seq;
-        char *summary, *hdrs;
-        uint8_t *packed;
-        size_t plen = 0;
-        cs_encode(pe, ev[i].topic, &summary, &hdrs, &packed, &plen);
-        snprintf(seq, sizeof(seq), "%" PRId64, ev[i].out.seq);
-        snprintf(ver, sizeof(ver), "%" PRId64, ev[i].out.version);
-        snprintf(at, sizeof(at), "%" PRId64, pe->env.occurred_at_ms);
-        pg_array_add(&a[0], ev[i].case_id);
-        pg_array_add(&a[1], seq);
-        pg_array_add(&a[2], pe->event_id);
-        pg_array_add(&a[3], pe->event_type);
-        pg_array_add(&a[4], ver);
-        pg_array_add(&a[5], ev[i].out.status_after);
-        pg_array_add(&a[6], ev[i].producer);
-        pg_array_add(&a[7], ev[i].actor);
-        pg_array_add(&a[8], at);
-        pg_array_add(&a[9], summary ? summary : "{}");
-        pg_array_add(&a[10], ev[i].topic);
-        pg_array_add_bytea(&a[11], packed, plen);
-        pg_array_add(&a[12], hdrs ? hdrs : "{}");
-        int bad = ev[i].topic && !packed;
-        free(summary);
-        free(hdrs);
-        free(packed);
-        if (bad) {
+        if (cs_rows_add(&rows_out, ev[i].case_id, ev[i].out.status_after, ev[i].producer,
+                        ev[i].actor, ev[i].topic, pe) != 0) {
             snprintf(errstr, errstr_size, "out of memory packing %s", pe->event_type);
             goto out;
         }
     }
     PQclear(res);
     res = NULL;
-    const char *wv[13];
-    for (size_t k = 0; k < 13; k++) {
-        pg_array_end(&a[k]);
-        wv[k] = a[k].s;
-    }
-    res = pg_exec_stmt(pg, &cs_write_many, wv, PGRES_COMMAND_OK, errstr, errstr_size);
-    if (!res)
-        goto out;
-    rc = CASESTORE_OK;
+    rc = cs_rows_write(pg, &rows_out, errstr, errstr_size);
 out:
-    for (size_t k = 0; k < 13; k++)
-        strbuf_free(&a[k]);
+    strbuf_free(&ids);
+    cs_rows_free(&rows_out);
     free(rows);
     free(next);
     PQclear(res);

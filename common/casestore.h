@@ -103,4 +103,23 @@ typedef struct casestore_event {
 int casestore_append_many(pg_t *pg, casestore_event_t *ev, size_t n, char *errstr,
                           size_t errstr_size);
 
+/**
+ * Gathering a batch's appends (decision 0026). Between casestore_defer_begin
+ * and casestore_defer_flush, casestore_apply and casestore_append on pg change
+ * the case row at once (its lock, version, seq and status: everything a later
+ * event of the batch reads) but keep the history and outbox rows, and the
+ * flush writes all of them with one statement — a statement per event costs
+ * twice as much per row. The consumer loop does this on its fast path
+ * (common/kafka.c); its careful re-run writes every event at once, so that a
+ * savepoint undoes exactly one event. Nothing may read a batch's own
+ * case_events rows before the flush; casestore_append_many flushes first.
+ */
+void casestore_defer_begin(pg_t *pg);
+
+/** @brief Write the gathered rows and stop gathering. @returns CASESTORE_OK or CASESTORE_ERROR. */
+int casestore_defer_flush(pg_t *pg, char *errstr, size_t errstr_size);
+
+/** @brief Drop the gathered rows (the batch is rolled back) and stop gathering. */
+void casestore_defer_discard(pg_t *pg);
+
 #endif

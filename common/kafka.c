@@ -11,6 +11,7 @@
 #include <unistd.h>
 #endif
 
+#include "casestore.h"
 #include "log.h"
 #include "metrics.h"
 #include "outbox.h"
@@ -393,6 +394,8 @@ static int kc_apply(pg_t *pg, const kafka_consumer_opts_t *o, rd_kafka_message_t
         return -1;
     if (kc_batch_step(pg, o, KC_BATCH_BEGIN, errstr, errstr_size) != 0)
         goto fail;
+    if (!careful)
+        casestore_defer_begin(pg); /* the batch's history rows in one statement at its end */
     if (!careful) {
         fresh = calloc(n ? n : 1, sizeof(*fresh));
         if (!fresh) {
@@ -449,6 +452,7 @@ static int kc_apply(pg_t *pg, const kafka_consumer_opts_t *o, rd_kafka_message_t
             if (!careful) {
                 /* undo the batch and redo it with a savepoint per message */
                 log_ctx_clear();
+                casestore_defer_discard(pg);
                 pg_rollback(pg);
                 free(fresh);
                 return 1;
@@ -465,6 +469,16 @@ static int kc_apply(pg_t *pg, const kafka_consumer_opts_t *o, rd_kafka_message_t
         }
     }
     log_ctx_clear();
+    if (casestore_defer_flush(pg, errstr, errstr_size) != CASESTORE_OK) {
+        if (pg_failure_transient(pg))
+            goto fail;
+        /* a row refused: find its event the careful way, one at a time */
+        LOG_WARN("batch's history rows refused, the batch runs again event by event: %s",
+                 errstr);
+        free(fresh);
+        pg_rollback(pg);
+        return 1;
+    }
     step = kc_batch_step(pg, o, KC_BATCH_END, errstr, errstr_size);
     if (step == 2) {
         free(fresh);
@@ -479,6 +493,7 @@ static int kc_apply(pg_t *pg, const kafka_consumer_opts_t *o, rd_kafka_message_t
     return 0;
 fail:
     log_ctx_clear();
+    casestore_defer_discard(pg);
     free(fresh);
     pg_rollback(pg);
     return -1;

@@ -32,6 +32,7 @@ typedef struct pg {
     int begin_pending;                          /**< BEGIN goes with the next statement */
     int backoff_ms;                             /**< current reconnect backoff */
     char *session;                              /**< SQL run on every (re)connect, or NULL */
+    void *defer; /**< casestore's appends gathered for the open batch (casestore_defer_begin) */
 } pg_t;
 
 /**

@@ -11,6 +11,12 @@
  * not exist returns CASESTORE_NOT_FOUND naming it, and after rolling back to
  * the savepoint nothing of that batch is left.
  *
+ * Gathered appends (casestore_defer_*, the consumer loop's fast path): while
+ * gathering, casestore_apply/append bump the case (version, seq) but write no
+ * history or outbox row; the flush writes them all, seqs and outbox order as
+ * appended; casestore_append_many flushes the gathered ones first (their
+ * outbox rows stay ahead); a discard writes nothing.
+ *
  * Everything runs in one transaction that is rolled back at the end.
  */
 #include <setjmp.h>
@@ -152,6 +158,77 @@ static void test_missing_case(void **state)
     assert_int_equal(casestore_append_many(pg, ev, 0, err, sizeof(err)), CASESTORE_OK);
 }
 
+static void test_deferred(void **state)
+{
+    (void)state;
+    char err[512];
+    proto_env_t pe[4];
+    Kesu__V1__NotificationFailed nf[4];
+    casestore_result_t r[3];
+    long long a0 = q("SELECT event_seq FROM cases WHERE id = $1", case_a);
+    long long v0 = q("SELECT version FROM cases WHERE id = $1", case_a);
+    long long rows0 = q("SELECT count(*) FROM case_events WHERE case_id = $1", case_a);
+    long long out0 = q("SELECT count(*) FROM outbox WHERE topic = $1", TOPIC);
+
+    casestore_defer_begin(pg);
+    failed_event(&pe[0], &nf[0], "d0");
+    failed_event(&pe[1], &nf[1], "d1");
+    assert_int_equal(casestore_append(pg, case_a, "itest", "itest", TOPIC, &pe[0], &r[0], err,
+                                      sizeof(err)),
+                     CASESTORE_OK);
+    casestore_change_t ch = {.case_id = case_a, .bump_version = 1, .producer = "itest",
+                             .actor = "itest", .topic = TOPIC};
+    assert_int_equal(casestore_apply(pg, &ch, &pe[1], &r[1], err, sizeof(err)), CASESTORE_OK);
+    /* the case row moved on at once; its rows wait for the flush */
+    assert_int_equal(r[0].seq, a0 + 1);
+    assert_int_equal(r[1].seq, a0 + 2);
+    assert_int_equal(r[1].version, v0 + 1);
+    assert_int_equal(q("SELECT event_seq FROM cases WHERE id = $1", case_a), a0 + 2);
+    assert_int_equal(q("SELECT count(*) FROM case_events WHERE case_id = $1", case_a), rows0);
+    assert_int_equal(q("SELECT count(*) FROM outbox WHERE topic = $1", TOPIC), out0);
+
+    /* append_many writes the gathered ones first, then its own */
+    failed_event(&pe[2], &nf[2], "many");
+    casestore_event_t ev = {.case_id = case_b, .producer = "itest", .actor = "itest",
+                            .topic = TOPIC, .pe = &pe[2]};
+    assert_int_equal(casestore_append_many(pg, &ev, 1, err, sizeof(err)), CASESTORE_OK);
+    assert_int_equal(q("SELECT count(*) FROM case_events WHERE case_id = $1", case_a), rows0 + 2);
+    const char *v[1] = {TOPIC};
+    PGresult *res = PQexecParams(pg->conn,
+                                 "SELECT payload FROM outbox WHERE topic = $1 ORDER BY id", 1, NULL,
+                                 v, NULL, NULL, 1);
+    assert_int_equal(PQntuples(res), out0 + 3);
+    for (int k = 0; k < 3; k++) {
+        Kesu__V1__Envelope *env = proto_env_unpack(PQgetvalue(res, (int)out0 + k, 0),
+                                                   (size_t)PQgetlength(res, (int)out0 + k, 0),
+                                                   err, sizeof(err));
+        assert_non_null(env);
+        assert_string_equal(env->event_id, pe[k].event_id);
+        kesu__v1__envelope__free_unpacked(env, NULL);
+    }
+    PQclear(res);
+    /* gathering stopped with that flush */
+    failed_event(&pe[3], &nf[3], "after");
+    assert_int_equal(casestore_append(pg, case_a, "itest", "itest", TOPIC, &pe[3], &r[2], err,
+                                      sizeof(err)),
+                     CASESTORE_OK);
+    assert_int_equal(q("SELECT count(*) FROM case_events WHERE case_id = $1", case_a), rows0 + 3);
+    assert_int_equal(casestore_defer_flush(pg, err, sizeof(err)), CASESTORE_OK); /* nothing */
+
+    /* a discard writes nothing */
+    casestore_defer_begin(pg);
+    failed_event(&pe[0], &nf[0], "dropped");
+    assert_int_equal(casestore_append(pg, case_b, "itest", "itest", TOPIC, &pe[0], &r[0], err,
+                                      sizeof(err)),
+                     CASESTORE_OK);
+    casestore_defer_discard(pg);
+    const char *ev_id[1] = {pe[0].event_id};
+    assert_int_equal(itest_scalar1(pg, "SELECT count(*) FROM case_events WHERE event_id = $1",
+                                   ev_id[0]),
+                     0);
+    assert_int_equal(casestore_defer_flush(pg, err, sizeof(err)), CASESTORE_OK);
+}
+
 static int insert_case(const char *id)
 {
     char no[48];
@@ -189,6 +266,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_many_in_order),
         cmocka_unit_test(test_missing_case),
+        cmocka_unit_test(test_deferred),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

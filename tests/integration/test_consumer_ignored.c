@@ -11,6 +11,10 @@
  *     of every attempt; KC_RETRY at the end runs the batch again at once
  *     (committed once, inbox rows once) and gives up after KC_RERUN_MAX
  *     re-runs with nothing committed;
+ *   - the fast path writes the batch's history rows in one statement at its
+ *     end (casestore_defer_*); when that statement is refused (here: an
+ *     event id already in the history), the batch runs again event by event
+ *     and only the refused event goes to the DLQ;
  *   - kc_inbox_purge deletes the rows whose event and claim are both past
  *     the retention, in chunks, keeps every other, records the horizon, and
  *     a redelivered recent event is still a duplicate afterwards.
@@ -21,6 +25,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "casestore.h"
 #include "itest.h"
 #include "kafka.h"
 #include "proto.h"
@@ -258,6 +263,90 @@ static void test_batch_step_reruns(void **state)
         free(e[i].buf);
 }
 
+/* a handler that appends a history row to hist_case per event; the event
+ * clash_trigger gets the id clash_id, which the history already has */
+static char hist_case[37], clash_trigger[37], clash_id[37];
+
+static kc_result_t append_handler(void *opaque, pg_t *p, const kc_msg_t *m, char *errstr,
+                                  size_t n)
+{
+    (void)opaque;
+    proto_env_t pe;
+    Kesu__V1__NotificationFailed nf = KESU__V1__NOTIFICATION_FAILED__INIT;
+    nf.channel = "sms";
+    nf.audience = "complainant";
+    nf.template_ = "ack";
+    nf.error = "itest";
+    proto_env_init(&pe, "itest");
+    proto_env_set_payload(&pe, KESU__V1__ENVELOPE__PAYLOAD_NOTIFICATION_FAILED, &nf.base);
+    if (strcmp(m->env->event_id, clash_trigger) == 0)
+        snprintf(pe.event_id, sizeof(pe.event_id), "%s", clash_id);
+    if (seen.n < 8)
+        snprintf(seen.ids[seen.n++], 37, "%s", m->env->event_id);
+    if (casestore_append(p, hist_case, "itest", "itest", NULL, &pe, NULL, errstr, n) ==
+        CASESTORE_OK)
+        return KC_OK;
+    return pg_failure_transient(p) ? KC_RETRY : KC_POISON;
+}
+
+static void test_gathered_history_refused(void **state)
+{
+    (void)state;
+    char err[512] = "", no[32], sql[256];
+    util_uuid(hist_case);
+    snprintf(no, sizeof(no), "ITG-%.8s", hist_case + 28);
+    assert_int_equal(itest_insert_case(pg, hist_case, no, "t", "b"), 0);
+    /* the history already has clash_id */
+    proto_env_t pe;
+    Kesu__V1__NotificationFailed nf = KESU__V1__NOTIFICATION_FAILED__INIT;
+    nf.channel = "sms";
+    proto_env_init(&pe, "itest");
+    proto_env_set_payload(&pe, KESU__V1__ENVELOPE__PAYLOAD_NOTIFICATION_FAILED, &nf.base);
+    snprintf(clash_id, sizeof(clash_id), "%s", pe.event_id);
+    assert_int_equal(pg_begin(pg, err, sizeof(err)), 0);
+    assert_int_equal(casestore_append(pg, hist_case, "itest", "itest", NULL, &pe, NULL, err,
+                                      sizeof(err)),
+                     CASESTORE_OK);
+    assert_int_equal(pg_commit(pg, err, sizeof(err)), 0);
+
+    ev_t e[3];
+    rd_kafka_message_t *msgs[3];
+    kc_outcome_t out[3];
+    for (int i = 0; i < 3; i++) {
+        make(&e[i], KESU__V1__ENVELOPE__PAYLOAD_CASE_ASSIGNED, 60 + i);
+        msgs[i] = &e[i].rkm;
+    }
+    snprintf(clash_trigger, sizeof(clash_trigger), "%s", e[1].event_id);
+    kafka_consumer_opts_t o = opts();
+    o.handler = append_handler;
+    seen.n = 0;
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM outbox WHERE producer = '%s' AND topic = "
+             "'%s'", service, KAFKA_TOPIC_DLQ);
+    long long dlq0 = itest_scalar(pg, sql);
+    assert_int_equal(kc_apply_batch(pg, &o, msgs, 3, out, err, sizeof(err)), 0);
+    /* fast path: all three handled, refused at the end; then one by one */
+    assert_int_equal(seen.n, 6);
+    assert_int_equal(out[0], KC_APPLIED);
+    assert_int_equal(out[1], KC_DEAD);
+    assert_int_equal(out[2], KC_APPLIED);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM case_events WHERE case_id = '%s'", hist_case);
+    assert_int_equal(itest_scalar(pg, sql), 3); /* the earlier one and two of the batch */
+    snprintf(sql, sizeof(sql), "SELECT event_seq FROM cases WHERE id = '%s'", hist_case);
+    assert_int_equal(itest_scalar(pg, sql), 3);
+    assert_int_equal(inbox_rows(e[0].event_id), 1);
+    assert_int_equal(inbox_rows(e[1].event_id), 0);
+    assert_int_equal(inbox_rows(e[2].event_id), 1);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM outbox WHERE producer = '%s' AND topic = "
+             "'%s'", service, KAFKA_TOPIC_DLQ);
+    assert_int_equal(itest_scalar(pg, sql), dlq0 + 1);
+    for (int i = 0; i < 3; i++)
+        free(e[i].buf);
+    snprintf(sql, sizeof(sql), "DELETE FROM case_events WHERE case_id = '%s'", hist_case);
+    itest_sql(pg, sql);
+    snprintf(sql, sizeof(sql), "DELETE FROM cases WHERE id = '%s'", hist_case);
+    itest_sql(pg, sql);
+}
+
 static long long count_sql(const char *fmt)
 {
     char sql[512];
@@ -361,6 +450,7 @@ int main(void)
         cmocka_unit_test(test_mixed_batch),
         cmocka_unit_test(test_undecodable_goes_to_dlq),
         cmocka_unit_test(test_batch_step_reruns),
+        cmocka_unit_test(test_gathered_history_refused),
         cmocka_unit_test(test_inbox_purge),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
