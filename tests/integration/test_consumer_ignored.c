@@ -267,18 +267,26 @@ static void test_batch_step_reruns(void **state)
  * clash_trigger gets the id clash_id, which the history already has */
 static char hist_case[37], clash_trigger[37], clash_id[37];
 
+/* a history event to append (nf must outlive pe) */
+static void failed_env(proto_env_t *pe, Kesu__V1__NotificationFailed *nf)
+{
+    Kesu__V1__NotificationFailed init = KESU__V1__NOTIFICATION_FAILED__INIT;
+    *nf = init;
+    nf->channel = "sms";
+    nf->audience = "complainant";
+    nf->template_ = "ack";
+    nf->error = "itest";
+    proto_env_init(pe, "itest");
+    proto_env_set_payload(pe, KESU__V1__ENVELOPE__PAYLOAD_NOTIFICATION_FAILED, &nf->base);
+}
+
 static kc_result_t append_handler(void *opaque, pg_t *p, const kc_msg_t *m, char *errstr,
                                   size_t n)
 {
     (void)opaque;
     proto_env_t pe;
-    Kesu__V1__NotificationFailed nf = KESU__V1__NOTIFICATION_FAILED__INIT;
-    nf.channel = "sms";
-    nf.audience = "complainant";
-    nf.template_ = "ack";
-    nf.error = "itest";
-    proto_env_init(&pe, "itest");
-    proto_env_set_payload(&pe, KESU__V1__ENVELOPE__PAYLOAD_NOTIFICATION_FAILED, &nf.base);
+    Kesu__V1__NotificationFailed nf;
+    failed_env(&pe, &nf);
     if (strcmp(m->env->event_id, clash_trigger) == 0)
         snprintf(pe.event_id, sizeof(pe.event_id), "%s", clash_id);
     if (seen.n < 8)
@@ -298,10 +306,8 @@ static void test_gathered_history_refused(void **state)
     assert_int_equal(itest_insert_case(pg, hist_case, no, "t", "b"), 0);
     /* the history already has clash_id */
     proto_env_t pe;
-    Kesu__V1__NotificationFailed nf = KESU__V1__NOTIFICATION_FAILED__INIT;
-    nf.channel = "sms";
-    proto_env_init(&pe, "itest");
-    proto_env_set_payload(&pe, KESU__V1__ENVELOPE__PAYLOAD_NOTIFICATION_FAILED, &nf.base);
+    Kesu__V1__NotificationFailed nf;
+    failed_env(&pe, &nf);
     snprintf(clash_id, sizeof(clash_id), "%s", pe.event_id);
     assert_int_equal(pg_begin(pg, err, sizeof(err)), 0);
     assert_int_equal(casestore_append(pg, hist_case, "itest", "itest", NULL, &pe, NULL, err,
