@@ -394,9 +394,8 @@ static int kc_apply(pg_t *pg, const kafka_consumer_opts_t *o, rd_kafka_message_t
         return -1;
     if (kc_batch_step(pg, o, KC_BATCH_BEGIN, errstr, errstr_size) != 0)
         goto fail;
-    if (!careful)
-        casestore_defer_begin(pg); /* the batch's history rows in one statement at its end */
     if (!careful) {
+        casestore_defer_begin(pg); /* the batch's history rows in one statement at its end */
         fresh = calloc(n ? n : 1, sizeof(*fresh));
         if (!fresh) {
             snprintf(errstr, errstr_size, "out of memory");

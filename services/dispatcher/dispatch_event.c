@@ -135,11 +135,10 @@ void dispatch_ctx_free(dispatch_ctx_t *ctx)
     dispatch_catalogue_free(ctx->owned);
     ctx->owned = NULL;
     free(ctx->loads);
-    free(ctx->lit_ids);
-    free(ctx->lit_deltas);
+    strbuf_free(&ctx->lit_ids);
+    strbuf_free(&ctx->lit_deltas);
     ctx->loads = NULL;
-    ctx->lit_ids = ctx->lit_deltas = NULL;
-    ctx->nloads = ctx->loads_cap = ctx->lit_cap = 0;
+    ctx->nloads = ctx->loads_cap = 0;
 }
 
 /* change handler's load in the open batch by delta, remembered for undo
@@ -173,52 +172,42 @@ static int de_load_add(dispatch_ctx_t *ctx, const char *handler, int delta)
 }
 
 /* the batch's load changes as two array literals (ctx->lit_ids, lit_deltas);
- * changes that cancel out are left out */
-static int de_load_literals(dispatch_ctx_t *ctx, size_t *nchanged)
+ * changes that cancel out are left out. @returns how many are left */
+static size_t de_load_literals(dispatch_ctx_t *ctx)
 {
-    size_t need = 3 + ctx->nloads * (sizeof(ctx->loads[0].id) + 16), off_i = 0, off_d = 0;
-    if (need > ctx->lit_cap) {
-        char *a = realloc(ctx->lit_ids, need), *b = a ? realloc(ctx->lit_deltas, need) : NULL;
-        if (a)
-            ctx->lit_ids = a;
-        if (!a || !b)
-            return -1;
-        ctx->lit_deltas = b;
-        ctx->lit_cap = need;
-    }
-    *nchanged = 0;
-    off_i += (size_t)sprintf(ctx->lit_ids, "{");
-    off_d += (size_t)sprintf(ctx->lit_deltas, "{");
+    size_t n = 0;
+    char d[16];
+    strbuf_free(&ctx->lit_ids);
+    strbuf_free(&ctx->lit_deltas);
+    pg_array_begin(&ctx->lit_ids);
+    pg_array_begin(&ctx->lit_deltas);
     for (size_t i = 0; i < ctx->nloads; i++) {
         if (!ctx->loads[i].delta)
             continue;
-        const char *sep = (*nchanged)++ ? "," : "";
-        off_i += (size_t)sprintf(ctx->lit_ids + off_i, "%s\"%s\"", sep, ctx->loads[i].id);
-        off_d += (size_t)sprintf(ctx->lit_deltas + off_d, "%s%d", sep, ctx->loads[i].delta);
+        snprintf(d, sizeof(d), "%d", ctx->loads[i].delta);
+        pg_array_add(&ctx->lit_ids, ctx->loads[i].id);
+        pg_array_add(&ctx->lit_deltas, d);
+        n++;
     }
-    sprintf(ctx->lit_ids + off_i, "}");
-    sprintf(ctx->lit_deltas + off_d, "}");
-    return 0;
+    pg_array_end(&ctx->lit_ids);
+    pg_array_end(&ctx->lit_deltas);
+    return n;
 }
 
 kc_result_t dispatch_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, char *errstr,
                            size_t errstr_size)
 {
     dispatch_ctx_t *ctx = opaque;
-    size_t n = 0;
     kc_result_t rc = KC_OK;
     if (phase == KC_BATCH_BEGIN) {
         ctx->nloads = 0;
         return KC_OK;
     }
-    if (de_load_literals(ctx, &n) != 0) {
-        snprintf(errstr, errstr_size, "out of memory");
-        return KC_RETRY;
-    }
+    size_t n = de_load_literals(ctx);
     ctx->nloads = 0;
     if (n == 0)
         return KC_OK;
-    const char *v[2] = {ctx->lit_ids, ctx->lit_deltas};
+    const char *v[2] = {ctx->lit_ids.s, ctx->lit_deltas.s};
     PGresult *res = pg_exec_stmt(pg, &de_lock_loads, v, PGRES_TUPLES_OK, errstr, errstr_size);
     if (!res)
         return KC_RETRY;
@@ -309,12 +298,9 @@ static kc_result_t de_commit(dispatch_ctx_t *ctx, pg_t *pg, const Kesu__V1__Enve
      * first dispatch has no handler, no load and no assignment rows yet) */
     if (d->attempt > 0 && dispatch_release_load(ctx, pg, env->case_id, errstr, errstr_size) < 0)
         return de_db_failure(pg);
-    size_t nchanged;
-    if (de_load_literals(ctx, &nchanged) != 0) {
-        snprintf(errstr, errstr_size, "out of memory");
-        return KC_RETRY;
-    }
-    const char *pv[5] = {d->department, domain, d->prefer_handler, ctx->lit_ids, ctx->lit_deltas};
+    de_load_literals(ctx);
+    const char *pv[5] = {d->department, domain, d->prefer_handler, ctx->lit_ids.s,
+                         ctx->lit_deltas.s};
     res = pg_exec_stmt(pg, &de_pick_handler, pv, PGRES_TUPLES_OK, errstr, errstr_size);
     if (!res)
         return de_db_failure(pg);

@@ -29,6 +29,7 @@
 #include "kafka.h"
 #include "metrics.h"
 #include "pg.h"
+#include "util.h"
 
 #define DISPATCH_PRODUCER "dispatcher"
 
@@ -60,8 +61,7 @@ typedef struct dispatch_ctx {
         int delta;
     } undo[4];                       /**< the current event's changes, undone if it fails */
     size_t nundo;
-    char *lit_ids, *lit_deltas;      /**< loads as array literals for the statements */
-    size_t lit_cap;
+    strbuf_t lit_ids, lit_deltas;    /**< loads as array literals for the statements */
 } dispatch_ctx_t;
 
 /** @brief Fill the metric handles of ctx (max_returns 2, version 0). */
