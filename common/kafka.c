@@ -284,6 +284,7 @@ long kc_inbox_purge(pg_t *pg, const char *group, int retention_days, char *errst
 typedef struct kc_state {
     rd_kafka_t *rk;
     int revoked; /**< set when partitions were revoked; the loop drops work taken before */
+    metrics_gauge_t *m_parts; /**< partitions assigned to this instance */
 } kc_state_t;
 
 static int kc_dead_letter(pg_t *pg, const kafka_consumer_opts_t *o, const rd_kafka_message_t *rkm,
@@ -595,10 +596,12 @@ static void kc_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         LOG_INFO("partitions assigned: %d", parts->cnt);
         rd_kafka_assign(rk, parts);
+        metrics_gauge_set(st->m_parts, parts->cnt);
     } else {
         LOG_INFO("partitions revoked: %d", parts->cnt);
         st->revoked = 1;
         rd_kafka_assign(rk, NULL);
+        metrics_gauge_set(st->m_parts, 0);
     }
 }
 
@@ -667,6 +670,10 @@ int kafka_consumer_run(const config_t *cfg, pg_t *pg, const kafka_consumer_opts_
     snprintf(glabel, sizeof(glabel), "group=\"%s\"", o->group);
     metrics_gauge_t *m_lag = metrics_gauge(
         "kesu_consumer_lag", "Messages not yet consumed on the assigned partitions", glabel);
+    /* 0 after start until the group has given this instance its share, and
+     * for good when there are more instances than partitions */
+    st.m_parts = metrics_gauge("kesu_consumer_partitions",
+                               "Partitions assigned to this instance", glabel);
     int64_t last_lag = 0;
 
     if (!conf)

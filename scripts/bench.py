@@ -148,6 +148,27 @@ def total_lag(stack):
     return lag
 
 
+def wait_assigned(stack, timeout=30):
+    """Until every consumer instance has its partitions (kesu_consumer_partitions > 0)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        waiting = 0
+        for name in stack.procs:
+            if name == "intake" or "#" in name:  # extra instances: no ops URL here
+                continue
+            try:
+                with urllib.request.urlopen(stack.ops_url(name, "/metrics"), timeout=2) as r:
+                    parts = [float(ln.split()[-1]) for ln in r.read().decode().splitlines()
+                             if ln.startswith("kesu_consumer_partitions{")]
+                waiting += not parts or parts[0] <= 0
+            except OSError:
+                waiting += 1
+        if not waiting:
+            return
+        time.sleep(0.2)
+    sys.stderr.write("bench: not every consumer had partitions after %d s\n" % timeout)
+
+
 def soak(stack, token, seconds, rate):
     """Steady load for `seconds` in one-minute windows (latency and RSS per window, so drift
     shows), then a 5x burst for 10 s and the time until consumer lag is back to zero."""
@@ -217,7 +238,9 @@ def main():
             for k in range(2, int(n) + 1):
                 stack.add_instance(name, k)
         token = kc.token("agent", label="bench")
-        # the first case of a fresh system: every stage's first event to each topic
+        # the first case of a fresh system (its groups joined): every stage's first
+        # event to each topic
+        wait_assigned(stack)
         first = load(stack, token, "--count", "1")
         sys.stderr.write("bench: warm-up (%d cases)\n" % WARM)
         load(stack, token, "--count", str(WARM))

@@ -15,6 +15,7 @@
 #include "itest.h"
 #include "kafka.h"
 #include "log.h"
+#include "metrics.h"
 #include "outbox.h"
 
 static char topic[128], group[64], table[64];
@@ -26,6 +27,7 @@ typedef struct ctx {
     volatile sig_atomic_t run;   /* loop flag */
     pg_t *pg;                    /* the loop's connection */
     atomic_int ready;
+    int parts;                   /* kesu_consumer_partitions of the group, just before the stop */
 } ctx_t;
 
 static pg_stmt_t bump = {"itest_bump", NULL, 1};
@@ -107,6 +109,11 @@ static void run_for(ctx_t *c, int ms)
     c->run = 1;
     pthread_create(&t, NULL, run_loop, c);
     util_sleep_ms(ms);
+    char line[200], *m = metrics_render(), *at;
+    snprintf(line, sizeof(line), "kesu_consumer_partitions{group=\"%s\"} ", group);
+    at = m ? strstr(m, line) : NULL;
+    c->parts = at ? atoi(at + strlen(line)) : -1;
+    free(m);
     c->run = 0;
     pthread_join(t, NULL);
     pg_destroy(c->pg);
@@ -139,6 +146,7 @@ static void test_inbox_dlq_offsets(void **state)
 
     ctx_t c = {.retry_first = 1};
     run_for(&c, 12000);
+    assert_int_equal(c.parts, 2); /* the topic's two partitions, both to this instance */
 
     assert_int_equal(count_of(pg, "dup"), 1);
     assert_int_equal(count_of(pg, "once"), 1);
