@@ -42,6 +42,7 @@ TIME_SCALE = "0.0003"
 EMERGENCY_TITLE = "燃气泄漏 <img src=x> <b>紧急</b>"
 
 failures = []
+RUN_CASES = []  # case numbers this run submitted, left withdrawn or closed at the end
 
 
 def check(cond, msg):
@@ -95,9 +96,26 @@ def main():
     try:
         run(stack, tmp)
     finally:
+        leave_nothing_open(stack)
         codes = stack.stop()
         stack.delete_topics()
         check(all(c == 0 for c in codes.values()), "clean exits: %s" % codes)
+
+
+def leave_nothing_open(stack):
+    """Withdraw this run's open cases: a later stack on the same database would otherwise
+    fire their (time-scaled) SLA timers into its own feed."""
+    if not RUN_CASES:
+        return
+    sup = kc.token("supervisor", label="e2e-console-cleanup")
+    for no in RUN_CASES:
+        stack.api.call("POST", "/v1/cases/%s/actions" % no,
+                       {"action": "withdraw", "reason": "console test done"}, token=sup)
+    nos = ",".join("'%s'" % no for no in RUN_CASES)
+    kc.wait_for(lambda: kc.psql("SELECT count(*) FROM sla_timers t JOIN cases c ON c.id = "
+                                "t.case_id WHERE t.state IN ('running', 'breached') AND "
+                                "c.case_no IN (%s)" % nos)[0][0] == "0", 30,
+                "no SLA timer of this run left running")
 
 
 def run(stack, tmp):
@@ -144,6 +162,7 @@ def run(stack, tmp):
         check(st == 201, "submit %d: %s %s" % (i, st, js))
         if st == 201:
             cases.append({"no": js["case_no"], "code": js["access_code"]})
+            RUN_CASES.append(js["case_no"])
     check(len(cases) == 5, "5 cases submitted: %d" % len(cases))
     if len(cases) != 5:
         return
