@@ -120,6 +120,7 @@ static void cs_encode(proto_env_t *pe, const char *topic, char **summary, char *
 typedef struct cs_rows {
     strbuf_t a[13];
     size_t n;
+    size_t nout; /**< of them with a topic: outbox rows */
 } cs_rows_t;
 
 static const pg_stmt_t cs_write_many;
@@ -128,7 +129,7 @@ static void cs_rows_init(cs_rows_t *r)
 {
     for (size_t k = 0; k < 13; k++)
         pg_array_begin(&r->a[k]);
-    r->n = 0;
+    r->n = r->nout = 0;
 }
 
 static void cs_rows_free(cs_rows_t *r)
@@ -168,6 +169,7 @@ static int cs_rows_add(cs_rows_t *r, const char *case_id, const char *status, co
     free(hdrs);
     free(packed);
     r->n++;
+    r->nout += topic != NULL;
     return bad ? -1 : 0;
 }
 
@@ -186,6 +188,7 @@ static int cs_rows_write(pg_t *pg, cs_rows_t *r, char *errstr, size_t errstr_siz
     if (!res)
         return CASESTORE_ERROR;
     PQclear(res);
+    outbox_wrote(pg, (int)r->nout);
     return CASESTORE_OK;
 }
 
@@ -332,6 +335,7 @@ static int cs_run(pg_t *pg, const casestore_change_t *ch, int change, proto_env_
     res = pg_exec_stmt_bin(pg, &cs_write, wv, wl, wf, 0, PGRES_COMMAND_OK, errstr, errstr_size);
     if (!res)
         goto out;
+    outbox_wrote(pg, ch->topic != NULL);
     rc = CASESTORE_OK;
 out:
     free(summary);

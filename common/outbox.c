@@ -66,6 +66,7 @@ static int outbox_insert_row(pg_t *pg, const char *producer, const char *topic, 
     if (!res)
         return -1;
     PQclear(res);
+    outbox_wrote(pg, 1);
     return 0;
 }
 

@@ -101,4 +101,16 @@ int outbox_relay_healthy(outbox_relay_t *r);
  */
 int64_t outbox_relay_stop(outbox_relay_t *r, int drain_ms);
 
+/**
+ * @brief Count n outbox rows written in the open transaction by a statement
+ *        of the caller's own (the archiver's one-statement publish, casestore's
+ *        history writes): after the commit the consumer loop wakes the relay
+ *        only when the batch wrote any (pg->outbox_rows). outbox_append and
+ *        outbox_append_env count theirs.
+ */
+static inline void outbox_wrote(pg_t *pg, int n)
+{
+    pg->outbox_rows += n;
+}
+
 #endif

@@ -313,8 +313,10 @@ int pg_begin(pg_t *pg, char *errstr, size_t errstr_size)
         pg_fail(pg, NULL, "BEGIN", errstr, errstr_size);
         return -1;
     }
-    if (!pg->in_tx)
+    if (!pg->in_tx) {
         pg->begin_pending = 1;
+        pg->outbox_rows = 0;
+    }
     pg->in_tx = 1;
     return 0;
 }

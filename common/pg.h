@@ -33,6 +33,7 @@ typedef struct pg {
     int backoff_ms;                             /**< current reconnect backoff */
     char *session;                              /**< SQL run on every (re)connect, or NULL */
     void *defer; /**< casestore's appends gathered for the open batch (casestore_defer_begin) */
+    int outbox_rows; /**< outbox rows the open (or last) transaction wrote: is a relay to wake? */
 } pg_t;
 
 /**

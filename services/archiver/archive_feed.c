@@ -256,6 +256,7 @@ static int archive_fast(archive_t *ar, pg_t *pg, const Kesu__V1__Envelope *env, 
     rc = strcmp(PQcmdTuples(res), "1") == 0;
     PQclear(res);
     if (rc == 1) {
+        outbox_wrote(pg, 1);
         metrics_counter_add(ar->m_published, 1);
         if (archive_stats_apply(ar, pg, env, errstr, errstr_size) != 0)
             rc = -1;

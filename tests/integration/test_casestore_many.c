@@ -170,6 +170,7 @@ static void test_deferred(void **state)
     long long rows0 = q("SELECT count(*) FROM case_events WHERE case_id = $1", case_a);
     long long out0 = q("SELECT count(*) FROM outbox WHERE topic = $1", TOPIC);
 
+    int wrote0 = pg->outbox_rows;
     casestore_defer_begin(pg);
     failed_event(&pe[0], &nf[0], "d0");
     failed_event(&pe[1], &nf[1], "d1");
@@ -186,6 +187,7 @@ static void test_deferred(void **state)
     assert_int_equal(q("SELECT event_seq FROM cases WHERE id = $1", case_a), a0 + 2);
     assert_int_equal(q("SELECT count(*) FROM case_events WHERE case_id = $1", case_a), rows0);
     assert_int_equal(q("SELECT count(*) FROM outbox WHERE topic = $1", TOPIC), out0);
+    assert_int_equal(pg->outbox_rows, wrote0); /* counted when written */
 
     /* append_many writes the gathered ones first, then its own */
     failed_event(&pe[2], &nf[2], "many");
@@ -198,6 +200,7 @@ static void test_deferred(void **state)
                                  "SELECT payload FROM outbox WHERE topic = $1 ORDER BY id", 1, NULL,
                                  v, NULL, NULL, 1);
     assert_int_equal(PQntuples(res), out0 + 3);
+    assert_int_equal(pg->outbox_rows, wrote0 + 3); /* the relay is to be woken for them */
     for (int k = 0; k < 3; k++) {
         Kesu__V1__Envelope *env = proto_env_unpack(PQgetvalue(res, (int)out0 + k, 0),
                                                    (size_t)PQgetlength(res, (int)out0 + k, 0),

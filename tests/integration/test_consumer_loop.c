@@ -28,7 +28,13 @@ typedef struct ctx {
     pg_t *pg;                    /* the loop's connection */
     atomic_int ready;
     int parts;                   /* kesu_consumer_partitions of the group, just before the stop */
+    int wakes;                   /* after_commit calls: batches that wrote outbox rows */
 } ctx_t;
+
+static void on_commit(void *arg)
+{
+    ((ctx_t *)arg)->wakes++;
+}
 
 static pg_stmt_t bump = {"itest_bump", NULL, 1};
 static char bump_sql[256];
@@ -69,6 +75,8 @@ static void *run_loop(void *arg)
                                .batch_ms = 20,
                                .handler = handler,
                                .opaque = c,
+                               .after_commit = on_commit,
+                               .after_commit_arg = c,
                                .run = &c->run,
                                .ready = &c->ready};
     if (kafka_consumer_run(&cfg, c->pg, &o, err, sizeof(err)) != 0)
@@ -147,6 +155,7 @@ static void test_inbox_dlq_offsets(void **state)
     ctx_t c = {.retry_first = 1};
     run_for(&c, 12000);
     assert_int_equal(c.parts, 2); /* the topic's two partitions, both to this instance */
+    assert_true(c.wakes >= 1);    /* the DLQ rows are outbox rows: the relay is woken */
 
     assert_int_equal(count_of(pg, "dup"), 1);
     assert_int_equal(count_of(pg, "once"), 1);
@@ -179,6 +188,7 @@ static void test_inbox_dlq_offsets(void **state)
     assert_int_equal(count_of(pg, "dup"), 1);
     assert_int_equal(count_of(pg, "once"), 1);
     assert_int_equal(count_of(pg, "after-restart"), 1);
+    assert_int_equal(c2.wakes, 0); /* a batch that wrote no outbox row wakes no relay */
     snprintf(sql, sizeof(sql),
              "SELECT count(*) FROM outbox WHERE producer = 'itest' AND headers->>'dlq_consumer' "
              "= '%s'",
