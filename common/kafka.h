@@ -157,7 +157,7 @@ typedef struct kafka_consumer_opts {
     kc_batch_fn batch;            /**< around each batch attempt; may be NULL */
     int inbox_retention_days;     /**< purge older inbox rows (kc_inbox_purge); 0 keeps them */
     void *opaque;                 /**< passed to handler and tick */
-    void (*after_commit)(void *arg); /**< e.g. wake the relay; may be NULL */
+    void (*after_commit)(void *arg); /**< after a batch that wrote outbox rows: wake the relay; may be NULL */
     void *after_commit_arg;       /**< its argument */
     volatile sig_atomic_t *run;   /**< loop while *run */
     atomic_int *ready;            /**< set to 1/0 as the loop is healthy/retrying; may be NULL */

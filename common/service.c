@@ -51,7 +51,7 @@ int service_init(service_t *svc, const char *name, const char *usage, const char
          "prefix of every topic name (isolates test runs on a shared broker)", 0},
         {"relay.idle_ms", CONFIG_INT, &svc->relay_idle_ms, "20",
          "relay poll period when idle, doubling to 500 ms while polls find nothing "
-         "(it is also woken after each commit)",
+         "(it is also woken after each commit that wrote outbox rows)",
          0},
         {NULL, 0, NULL, NULL, NULL, 0},
     };
