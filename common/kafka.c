@@ -390,7 +390,7 @@ static int kc_apply(pg_t *pg, const kafka_consumer_opts_t *o, rd_kafka_message_t
 {
     char why[1024];
     int *fresh = NULL;
-    int step;
+    int step, undo = -1;
     if (pg_begin(pg, errstr, errstr_size) != 0)
         return -1;
     if (kc_batch_step(pg, o, KC_BATCH_BEGIN, errstr, errstr_size) != 0)
@@ -450,12 +450,8 @@ static int kc_apply(pg_t *pg, const kafka_consumer_opts_t *o, rd_kafka_message_t
             outcomes[i] = r == KC_OK ? KC_APPLIED : KC_SKIPPED;
         } else if (r == KC_POISON) {
             if (!careful) {
-                /* undo the batch and redo it with a savepoint per message */
-                log_ctx_clear();
-                casestore_defer_discard(pg);
-                pg_rollback(pg);
-                free(fresh);
-                return 1;
+                undo = 1; /* redo the batch with a savepoint per message */
+                goto fail;
             }
             if (pg_command(pg, "ROLLBACK TO SAVEPOINT kc_msg", errstr, errstr_size) != 0)
                 goto fail;
@@ -475,28 +471,24 @@ static int kc_apply(pg_t *pg, const kafka_consumer_opts_t *o, rd_kafka_message_t
         /* a row refused: find its event the careful way, one at a time */
         LOG_WARN("batch's history rows refused, the batch runs again event by event: %s",
                  errstr);
-        free(fresh);
-        pg_rollback(pg);
-        return 1;
+        undo = 1;
+        goto fail;
     }
     step = kc_batch_step(pg, o, KC_BATCH_END, errstr, errstr_size);
-    if (step == 2) {
-        free(fresh);
-        pg_rollback(pg);
-        return 2;
-    }
-    if (step != 0)
+    if (step != 0) {
+        undo = step == 2 ? 2 : -1;
         goto fail;
+    }
     free(fresh);
     if (pg_commit(pg, errstr, errstr_size) != 0)
         return -1;
     return 0;
-fail:
+fail: /* undo the attempt; undo says what next */
     log_ctx_clear();
     casestore_defer_discard(pg);
     free(fresh);
     pg_rollback(pg);
-    return -1;
+    return undo;
 }
 
 int kc_apply_batch(pg_t *pg, const kafka_consumer_opts_t *o, rd_kafka_message_t **msgs, size_t n,
