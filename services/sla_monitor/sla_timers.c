@@ -38,21 +38,45 @@ static const pg_stmt_t st_case = {
     "(extract(epoch FROM t.due_at) * 1000)::bigint AS due_ms, "                                   \
     "(extract(epoch FROM t.started_at) * 1000)::bigint AS started_ms "
 
-/* a timer exists once per case, kind and cycle: a redelivered or repeated
- * CaseAssigned does not restart it */
+/*
+ * Start the timers an event starts (one row each in $7..$17, the rows of one
+ * case) and log each start. A timer exists once per case, kind and cycle: a
+ * redelivered or repeated CaseAssigned does not restart it. Each timer
+ * started now comes back with the instant the case already did what it waits
+ * for (done_ms, 0 = not yet): the case row's accepted_at / resolved_at /
+ * closed_at at or after the start, or the first history event of the kind's
+ * stopping types (stops) after the starting event (seq $3; without one, at or
+ * after the start) - the monitor may see CaseAssigned (another topic) after
+ * the accept and the resolve.
+ */
 static const pg_stmt_t st_start = {
     "st_start",
-    "WITH t AS (INSERT INTO sla_timers (case_id, kind, cycle, started_at, due_at, limit_spec, "
-    "work, total_ms, used_ms, anchor_at, escalate_ms, next_at, department, request_type, "
-    "urgency) VALUES ($1::uuid, $2, $3::integer, to_timestamp($4::double precision / 1000), "
-    "to_timestamp($5::double precision / 1000), $6, $7::boolean, $8::bigint, 0, "
-    "to_timestamp($4::double precision / 1000), $9::bigint, "
-    "to_timestamp($10::double precision / 1000), NULLIF($11, ''), NULLIF($12, ''), "
-    "NULLIF($13, '')) ON CONFLICT (case_id, kind, cycle) DO NOTHING "
-    "RETURNING case_id, kind, cycle, started_at, due_at) "
-    "INSERT INTO sla_timer_log (case_id, kind, cycle, action, at, due_at, used_ms, note, actor) "
-    "SELECT case_id, kind, cycle, 'start', started_at, due_at, 0, $14, $15 FROM t",
-    15};
+    "WITH r AS (SELECT * FROM unnest($7::text[], $8::integer[], $9::bigint[], $10::text[], "
+    "$11::boolean[], $12::bigint[], $13::bigint[], $14::bigint[], $15::text[], $16::text[], "
+    "$17::text[]) WITH ORDINALITY AS r(kind, cycle, due_ms, spec, work, total_ms, esc_ms, "
+    "next_ms, dept, note, stops, ord)), "
+    "t AS (INSERT INTO sla_timers (case_id, kind, cycle, started_at, due_at, limit_spec, work, "
+    "total_ms, used_ms, anchor_at, escalate_ms, next_at, department, request_type, urgency) "
+    "SELECT $1::uuid, r.kind, r.cycle, to_timestamp($2::double precision / 1000), "
+    "to_timestamp(r.due_ms::double precision / 1000), r.spec, r.work, r.total_ms, 0, "
+    "to_timestamp($2::double precision / 1000), r.esc_ms, "
+    "to_timestamp(r.next_ms::double precision / 1000), NULLIF(r.dept, ''), NULLIF($4, ''), "
+    "NULLIF($5, '') FROM r ORDER BY r.ord ON CONFLICT (case_id, kind, cycle) DO NOTHING "
+    "RETURNING case_id, kind, cycle, started_at, due_at), "
+    "l AS (INSERT INTO sla_timer_log (case_id, kind, cycle, action, at, due_at, used_ms, note, "
+    "actor) SELECT t.case_id, t.kind, t.cycle, 'start', t.started_at, t.due_at, 0, r.note, $6 "
+    "FROM t JOIN r ON r.kind = t.kind AND r.cycle = t.cycle ORDER BY r.ord) "
+    "SELECT t.kind, t.cycle, COALESCE((extract(epoch FROM LEAST("
+    "CASE WHEN t.kind = 'accept' AND c.accepted_at >= t.started_at THEN c.accepted_at END, "
+    "CASE WHEN t.kind IN ('accept', 'resolve') AND c.resolved_at >= t.started_at "
+    "THEN c.resolved_at END, "
+    "CASE WHEN c.closed_at >= t.started_at THEN c.closed_at END, "
+    "(SELECT GREATEST(e.occurred_at, t.started_at) FROM case_events e WHERE e.case_id = c.id "
+    "AND e.event_type = ANY (r.stops::text[]) AND CASE WHEN $3::bigint > 0 THEN e.seq > "
+    "$3::bigint ELSE e.occurred_at >= t.started_at END ORDER BY e.seq LIMIT 1))) * 1000)::bigint, "
+    "0) AS done_ms FROM t JOIN r ON r.kind = t.kind AND r.cycle = t.cycle "
+    "JOIN cases c ON c.id = t.case_id ORDER BY r.ord",
+    17};
 
 static const pg_stmt_t st_open = {
     "st_open",
@@ -77,26 +101,6 @@ static const pg_stmt_t st_resolve_open_at = {
     "AND started_at <= to_timestamp($2::double precision / 1000) "
     "AND (state <> 'stopped' OR stopped_at > to_timestamp($2::double precision / 1000)) LIMIT 1",
     2};
-
-/*
- * When the case already did what a timer started at $2 (ms) waits for, 0 if
- * not yet: the monitor may see CaseAssigned (another topic) after the accept
- * and the resolve. The case row's accepted_at / resolved_at / closed_at at or
- * after the start, and the first history event of the kind's stopping types
- * ($5) after the starting event (seq $3; without one, at or after $2).
- */
-static const pg_stmt_t st_done_at = {
-    "st_done_at",
-    "SELECT COALESCE((extract(epoch FROM LEAST("
-    "CASE WHEN $4 = 'accept' AND c.accepted_at >= p.t0 THEN c.accepted_at END, "
-    "CASE WHEN $4 IN ('accept', 'resolve') AND c.resolved_at >= p.t0 THEN c.resolved_at END, "
-    "CASE WHEN c.closed_at >= p.t0 THEN c.closed_at END, "
-    "(SELECT GREATEST(e.occurred_at, p.t0) FROM case_events e WHERE e.case_id = c.id "
-    "AND e.event_type = ANY ($5::text[]) AND CASE WHEN $3::bigint > 0 THEN e.seq > $3::bigint "
-    "ELSE e.occurred_at >= p.t0 END ORDER BY e.seq LIMIT 1))) * 1000)::bigint, 0) AS done_ms "
-    "FROM cases c, (SELECT to_timestamp($2::double precision / 1000) AS t0) p "
-    "WHERE c.id = $1::uuid",
-    5};
 
 static const pg_stmt_t st_due = {
     "st_due",
@@ -331,46 +335,6 @@ static int st_case_read(pg_t *pg, const char *case_id, char *status, char *rt, c
     return 0;
 }
 
-static int st_start_one(pg_t *pg, sla_ctx_t *ctx, const char *case_id, sla_kind_t kind, int cycle,
-                        int64_t start, const sla_limits_t *lim, const char *dept, const char *rt,
-                        const char *urg, const char *why, char *errstr, size_t errstr_size)
-{
-    const calendar_t *cal = ctx->policy->cal;
-    const sla_limit_t *l = &lim->limit[kind];
-    sla_clock_t c = {.work = sla_limit_is_work(l),
-                     .total_ms = sla_limit_ms(l, cal, lim->time_scale),
-                     .anchor_ms = start};
-    if (kind != SLA_AUTO_CLOSE)
-        c.escalate_ms = sla_limit_ms(&lim->escalate_after, cal, lim->time_scale);
-    int64_t next = 0;
-    int pct;
-    sla_clock_next(cal, &c, ctx->policy->warn_percent,
-                   kind == SLA_AUTO_CLOSE ? 0 : ctx->policy->nwarn, &next, &pct);
-    char s_cycle[12], s_start[24], s_due[24], s_total[24], s_esc[24], s_next[24], spec[16],
-        note[256];
-    sla_limit_fmt(l, spec, sizeof(spec));
-    snprintf(s_cycle, sizeof(s_cycle), "%d", cycle > 0 ? cycle : 1);
-    snprintf(s_start, sizeof(s_start), "%" PRId64, start);
-    snprintf(s_due, sizeof(s_due), "%" PRId64, sla_clock_due(cal, &c));
-    snprintf(s_total, sizeof(s_total), "%" PRId64, c.total_ms);
-    snprintf(s_esc, sizeof(s_esc), "%" PRId64, c.escalate_ms);
-    snprintf(s_next, sizeof(s_next), "%" PRId64, next);
-    snprintf(note, sizeof(note), "%s limit=%s request_type=%s urgency=%s scale=%g calendar=%s", why,
-             spec, *rt ? rt : "-", *urg ? urg : "-", lim->time_scale,
-             cal ? calendar_name(cal) : "none");
-    const char *v[15] = {case_id, sla_kind_name(kind), s_cycle, s_start, s_due, spec,
-                         c.work ? "true" : "false", s_total, s_esc, s_next, dept, rt, urg, note,
-                         SLA_PRODUCER};
-    PGresult *res = pg_exec_stmt(pg, &st_start, v, PGRES_COMMAND_OK, errstr, errstr_size);
-    if (!res)
-        return -1;
-    int n = atoi(PQcmdTuples(res));
-    PQclear(res);
-    if (n)
-        metrics_counter_add(ctx->m_started, 1);
-    return n;
-}
-
 /* open timers of some kinds, locked; caller PQclear()s */
 static PGresult *st_open_timers(pg_t *pg, const char *case_id, const char *kinds, char *errstr,
                                 size_t errstr_size)
@@ -468,29 +432,18 @@ static const char *const st_stopped_by[SLA__KINDS] = {
 };
 
 /*
- * A timer just recorded for a step the case has already done (the monitor
- * is behind, or the stopping event came first on its own topic): stop it at
- * the real instant, so on-time is judged on real times and no scan fires it.
- * Done after the deadline, the breach is recorded at the deadline first but
- * not sent: the work it would escalate is finished. 1 settled, 0 not done, -1 error.
+ * A timer just started for a step the case had already done at done (ms; the
+ * monitor is behind, or the stopping event came first on its own topic): stop
+ * it at that real instant, so on-time is judged on real times and no scan
+ * fires it. Done after the deadline, the breach is recorded at the deadline
+ * first but not sent: the work it would escalate is finished.
  */
-static int st_settle(pg_t *pg, sla_ctx_t *ctx, const Kesu__V1__Envelope *env, sla_kind_t kind,
-                     int cycle, char *errstr, size_t errstr_size)
+static int st_settle(pg_t *pg, sla_ctx_t *ctx, const Kesu__V1__Envelope *env, const char *kind,
+                     const char *cycle, int64_t done, char *errstr, size_t errstr_size)
 {
-    char s_at[24], s_seq[24], s_cycle[12], note[160];
-    snprintf(s_at, sizeof(s_at), "%" PRId64, env->occurred_at_ms);
-    snprintf(s_seq, sizeof(s_seq), "%" PRId64, env->case_seq);
-    snprintf(s_cycle, sizeof(s_cycle), "%d", cycle > 0 ? cycle : 1);
-    const char *dv[5] = {env->case_id, s_at, s_seq, sla_kind_name(kind), st_stopped_by[kind]};
-    PGresult *res = pg_exec_stmt(pg, &st_done_at, dv, PGRES_TUPLES_OK, errstr, errstr_size);
-    if (!res)
-        return -1;
-    int64_t done = PQntuples(res) == 1 ? st_i64(res, 0, "done_ms") : 0;
-    PQclear(res);
-    if (!done)
-        return 0;
-    const char *tv[3] = {env->case_id, sla_kind_name(kind), s_cycle};
-    res = pg_exec_stmt(pg, &st_timer, tv, PGRES_TUPLES_OK, errstr, errstr_size);
+    char note[160];
+    const char *tv[3] = {env->case_id, kind, cycle};
+    PGresult *res = pg_exec_stmt(pg, &st_timer, tv, PGRES_TUPLES_OK, errstr, errstr_size);
     if (!res)
         return -1;
     if (PQntuples(res) != 1) {
@@ -519,17 +472,86 @@ static int st_settle(pg_t *pg, sla_ctx_t *ctx, const Kesu__V1__Envelope *env, sl
     return 1;
 }
 
-/* start a timer and, if this start is new and the step is already done, stop it there */
-static int st_start_settled(pg_t *pg, sla_ctx_t *ctx, const Kesu__V1__Envelope *env,
-                            sla_kind_t kind, int cycle, const sla_limits_t *lim, const char *dept,
-                            const char *rt, const char *urg, const char *why, char *errstr,
-                            size_t errstr_size)
+/* one timer an event starts */
+typedef struct st_new {
+    sla_kind_t kind;
+    int cycle;
+    const char *dept;
+    const char *why;
+} st_new_t;
+
+/*
+ * Start the n timers of one case from the event's own time, with one
+ * statement, and settle those the case has already done. Returns the
+ * timers started now (a redelivery starts none), -1 on error.
+ */
+static int st_start_timers(pg_t *pg, sla_ctx_t *ctx, const Kesu__V1__Envelope *env,
+                           const st_new_t *nt, int n, const sla_limits_t *lim, const char *rt,
+                           const char *urg, char *errstr, size_t errstr_size)
 {
-    int n = st_start_one(pg, ctx, env->case_id, kind, cycle, env->occurred_at_ms, lim, dept, rt,
-                         urg, why, errstr, errstr_size);
-    if (n <= 0)
-        return n;
-    return st_settle(pg, ctx, env, kind, cycle, errstr, errstr_size) < 0 ? -1 : n;
+    const calendar_t *cal = ctx->policy->cal;
+    int64_t start = env->occurred_at_ms;
+    strbuf_t a[11];
+    char s_start[24], s_seq[24], num[24], note[256], spec[16];
+    int started = -1;
+    for (int i = 0; i < 11; i++)
+        pg_array_begin(&a[i]);
+    for (int i = 0; i < n; i++) {
+        const sla_limit_t *l = &lim->limit[nt[i].kind];
+        sla_clock_t c = {.work = sla_limit_is_work(l),
+                         .total_ms = sla_limit_ms(l, cal, lim->time_scale),
+                         .anchor_ms = start};
+        if (nt[i].kind != SLA_AUTO_CLOSE)
+            c.escalate_ms = sla_limit_ms(&lim->escalate_after, cal, lim->time_scale);
+        int64_t next = 0;
+        int pct;
+        sla_clock_next(cal, &c, ctx->policy->warn_percent,
+                       nt[i].kind == SLA_AUTO_CLOSE ? 0 : ctx->policy->nwarn, &next, &pct);
+        sla_limit_fmt(l, spec, sizeof(spec));
+        pg_array_add(&a[0], sla_kind_name(nt[i].kind));
+        snprintf(num, sizeof(num), "%d", nt[i].cycle > 0 ? nt[i].cycle : 1);
+        pg_array_add(&a[1], num);
+        snprintf(num, sizeof(num), "%" PRId64, sla_clock_due(cal, &c));
+        pg_array_add(&a[2], num);
+        pg_array_add(&a[3], spec);
+        pg_array_add(&a[4], c.work ? "true" : "false");
+        snprintf(num, sizeof(num), "%" PRId64, c.total_ms);
+        pg_array_add(&a[5], num);
+        snprintf(num, sizeof(num), "%" PRId64, c.escalate_ms);
+        pg_array_add(&a[6], num);
+        snprintf(num, sizeof(num), "%" PRId64, next);
+        pg_array_add(&a[7], num);
+        pg_array_add(&a[8], nt[i].dept);
+        snprintf(note, sizeof(note), "%s limit=%s request_type=%s urgency=%s scale=%g calendar=%s",
+                 nt[i].why, spec, *rt ? rt : "-", *urg ? urg : "-", lim->time_scale,
+                 cal ? calendar_name(cal) : "none");
+        pg_array_add(&a[9], note);
+        pg_array_add(&a[10], st_stopped_by[nt[i].kind]);
+    }
+    for (int i = 0; i < 11; i++)
+        pg_array_end(&a[i]);
+    snprintf(s_start, sizeof(s_start), "%" PRId64, start);
+    snprintf(s_seq, sizeof(s_seq), "%" PRId64, env->case_seq);
+    const char *v[17] = {env->case_id, s_start, s_seq,    rt,       urg,      SLA_PRODUCER,
+                         a[0].s,       a[1].s,  a[2].s,   a[3].s,   a[4].s,   a[5].s,
+                         a[6].s,       a[7].s,  a[8].s,   a[9].s,   a[10].s};
+    PGresult *res = pg_exec_stmt(pg, &st_start, v, PGRES_TUPLES_OK, errstr, errstr_size);
+    for (int i = 0; i < 11; i++)
+        strbuf_free(&a[i]);
+    if (!res)
+        return -1;
+    started = PQntuples(res);
+    metrics_counter_add(ctx->m_started, (uint64_t)started);
+    for (int i = 0; i < PQntuples(res); i++) {
+        int64_t done = st_i64(res, i, "done_ms");
+        if (done && st_settle(pg, ctx, env, pg_get(res, i, "kind"), pg_get(res, i, "cycle"), done,
+                              errstr, errstr_size) < 0) {
+            started = -1;
+            break;
+        }
+    }
+    PQclear(res);
+    return started;
 }
 
 /* CaseAssigned, CaseResolved, ReplySent: start the timers from the event's
@@ -548,17 +570,15 @@ static kc_result_t st_on_start(sla_ctx_t *ctx, pg_t *pg, const Kesu__V1__Envelop
     sla_policy_lookup(ctx->policy, rt, urg, &lim);
     int64_t at = env->occurred_at_ms;
 
+    st_new_t nt[SLA__KINDS];
+    int nn = 0;
     switch (env->payload_case) {
     case KESU__V1__ENVELOPE__PAYLOAD_CASE_ASSIGNED: {
         int cycle = env->case_assigned->attempt > 0 ? env->case_assigned->attempt : attempt;
         const char *adept = env->case_assigned->department && *env->case_assigned->department
                                 ? env->case_assigned->department
                                 : dept;
-        n = st_start_settled(pg, ctx, env, SLA_ACCEPT, cycle, &lim, adept, rt, urg,
-                             "CaseAssigned", errstr, errstr_size);
-        if (n < 0)
-            return st_db_failure(pg);
-        started += n;
+        nt[nn++] = (st_new_t){SLA_ACCEPT, cycle, adept, "CaseAssigned"};
         /* a return keeps the clock of the resolve timer open at assignment; a reopen
          * stopped it. Judged at the event's time, not now, so lag changes nothing */
         char s_at[24];
@@ -570,14 +590,9 @@ static kc_result_t st_on_start(sla_ctx_t *ctx, pg_t *pg, const Kesu__V1__Envelop
             return st_db_failure(pg);
         int open = PQntuples(res);
         PQclear(res);
-        if (!open) {
-            n = st_start_settled(pg, ctx, env, SLA_RESOLVE, cycle, &lim, adept, rt, urg,
-                                 cycle > 1 ? "CaseAssigned (new cycle)" : "CaseAssigned", errstr,
-                                 errstr_size);
-            if (n < 0)
-                return st_db_failure(pg);
-            started += n;
-        }
+        if (!open)
+            nt[nn++] = (st_new_t){SLA_RESOLVE, cycle, adept,
+                                  cycle > 1 ? "CaseAssigned (new cycle)" : "CaseAssigned"};
         break;
     }
     case KESU__V1__ENVELOPE__PAYLOAD_CASE_RESOLVED:
@@ -585,28 +600,23 @@ static kc_result_t st_on_start(sla_ctx_t *ctx, pg_t *pg, const Kesu__V1__Envelop
         if (n < 0)
             return st_db_failure(pg);
         started += n;
-        n = st_start_settled(pg, ctx, env, SLA_REPLY, attempt, &lim, dept, rt, urg,
-                             "CaseResolved", errstr, errstr_size);
-        if (n < 0)
-            return st_db_failure(pg);
-        started += n;
+        nt[nn++] = (st_new_t){SLA_REPLY, attempt, dept, "CaseResolved"};
         break;
     case KESU__V1__ENVELOPE__PAYLOAD_REPLY_SENT:
         n = st_apply(pg, ctx, env, "{reply}", ST_OP_STOP, 0, errstr, errstr_size);
         if (n < 0)
             return st_db_failure(pg);
         started += n;
-        for (int k = SLA_FOLLOW_UP; k <= SLA_AUTO_CLOSE; k++) {
-            n = st_start_settled(pg, ctx, env, (sla_kind_t)k, attempt, &lim, dept, rt, urg,
-                                 "ReplySent", errstr, errstr_size);
-            if (n < 0)
-                return st_db_failure(pg);
-            started += n;
-        }
+        for (int k = SLA_FOLLOW_UP; k <= SLA_AUTO_CLOSE; k++)
+            nt[nn++] = (st_new_t){(sla_kind_t)k, attempt, dept, "ReplySent"};
         break;
     default:
         return KC_SKIP;
     }
+    n = st_start_timers(pg, ctx, env, nt, nn, &lim, rt, urg, errstr, errstr_size);
+    if (n < 0)
+        return st_db_failure(pg);
+    started += n;
     if (!started) {
         LOG_INFO("no SLA timer changed on %s: case is %s", env->event_type, status);
         return KC_SKIP;

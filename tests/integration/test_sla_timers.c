@@ -228,6 +228,13 @@ static void test_lifecycle(void **state)
     assert_string_equal(due, "2037-03-10 11:00:00+08:00");
     due_of(id, "resolve", 1, due, sizeof(due));
     assert_string_equal(due, "2037-03-11 10:00:00+08:00");
+    /* both started by one statement: a start row each in the trail, accept first,
+     * with the limit that applied */
+    assert_int_equal(q1("SELECT (array_agg(kind ORDER BY id) = '{accept,resolve}' AND "
+                        "bool_and(note LIKE 'CaseAssigned limit=%'))::int FROM sla_timer_log "
+                        "WHERE case_id = $1 AND action = 'start'",
+                        id),
+                     1);
     /* a second CaseAssigned of the same attempt starts nothing */
     Kesu__V1__CaseAssigned ca = KESU__V1__CASE_ASSIGNED__INIT;
     ca.attempt = 1;
