@@ -362,7 +362,8 @@ static int kc_claim_all(pg_t *pg, const kafka_consumer_opts_t *o, Kesu__V1__Enve
     return 0;
 }
 
-/* the stage's per-batch step (kc_batch_fn); 0 go on, 2 run again, -1 fail */
+/* the stage's per-batch step (kc_batch_fn); 0 go on, 1 refused (run carefully),
+ * 2 run again, -1 fail */
 static int kc_batch_step(pg_t *pg, const kafka_consumer_opts_t *o, kc_batch_phase_t phase,
                          char *errstr, size_t errstr_size)
 {
@@ -373,7 +374,9 @@ static int kc_batch_step(pg_t *pg, const kafka_consumer_opts_t *o, kc_batch_phas
     if (r == KC_OK)
         return 0;
     snprintf(errstr, errstr_size, "%s", why[0] ? why : "the batch step refused the batch");
-    return r == KC_RETRY && phase == KC_BATCH_END ? 2 : -1;
+    if (phase != KC_BATCH_END)
+        return -1;
+    return r == KC_RETRY ? 2 : r == KC_POISON ? 1 : -1;
 }
 
 /*
@@ -393,7 +396,8 @@ static int kc_apply(pg_t *pg, const kafka_consumer_opts_t *o, rd_kafka_message_t
     int step, undo = -1;
     if (pg_begin(pg, errstr, errstr_size) != 0)
         return -1;
-    if (kc_batch_step(pg, o, KC_BATCH_BEGIN, errstr, errstr_size) != 0)
+    if (kc_batch_step(pg, o, careful ? KC_BATCH_BEGIN_CAREFUL : KC_BATCH_BEGIN, errstr,
+                      errstr_size) != 0)
         goto fail;
     if (!careful) {
         casestore_defer_begin(pg); /* the batch's history rows in one statement at its end */
@@ -476,7 +480,11 @@ static int kc_apply(pg_t *pg, const kafka_consumer_opts_t *o, rd_kafka_message_t
     }
     step = kc_batch_step(pg, o, KC_BATCH_END, errstr, errstr_size);
     if (step != 0) {
-        undo = step == 2 ? 2 : -1;
+        /* refused: the careful re-run finds the event, or it was careful already */
+        undo = step == 2 ? 2 : step == 1 && !careful ? 1 : -1;
+        if (undo == 1)
+            LOG_WARN("the batch's own step refused it, the batch runs again event by event: %s",
+                     errstr);
         goto fail;
     }
     free(fresh);

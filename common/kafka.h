@@ -124,8 +124,11 @@ typedef void (*kc_tick_fn)(void *opaque, pg_t *pg);
 
 /** Where a batch attempt is, for kc_batch_fn. */
 typedef enum {
-    KC_BATCH_BEGIN = 0, /**< transaction open, no event applied yet */
-    KC_BATCH_END = 1,   /**< every event applied, COMMIT next */
+    KC_BATCH_BEGIN = 0,         /**< a fast attempt opens (one inbox claim, no savepoints): a
+                                     stage may gather its writes and make them at END */
+    KC_BATCH_END = 1,           /**< every event applied, COMMIT next */
+    KC_BATCH_BEGIN_CAREFUL = 2, /**< a careful re-run opens (a savepoint per event): each
+                                     handler writes its own rows, so one can be undone alone */
 } kc_batch_phase_t;
 
 /**
@@ -133,10 +136,16 @@ typedef enum {
  * here): at KC_BATCH_BEGIN forget what the last attempt gathered, at
  * KC_BATCH_END write what this one did — what a stage keeps per batch rather
  * than per event. The dispatcher writes its handlers' loads there, in one
- * lock order for every instance (decision 0023). At END, KC_RETRY means
- * "undo and run the batch again at once" (at most KC_RERUN_MAX times, then a
- * transient failure); KC_POISON or anything else undoes the batch like a
- * failed transaction. NULL: no per-batch step.
+ * lock order for every instance (decision 0023); the notifier its queued
+ * notices, in one statement. A fast attempt in which a handler refuses an
+ * event is undone whole; a stage that gathers in a careful re-run too must
+ * drop what it gathered for an event it does not return KC_OK or KC_SKIP
+ * for (the dispatcher's undo journal). At END,
+ * KC_RETRY means "undo and run the batch again at once" (at most
+ * KC_RERUN_MAX times, then a transient failure); KC_POISON after a fast
+ * attempt re-runs the batch carefully (the event the database refuses then
+ * goes to the DLQ alone), after a careful one it undoes the batch like a
+ * failed transaction, as anything else does. NULL: no per-batch step.
  */
 typedef kc_result_t (*kc_batch_fn)(void *opaque, pg_t *pg, kc_batch_phase_t phase, char *errstr,
                                    size_t errstr_size);

@@ -199,7 +199,7 @@ kc_result_t dispatch_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, char 
 {
     dispatch_ctx_t *ctx = opaque;
     kc_result_t rc = KC_OK;
-    if (phase == KC_BATCH_BEGIN) {
+    if (phase != KC_BATCH_END) {
         ctx->nloads = 0;
         return KC_OK;
     }

@@ -193,8 +193,10 @@ int main(int argc, char **argv)
         crypto_keys_wipe(&pii);
         return 1;
     }
+    svc.batch = notify_batch;
     rc = service_consume(&svc, topics, notify_handle, notify_wants, notify_tick, tick_ms, &nt);
     int code = service_stop(&svc);
+    notify_gather_free(&nt);
     notify_config_free(&nt.cfg);
     crypto_keys_wipe(&pii);
     return rc != 0 ? 1 : code;

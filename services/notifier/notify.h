@@ -64,6 +64,9 @@ typedef enum {
 /** Languages a template set may have; the first listed is the default. */
 #define NOTIFY_MAX_LANGS 4
 
+/** columns of a notifications row the consumer writes (notify_handle) */
+#define NOTIFY_GATHER_COLS 10
+
 /** One template: the notice an event type sends to one audience, per language. */
 typedef struct notify_template {
     char *event;    /**< event type ("CaseReceived") */
@@ -122,6 +125,12 @@ typedef struct notify {
     metrics_counter_t *m_held;     /**< SMS held by quiet hours */
     metrics_counter_t *m_replied;  /**< resolved -> replied transitions */
     metrics_histogram_t *m_send;   /**< time of one send */
+    /* the notices a fast batch attempt queues, written by notify_batch at
+     * its end in one statement; gather is 0 outside one (careful re-runs,
+     * direct calls), and each notice is then inserted at once */
+    int gather;
+    size_t ngathered;
+    strbuf_t g[NOTIFY_GATHER_COLS]; /**< one array literal per column */
 } notify_t;
 
 /* ------------------------------------------------------------ templates */
@@ -271,6 +280,18 @@ void notify_metrics_init(notify_t *nt);
  */
 kc_result_t notify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errstr,
                           size_t errstr_size);
+
+/**
+ * @brief kc_batch_fn: a fast attempt's notices are gathered by notify_handle
+ *        and written here at the batch's end with one INSERT; a careful
+ *        re-run inserts each at once. A refused INSERT asks for the careful
+ *        re-run, where the event the database refuses goes to the DLQ alone.
+ */
+kc_result_t notify_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, char *errstr,
+                         size_t errstr_size);
+
+/** @brief Free what notify_batch gathered (at shutdown). */
+void notify_gather_free(notify_t *nt);
 
 /** @brief kc_wants_fn: events with at least one template (opaque is a notify_t). */
 int notify_wants(void *opaque, const Kesu__V1__Envelope *env);

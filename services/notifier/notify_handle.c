@@ -50,6 +50,85 @@ static const pg_stmt_t nt_insert = {
     "ON CONFLICT (trigger_event_id, channel, audience) DO NOTHING",
     10};
 
+/* a batch's notices at once, in the order they were queued (decision 0027) */
+static const pg_stmt_t nt_insert_many = {
+    "nt_insert_many",
+    "INSERT INTO notifications (case_id, trigger_event_id, event_type, channel, audience, "
+    "template, target, body, language, urgent) "
+    "SELECT case_id, trigger_event_id, event_type, channel, audience, template, target, body, "
+    "language, urgent FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], "
+    "$6::text[], $7::text[], $8::text[], $9::text[], $10::boolean[]) WITH ORDINALITY "
+    "AS r(case_id, trigger_event_id, event_type, channel, audience, template, target, body, "
+    "language, urgent, ord) ORDER BY ord "
+    "ON CONFLICT (trigger_event_id, channel, audience) DO NOTHING",
+    10};
+
+static void notify_gather_reset(notify_t *nt)
+{
+    for (int c = 0; c < NOTIFY_GATHER_COLS; c++) {
+        strbuf_free(&nt->g[c]);
+        pg_array_begin(&nt->g[c]);
+    }
+    nt->ngathered = 0;
+}
+
+void notify_gather_free(notify_t *nt)
+{
+    for (int c = 0; c < NOTIFY_GATHER_COLS; c++)
+        strbuf_free(&nt->g[c]);
+    nt->ngathered = 0;
+    nt->gather = 0;
+}
+
+kc_result_t notify_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, char *errstr,
+                         size_t errstr_size)
+{
+    notify_t *nt = opaque;
+    if (phase != KC_BATCH_END) {
+        notify_gather_reset(nt);
+        nt->gather = phase == KC_BATCH_BEGIN;
+        return KC_OK;
+    }
+    nt->gather = 0;
+    if (nt->ngathered == 0)
+        return KC_OK;
+    const char *v[NOTIFY_GATHER_COLS];
+    for (int c = 0; c < NOTIFY_GATHER_COLS; c++) {
+        pg_array_end(&nt->g[c]);
+        v[c] = nt->g[c].s;
+    }
+    PGresult *res = pg_exec_stmt(pg, &nt_insert_many, v, PGRES_COMMAND_OK, errstr, errstr_size);
+    size_t n = nt->ngathered;
+    notify_gather_reset(nt);
+    if (!res)
+        return pg_failure_transient(pg) ? KC_RETRY : KC_POISON;
+    metrics_counter_add(nt->m_queued, strtoull(PQcmdTuples(res), NULL, 10));
+    LOG_DEBUG("%zu notices queued by the batch, %s new", n, PQcmdTuples(res));
+    PQclear(res);
+    return KC_OK;
+}
+
+/* queue one notice: gathered for the batch's end, or inserted now. An event
+ * refused in a fast attempt undoes the whole attempt (the careful re-run
+ * gathers nothing), so what was gathered never needs dropping per event. */
+static int notify_queue(notify_t *nt, pg_t *pg, const char *const v[NOTIFY_GATHER_COLS],
+                        char *errstr, size_t errstr_size)
+{
+    if (nt->gather) {
+        for (int c = 0; c < NOTIFY_GATHER_COLS; c++)
+            pg_array_add(&nt->g[c], c == 6 && !*v[c] ? NULL : v[c]);
+        nt->ngathered++;
+        return 0;
+    }
+    PGresult *ins = pg_exec_stmt(pg, &nt_insert, v, PGRES_COMMAND_OK, errstr, errstr_size);
+    if (!ins)
+        return -1;
+    if (strcmp(PQcmdTuples(ins), "1") == 0)
+        metrics_counter_add(nt->m_queued, 1);
+    PQclear(ins);
+    return 0;
+}
+
 /* an emergency (DESIGN.md 9): by the classifier's verdict in the event, or on the case */
 static int notify_is_emergency(const Kesu__V1__Envelope *env, int case_emergency)
 {
@@ -253,19 +332,14 @@ kc_result_t notify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errst
             r = KC_POISON;
             goto out;
         }
-        const char *iv[10] = {env->case_id, env->event_id, env->event_type, channel,
-                              t->audience,  t->name,       target,          text.s,
-                              lang,         emergency ? "t" : "f"};
-        PGresult *ins = pg_exec_stmt(pg, &nt_insert, iv, PGRES_COMMAND_OK, errstr, errstr_size);
-        if (!ins) {
+        const char *iv[NOTIFY_GATHER_COLS] = {
+            env->case_id, env->event_id, env->event_type, channel, t->audience,
+            t->name,      target,        text.s,          lang,    emergency ? "t" : "f"};
+        if (notify_queue(nt, pg, iv, errstr, errstr_size) != 0) {
             r = notify_db_failure(pg, "queueing a notification", errstr, errstr_size);
             goto out;
         }
-        if (strcmp(PQcmdTuples(ins), "1") == 0) {
-            metrics_counter_add(nt->m_queued, 1);
-            LOG_DEBUG("notice %s for the %s queued on %s", t->name, t->audience, channel);
-        }
-        PQclear(ins);
+        LOG_DEBUG("notice %s for the %s queued on %s", t->name, t->audience, channel);
     }
 out:
     strbuf_free(&text);

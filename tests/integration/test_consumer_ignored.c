@@ -101,7 +101,7 @@ static kc_result_t batch_step(void *opaque, pg_t *p, kc_batch_phase_t phase, cha
 {
     (void)opaque;
     (void)p;
-    if (phase == KC_BATCH_BEGIN) {
+    if (phase != KC_BATCH_END) {
         steps.begins++;
         return KC_OK;
     }
