@@ -144,6 +144,28 @@ static inline void itest_topic_delete(const char *topic)
     rd_kafka_destroy(rk);
 }
 
+/* a connection of the test's own; NULL (the reason on stderr) if the database is not there */
+static inline pg_t *itest_pg_connect(void)
+{
+    char err[512];
+    pg_t *pg = pg_new(itest_pg());
+    if (pg_connect(pg, 5000, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s\n", err);
+        pg_destroy(pg);
+        return NULL;
+    }
+    return pg;
+}
+
+/* a topic handle on a producer that never connects (*rk, destroyed by the
+ * caller): what a kc_msg_t built by hand needs to name its topic */
+static inline rd_kafka_topic_t *itest_offline_topic(rd_kafka_t **rk, const char *name)
+{
+    char err[512];
+    *rk = rd_kafka_new(RD_KAFKA_PRODUCER, rd_kafka_conf_new(), err, sizeof(err));
+    return *rk ? rd_kafka_topic_new(*rk, name, NULL) : NULL;
+}
+
 /* produce raw values (synchronously, idempotent producer) */
 static inline int itest_produce(const char *topic, const char *key, const void *val, size_t len)
 {

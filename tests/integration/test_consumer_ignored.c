@@ -417,19 +417,11 @@ static void test_inbox_purge(void **state)
 static int setup(void **state)
 {
     (void)state;
-    char err[512];
     snprintf(group, sizeof(group), "itest-ignored-%08x", (unsigned)util_mono_ms() ^ getpid());
     snprintf(service, sizeof(service), "%s", group);
-    pg = pg_new(itest_pg());
-    if (pg_connect(pg, 5000, err, sizeof(err)) != 0) {
-        fprintf(stderr, "%s\n", err);
+    if (!(pg = itest_pg_connect()))
         return -1;
-    }
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err)); /* never connects */
-    if (!rk)
-        return -1;
-    rkt = rd_kafka_topic_new(rk, "kesu.itest.ignored", NULL);
+    rkt = itest_offline_topic(&rk, "kesu.itest.ignored");
     return rkt ? 0 : -1;
 }
 

@@ -204,16 +204,9 @@ static int setup(void **state)
     char err[512], path[1024], sql[1024];
     snprintf(tag, sizeof(tag), "%08x", (unsigned)util_mono_ms() ^ (unsigned)getpid());
     snprintf(group, sizeof(group), "itest-notify-batch-%s", tag);
-    pg = pg_new(itest_pg());
-    if (pg_connect(pg, 5000, err, sizeof(err)) != 0) {
-        fprintf(stderr, "%s\n", err);
+    if (!(pg = itest_pg_connect()) ||
+        !(rkt = itest_offline_topic(&rk, "kesu.itest.notify-batch")))
         return -1;
-    }
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err)); /* never connects */
-    if (!rk)
-        return -1;
-    rkt = rd_kafka_topic_new(rk, "kesu.itest.notify-batch", NULL);
     memset(&nt, 0, sizeof(nt));
     snprintf(path, sizeof(path), "%s/" NOTIFY_TEMPLATES_DEFAULT,
              getenv("KESU_SOURCE_DIR") ? getenv("KESU_SOURCE_DIR") : ".");
