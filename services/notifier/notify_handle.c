@@ -115,6 +115,7 @@ static int notify_queue(notify_t *nt, pg_t *pg, const char *const v[NOTIFY_GATHE
                         char *errstr, size_t errstr_size)
 {
     if (nt->gather) {
+        /* column 6 is the target: "" is NULL, as NULLIF makes it in nt_insert */
         for (int c = 0; c < NOTIFY_GATHER_COLS; c++)
             pg_array_add(&nt->g[c], c == 6 && !*v[c] ? NULL : v[c]);
         nt->ngathered++;
