@@ -82,11 +82,20 @@ static const pg_stmt_t nt_hold = {
     "held_at = now() WHERE id = $1::bigint",
     2};
 
-/* every notice of a pass that went out, in one statement */
+/* every notice of a pass that went out, in one statement; those in $2 had
+ * their history events written by the pass too (notify_sent_record) */
 static const pg_stmt_t nt_sent = {
     "nt_sent",
     "UPDATE notifications SET state = 'sent', sent_at = now(), attempts = attempts + 1, "
-    "last_error = NULL WHERE id = ANY($1::bigint[])",
+    "last_error = NULL, recorded_at = CASE WHEN id = ANY($2::bigint[]) THEN now() "
+    "ELSE recorded_at END WHERE id = ANY($1::bigint[])",
+    2};
+
+/* the cases of the pass's delivered notices that no other transaction holds,
+ * locked (never waited for: decision 0020) */
+static const pg_stmt_t nt_free_cases = {
+    "nt_free_cases",
+    "SELECT id FROM cases WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE SKIP LOCKED",
     1};
 
 static const pg_stmt_t nt_retry = {
@@ -442,14 +451,10 @@ typedef struct notify_rec {
     proto_env_t pe;
 } notify_rec_t;
 
-static void notify_rec_read(const PGresult *res, int i, notify_rec_t *x)
+/* the event of the outcome in x->r (x->sent: delivered, else given up) */
+static void notify_rec_event(notify_rec_t *x)
 {
     notify_row_t *r = &x->r;
-    memset(x, 0, sizeof(*x));
-    notify_row_read(res, i, r); /* the columns the pick has; "" for the others */
-    snprintf(r->error, sizeof(r->error), "%s", pg_get(res, i, "last_error"));
-    x->sent = strcmp(pg_get(res, i, "state"), "sent") == 0;
-    x->erased = strcmp(pg_get(res, i, "erased"), "t") == 0;
     proto_env_init(&x->pe, "notifier");
     if (x->sent) {
         Kesu__V1__NotificationSent ns = KESU__V1__NOTIFICATION_SENT__INIT;
@@ -471,6 +476,17 @@ static void notify_rec_read(const PGresult *res, int i, notify_rec_t *x)
         proto_env_set_payload(&x->pe, KESU__V1__ENVELOPE__PAYLOAD_NOTIFICATION_FAILED,
                               &x->nf.base);
     }
+}
+
+static void notify_rec_read(const PGresult *res, int i, notify_rec_t *x)
+{
+    notify_row_t *r = &x->r;
+    memset(x, 0, sizeof(*x));
+    notify_row_read(res, i, r); /* the columns the pick has; "" for the others */
+    snprintf(r->error, sizeof(r->error), "%s", pg_get(res, i, "last_error"));
+    x->sent = strcmp(pg_get(res, i, "state"), "sent") == 0;
+    x->erased = strcmp(pg_get(res, i, "erased"), "t") == 0;
+    notify_rec_event(x);
 }
 
 /* after its event is written: a given-up notice to the DLQ, a delivered
@@ -615,11 +631,101 @@ int notify_record_due(notify_t *nt, pg_t *pg, char *errstr, size_t errstr_size)
     return rc < 0 ? -1 : n;
 }
 
+/*
+ * Mark the pass's delivered notices sent, in one UPDATE, and record in the
+ * same transaction what can be recorded at once (decision 0028): for each
+ * delivered notice whose case row no other transaction holds, its
+ * NotificationSent (and the ReplySent of a delivered reply) is written now
+ * and the same UPDATE marks it recorded - one row version per notice instead
+ * of two, and no recording pass for it. The pass never waits for a case
+ * (SKIP LOCKED), and anything the case store refuses is undone to a
+ * savepoint, so the outcomes still commit; what was not recorded here the
+ * recording pass writes, as before. *recorded counts the events written.
+ */
+static int notify_sent_record(notify_t *nt, pg_t *pg, const notify_row_t *rows, int n,
+                              const char *sent_ids, int *recorded, char *errstr,
+                              size_t errstr_size)
+{
+    strbuf_t cases, done;
+    notify_rec_t *recs = calloc((size_t)n + 1, sizeof(*recs));
+    casestore_event_t *ev = calloc((size_t)n + 1, sizeof(*ev));
+    PGresult *res = NULL;
+    int rc = -1, k = 0, inline_ok = 0;
+    char why[512];
+    pg_array_begin(&cases);
+    pg_array_begin(&done);
+    *recorded = 0;
+    if (!recs || !ev) {
+        snprintf(errstr, errstr_size, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < n; i++)
+        if (rows[i].tried && rows[i].ok && rows[i].held_until <= 0)
+            pg_array_add(&cases, rows[i].case_id);
+    pg_array_end(&cases);
+    if (pg_command(pg, "SAVEPOINT nt_inline", errstr, errstr_size) != 0)
+        goto out;
+    const char *cv[1] = {cases.s};
+    res = pg_exec_stmt(pg, &nt_free_cases, cv, PGRES_TUPLES_OK, why, sizeof(why));
+    if (res) {
+        for (int i = 0; i < n; i++) {
+            const notify_row_t *r = &rows[i];
+            int free_case = 0;
+            if (!r->tried || !r->ok || r->held_until > 0)
+                continue;
+            for (int j = 0; j < PQntuples(res) && !free_case; j++)
+                free_case = strcmp(PQgetvalue(res, j, 0), r->case_id) == 0;
+            if (!free_case)
+                continue;
+            recs[k].r = *r;
+            recs[k].sent = 1;
+            notify_rec_event(&recs[k]);
+            ev[k] = (casestore_event_t){.case_id = r->case_id, .producer = "notifier",
+                                        .actor = "notifier", .topic = KAFKA_TOPIC_NOTIFIER,
+                                        .pe = &recs[k].pe};
+            k++;
+        }
+        inline_ok = k == 0 || casestore_append_many(pg, ev, (size_t)k, why, sizeof(why)) ==
+                                  CASESTORE_OK;
+        for (int i = 0; inline_ok && i < k; i++)
+            inline_ok = notify_rec_after(nt, pg, &recs[i], why, sizeof(why)) == CASESTORE_OK;
+    }
+    if (!res || !inline_ok) {
+        if (pg_failure_transient(pg)) {
+            snprintf(errstr, errstr_size, "%s", why);
+            goto out;
+        }
+        /* refused: the outcomes stand, the recording pass writes the events */
+        LOG_WARN("delivered notices not recorded with their pass, the recording pass will: %s",
+                 why);
+        if (pg_command(pg, "ROLLBACK TO SAVEPOINT nt_inline", errstr, errstr_size) != 0)
+            goto out;
+        k = 0;
+    } else if (pg_command(pg, "RELEASE SAVEPOINT nt_inline", errstr, errstr_size) != 0) {
+        goto out;
+    }
+    for (int i = 0; i < k; i++)
+        pg_array_add(&done, recs[i].r.id);
+    pg_array_end(&done);
+    const char *v[2] = {sent_ids, done.s};
+    if (pg_exec_stmt_cmd(pg, &nt_sent, v, errstr, errstr_size) != 0)
+        goto out;
+    *recorded = k;
+    rc = 0;
+out:
+    PQclear(res);
+    free(recs);
+    free(ev);
+    strbuf_free(&cases);
+    strbuf_free(&done);
+    return rc;
+}
+
 int notify_send_due(notify_t *nt, pg_t *pg, char *errstr, size_t errstr_size)
 {
     PGresult *res = NULL;
     notify_row_t *rows = NULL;
-    int n = 0, rc = -1;
+    int n = 0, rc = -1, recorded = 0;
     int64_t t0 = util_mono_ms();
     char limit[16];
     strbuf_t sent;
@@ -665,13 +771,13 @@ int notify_send_due(notify_t *nt, pg_t *pg, char *errstr, size_t errstr_size)
     }
     log_ctx_clear();
     pg_array_end(&sent);
-    if (sent.len > 2) {
-        const char *v[1] = {sent.s};
-        if (pg_exec_stmt_cmd(pg, &nt_sent, v, errstr, errstr_size) != 0)
-            goto out;
-    }
+    if (sent.len > 2 &&
+        notify_sent_record(nt, pg, rows, n, sent.s, &recorded, errstr, errstr_size) != 0)
+        goto out;
     if (pg_commit(pg, errstr, errstr_size) != 0)
         goto out;
+    if (recorded > 0 && nt->wake)
+        nt->wake(nt->wake_arg); /* their history events are outbox rows */
     rc = 0;
     for (int i = 0; i < n; i++)
         rc += rows[i].tried;

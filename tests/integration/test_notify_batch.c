@@ -33,6 +33,7 @@ static rd_kafka_t *rk;
 static rd_kafka_topic_t *rkt;
 static char group[64], tag[16];
 static notify_t nt;
+static pg_t *other; /* a second session holding a case lock (closed in teardown too) */
 
 typedef struct ev {
     rd_kafka_message_t rkm;
@@ -198,6 +199,65 @@ static void test_refused_notice(void **state)
         free(f[i].buf);
 }
 
+/* how the notice of event_id stands: 's' sent and recorded by its pass (one
+ * UPDATE: recorded_at = sent_at), 'l' recorded later, 'u' sent, not recorded */
+static char notice_record(const char *event_id)
+{
+    char sql[512];
+    snprintf(sql, sizeof(sql),
+             "SELECT CASE WHEN recorded_at IS NULL THEN 0 WHEN recorded_at = sent_at THEN 1 "
+             "ELSE 2 END FROM notifications WHERE trigger_event_id = '%s' AND state = 'sent'",
+             event_id);
+    return "usl"[itest_scalar(pg, sql)];
+}
+
+static long long sent_events(const char *case_id)
+{
+    return scalar("SELECT count(*) FROM case_events WHERE case_id = '%s' AND event_type = "
+                  "'NotificationSent'",
+                  case_id);
+}
+
+static void test_send_records(void **state)
+{
+    (void)state;
+    ev_t e[3];
+    kc_outcome_t out[3];
+    char err[512] = "", sql[256];
+    for (int i = 0; i < 3; i++)
+        make(&e[i], 30 + i);
+    run(e, 3, out);
+    /* a stage's batch holds the second case while the pass sends */
+    other = itest_pg_connect();
+    assert_non_null(other);
+    assert_int_equal(itest_sql(other, "BEGIN"), 0);
+    snprintf(sql, sizeof(sql), "SELECT 1 FROM cases WHERE id = '%s' FOR NO KEY UPDATE",
+             e[1].case_id);
+    assert_int_equal(itest_sql(other, sql), 0);
+    assert_true(notify_send_due(&nt, pg, err, sizeof(err)) >= 3);
+    /* delivered and recorded by the pass's own UPDATE; the held case's waits */
+    assert_int_equal(notice_record(e[0].event_id), 's');
+    assert_int_equal(notice_record(e[1].event_id), 'u');
+    assert_int_equal(notice_record(e[2].event_id), 's');
+    assert_int_equal(sent_events(e[0].case_id), 1);
+    assert_int_equal(sent_events(e[1].case_id), 0);
+    assert_int_equal(sent_events(e[2].case_id), 1);
+    /* the case is free again: the recording pass writes the rest */
+    assert_int_equal(itest_sql(other, "ROLLBACK"), 0);
+    pg_destroy(other);
+    other = NULL;
+    assert_true(notify_record_due(&nt, pg, err, sizeof(err)) >= 1);
+    assert_int_equal(notice_record(e[1].event_id), 'l');
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(sent_events(e[i].case_id), 1);
+    /* nothing twice: another pass finds nothing of these to send or record */
+    notify_send_due(&nt, pg, err, sizeof(err));
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(sent_events(e[i].case_id), 1);
+    for (int i = 0; i < 3; i++)
+        free(e[i].buf);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -241,6 +301,8 @@ static int teardown(void **state)
 {
     (void)state;
     char sql[512];
+    if (other) /* a failed test_send_records: let its lock go */
+        pg_destroy(other);
     snprintf(sql, sizeof(sql), "DROP TRIGGER IF EXISTS nb_count_%s ON notifications", tag);
     itest_sql(pg, sql);
     snprintf(sql, sizeof(sql), "DROP FUNCTION IF EXISTS nb_count_%s()", tag);
@@ -253,9 +315,16 @@ static int teardown(void **state)
              "LIKE 'NB-%s-%%')",
              tag);
     itest_sql(pg, sql);
+    snprintf(sql, sizeof(sql),
+             "DELETE FROM case_events WHERE case_id IN (SELECT id FROM cases WHERE case_no "
+             "LIKE 'NB-%s-%%')",
+             tag);
+    itest_sql(pg, sql);
     snprintf(sql, sizeof(sql), "DELETE FROM inbox WHERE consumer = '%s'", group);
     itest_sql(pg, sql);
-    snprintf(sql, sizeof(sql), "DELETE FROM outbox WHERE producer = '%s'", group);
+    snprintf(sql, sizeof(sql), "DELETE FROM outbox WHERE producer = '%s' OR producer = "
+             "'notifier' AND msg_key IN (SELECT id::text FROM cases WHERE case_no LIKE 'NB-%s-%%')",
+             group, tag);
     itest_sql(pg, sql);
     snprintf(sql, sizeof(sql), "DELETE FROM cases WHERE case_no LIKE 'NB-%s-%%'", tag);
     itest_sql(pg, sql);
@@ -272,6 +341,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gathered),
         cmocka_unit_test(test_refused_notice),
+        cmocka_unit_test(test_send_records),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
