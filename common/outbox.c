@@ -40,13 +40,15 @@ static const pg_stmt_t outbox_lock = {
  * any failed pass: rows another session held locked when a pass skipped them */
 #define OUTBOX_FULL_SWEEP_MS 15000
 
+/* by the primary key (producer, id): the outbox's one index (migration 0019) */
 static const pg_stmt_t outbox_delete = {
-    "outbox_delete", "DELETE FROM outbox WHERE id = ANY($1::bigint[])", 1};
+    "outbox_delete", "DELETE FROM outbox WHERE producer = $2 AND id = ANY($1::bigint[])", 2};
 
 static const pg_stmt_t outbox_failed = {
     "outbox_failed",
-    "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1::bigint[])",
-    2};
+    "UPDATE outbox SET attempts = attempts + 1, last_error = $2 "
+    "WHERE producer = $3 AND id = ANY($1::bigint[])",
+    3};
 
 static const pg_stmt_t outbox_count = {
     "outbox_count", "SELECT count(*) AS n FROM outbox WHERE producer = $1", 1};
@@ -325,7 +327,7 @@ int outbox_relay_once(outbox_relay_t *r, char *errstr, size_t errstr_size)
         outbox_id_lists(ids, msgs, (size_t)n, &ok_ids, &bad_ids);
         free(ids);
         if (delivered) {
-            const char *dv[1] = {ok_ids.s};
+            const char *dv[2] = {ok_ids.s, r->producer};
             d = pg_exec_stmt(r->pg, &outbox_delete, dv, PGRES_COMMAND_OK, errstr, errstr_size);
             dbfail |= !d;
         }
@@ -336,7 +338,7 @@ int outbox_relay_once(outbox_relay_t *r, char *errstr, size_t errstr_size)
                     why = rd_kafka_err2str(msgs[i].err);
                     break;
                 }
-            const char *fv[2] = {bad_ids.s, why};
+            const char *fv[3] = {bad_ids.s, why, r->producer};
             f = pg_exec_stmt(r->pg, &outbox_failed, fv, PGRES_COMMAND_OK, errstr, errstr_size);
             dbfail |= !f;
             if (f) {
