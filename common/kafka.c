@@ -892,9 +892,8 @@ int kafka_consumer_run(const config_t *cfg, pg_t *pg, const kafka_consumer_opts_
         if (o->ready)
             atomic_store(o->ready, 1);
         /* the relay has nothing to do after a batch that wrote no outbox row */
-        if (o->after_commit && wrote && pg->outbox_rows > 0) {
+        if (o->after_commit && wrote && pg->outbox_rows > 0)
             o->after_commit(o->after_commit_arg);
-        }
     }
     rc = 0;
 out:

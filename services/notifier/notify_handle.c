@@ -42,17 +42,9 @@ static const pg_stmt_t nt_case = {
     "FROM cases c LEFT JOIN complainants p ON p.id = c.complainant_id WHERE c.id = $1::uuid",
     2};
 
+/* notices in the order they were queued: a batch's at once (decision 0027), or one */
 static const pg_stmt_t nt_insert = {
     "nt_insert",
-    "INSERT INTO notifications (case_id, trigger_event_id, event_type, channel, audience, "
-    "template, target, body, language, urgent) VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, "
-    "NULLIF($7, ''), $8, $9, $10::boolean) "
-    "ON CONFLICT (trigger_event_id, channel, audience) DO NOTHING",
-    10};
-
-/* a batch's notices at once, in the order they were queued (decision 0027) */
-static const pg_stmt_t nt_insert_many = {
-    "nt_insert_many",
     "INSERT INTO notifications (case_id, trigger_event_id, event_type, channel, audience, "
     "template, target, body, language, urgent) "
     "SELECT case_id, trigger_event_id, event_type, channel, audience, template, target, body, "
@@ -80,6 +72,27 @@ void notify_gather_free(notify_t *nt)
     nt->gather = 0;
 }
 
+/* write what is gathered, with one statement; 0 or -1 (errstr) */
+static int notify_flush(notify_t *nt, pg_t *pg, char *errstr, size_t errstr_size)
+{
+    if (nt->ngathered == 0)
+        return 0;
+    const char *v[NOTIFY_GATHER_COLS];
+    for (int c = 0; c < NOTIFY_GATHER_COLS; c++) {
+        pg_array_end(&nt->g[c]);
+        v[c] = nt->g[c].s;
+    }
+    PGresult *res = pg_exec_stmt(pg, &nt_insert, v, PGRES_COMMAND_OK, errstr, errstr_size);
+    size_t n = nt->ngathered;
+    notify_gather_reset(nt);
+    if (!res)
+        return -1;
+    metrics_counter_add(nt->m_queued, strtoull(PQcmdTuples(res), NULL, 10));
+    LOG_DEBUG("%zu notices queued, %s new", n, PQcmdTuples(res));
+    PQclear(res);
+    return 0;
+}
+
 kc_result_t notify_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, char *errstr,
                          size_t errstr_size)
 {
@@ -90,44 +103,24 @@ kc_result_t notify_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, char *e
         return KC_OK;
     }
     nt->gather = 0;
-    if (nt->ngathered == 0)
-        return KC_OK;
-    const char *v[NOTIFY_GATHER_COLS];
-    for (int c = 0; c < NOTIFY_GATHER_COLS; c++) {
-        pg_array_end(&nt->g[c]);
-        v[c] = nt->g[c].s;
-    }
-    PGresult *res = pg_exec_stmt(pg, &nt_insert_many, v, PGRES_COMMAND_OK, errstr, errstr_size);
-    size_t n = nt->ngathered;
-    notify_gather_reset(nt);
-    if (!res)
+    if (notify_flush(nt, pg, errstr, errstr_size) != 0)
         return pg_failure_transient(pg) ? KC_RETRY : KC_POISON;
-    metrics_counter_add(nt->m_queued, strtoull(PQcmdTuples(res), NULL, 10));
-    LOG_DEBUG("%zu notices queued by the batch, %s new", n, PQcmdTuples(res));
-    PQclear(res);
     return KC_OK;
 }
 
-/* queue one notice: gathered for the batch's end, or inserted now. An event
- * refused in a fast attempt undoes the whole attempt (the careful re-run
- * gathers nothing), so what was gathered never needs dropping per event. */
+/* queue one notice: gathered for the batch's end, or written now on its own.
+ * An event refused in a fast attempt undoes the whole attempt (the careful
+ * re-run gathers nothing), so what was gathered never needs dropping per event. */
 static int notify_queue(notify_t *nt, pg_t *pg, const char *const v[NOTIFY_GATHER_COLS],
                         char *errstr, size_t errstr_size)
 {
-    if (nt->gather) {
-        /* column 6 is the target: "" is NULL, as NULLIF makes it in nt_insert */
-        for (int c = 0; c < NOTIFY_GATHER_COLS; c++)
-            pg_array_add(&nt->g[c], c == 6 && !*v[c] ? NULL : v[c]);
-        nt->ngathered++;
-        return 0;
-    }
-    PGresult *ins = pg_exec_stmt(pg, &nt_insert, v, PGRES_COMMAND_OK, errstr, errstr_size);
-    if (!ins)
-        return -1;
-    if (strcmp(PQcmdTuples(ins), "1") == 0)
-        metrics_counter_add(nt->m_queued, 1);
-    PQclear(ins);
-    return 0;
+    if (!nt->gather)
+        notify_gather_reset(nt);
+    /* column 6 is the target: "" is NULL */
+    for (int c = 0; c < NOTIFY_GATHER_COLS; c++)
+        pg_array_add(&nt->g[c], c == 6 && !*v[c] ? NULL : v[c]);
+    nt->ngathered++;
+    return nt->gather ? 0 : notify_flush(nt, pg, errstr, errstr_size);
 }
 
 /* an emergency (DESIGN.md 9): by the classifier's verdict in the event, or on the case */

@@ -604,8 +604,8 @@ static int notify_record_batch(notify_t *nt, pg_t *pg, int careful, char *errstr
     }
     if (pg_commit(pg, errstr, errstr_size) != 0)
         goto out;
-    if (n > 0 && nt->wake)
-        nt->wake(nt->wake_arg);
+    if (pg->outbox_rows > 0 && nt->wake)
+        nt->wake(nt->wake_arg); /* the history events (and DLQ entries) are outbox rows */
     rc = n;
 out:
     log_ctx_clear();
@@ -640,11 +640,10 @@ int notify_record_due(notify_t *nt, pg_t *pg, char *errstr, size_t errstr_size)
  * of two, and no recording pass for it. The pass never waits for a case
  * (SKIP LOCKED), and anything the case store refuses is undone to a
  * savepoint, so the outcomes still commit; what was not recorded here the
- * recording pass writes, as before. *recorded counts the events written.
+ * recording pass writes, as before.
  */
 static int notify_sent_record(notify_t *nt, pg_t *pg, const notify_row_t *rows, int n,
-                              const char *sent_ids, int *recorded, char *errstr,
-                              size_t errstr_size)
+                              const char *sent_ids, char *errstr, size_t errstr_size)
 {
     strbuf_t cases, done;
     notify_rec_t *recs = calloc((size_t)n + 1, sizeof(*recs));
@@ -654,7 +653,6 @@ static int notify_sent_record(notify_t *nt, pg_t *pg, const notify_row_t *rows, 
     char why[512];
     pg_array_begin(&cases);
     pg_array_begin(&done);
-    *recorded = 0;
     if (!recs || !ev) {
         snprintf(errstr, errstr_size, "out of memory");
         goto out;
@@ -710,7 +708,6 @@ static int notify_sent_record(notify_t *nt, pg_t *pg, const notify_row_t *rows, 
     const char *v[2] = {sent_ids, done.s};
     if (pg_exec_stmt_cmd(pg, &nt_sent, v, errstr, errstr_size) != 0)
         goto out;
-    *recorded = k;
     rc = 0;
 out:
     PQclear(res);
@@ -725,7 +722,7 @@ int notify_send_due(notify_t *nt, pg_t *pg, char *errstr, size_t errstr_size)
 {
     PGresult *res = NULL;
     notify_row_t *rows = NULL;
-    int n = 0, rc = -1, recorded = 0;
+    int n = 0, rc = -1;
     int64_t t0 = util_mono_ms();
     char limit[16];
     strbuf_t sent;
@@ -772,12 +769,12 @@ int notify_send_due(notify_t *nt, pg_t *pg, char *errstr, size_t errstr_size)
     log_ctx_clear();
     pg_array_end(&sent);
     if (sent.len > 2 &&
-        notify_sent_record(nt, pg, rows, n, sent.s, &recorded, errstr, errstr_size) != 0)
+        notify_sent_record(nt, pg, rows, n, sent.s, errstr, errstr_size) != 0)
         goto out;
     if (pg_commit(pg, errstr, errstr_size) != 0)
         goto out;
-    if (recorded > 0 && nt->wake)
-        nt->wake(nt->wake_arg); /* their history events are outbox rows */
+    if (pg->outbox_rows > 0 && nt->wake)
+        nt->wake(nt->wake_arg); /* the recorded notices' history events are outbox rows */
     rc = 0;
     for (int i = 0; i < n; i++)
         rc += rows[i].tried;
