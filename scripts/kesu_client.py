@@ -56,10 +56,37 @@ def finish(failures, summary, limit=50):
         sys.exit(1)
 
 
+def own_database(name):
+    """Point this process (psql, kesuctl, every Stack started after) at a database of its
+    own, dropped if it was there and freshly migrated: kesu_e2e_<name> on KESU_PG's server.
+    What another test left behind (cases, tokens, handlers' load, counts over all cases)
+    cannot change what this one sees; a failed test's database stays for a look until the
+    next run. KESU_E2E_SHARED_DB=1, or a KESU_PG without `dbname=`, keeps KESU_PG as is."""
+    global PG
+    if os.environ.get("KESU_E2E_SHARED_DB") == "1" or not re.search(r"\bdbname=\S+", PG):
+        return PG
+    db = "kesu_e2e_" + re.sub(r"[^a-z0-9_]", "_", name.lower())
+    admin = re.sub(r"\bdbname=\S+", "dbname=postgres", PG)
+    out = subprocess.run(["psql", admin, "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                          "-c", "DROP DATABASE IF EXISTS %s WITH (FORCE)" % db,
+                          "-c", "CREATE DATABASE %s" % db],
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError("cannot create the test's database %s: %s" % (db, out.stderr))
+    mine = re.sub(r"\bdbname=\S+", "dbname=" + db, PG)
+    kesuctl("migrate", "--pg", mine)
+    PG = mine
+    os.environ["KESU_PG"] = mine  # child processes that read it themselves
+    log("database %s (migrated)" % db)
+    return PG
+
+
 def run_main(main, stacks=(), services=None, cleanup=None):
-    """Run an e2e test's main(). On an exception: the traceback, the log tails of `services`
-    (default all) of every stack in `stacks`, the stacks stopped, `cleanup()`, exit 1."""
+    """Run an e2e test's main() on a database of its own (own_database, named after the
+    test's file). On an exception: the traceback, the log tails of `services` (default all)
+    of every stack in `stacks`, the stacks stopped, `cleanup()`, exit 1."""
     try:
+        own_database(os.path.splitext(os.path.basename(sys.argv[0]))[0])
         main()
     except Exception as e:  # noqa: BLE001 - report, then fail
         traceback.print_exc()

@@ -2,7 +2,8 @@
 # Run every test on this machine, with nothing done by hand first:
 #   1. install missing Debian packages, build (build/) and an ASan+UBSan build (build-asan/)
 #   2. start PostgreSQL and Kafka (scripts/infra.sh up: topics, migrations), and a
-#      fresh database kesu_test for this run (KESU_TEST_PG: use that one instead)
+#      fresh database kesu_test for this run (KESU_TEST_PG: use that one instead);
+#      each end-to-end test makes its own kesu_e2e_<test> beside it (kesu_client.own_database)
 #   3. unit + integration tests under ASan/UBSan (leak checks on)
 #   4. the fault tests (crashes, broker and database outages, rebalances, poison) on a
 #      build with the test-only fault-injection switch (build-fault/)

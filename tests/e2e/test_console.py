@@ -333,11 +333,7 @@ def run(stack, tmp):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:  # noqa: BLE001 - report, then fail
-        failures.append("exception: %r" % e)
-        kc.log("FAIL: %r" % e)
+    kc.run_main(main)
     if failures:
         kc.log("%d failure(s)" % len(failures))
         sys.exit(1)

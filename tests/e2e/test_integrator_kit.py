@@ -132,8 +132,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:  # noqa: BLE001
-        kc.log("ERROR: %s" % e)
-        sys.exit(1)
+    kc.run_main(main)
