@@ -14,7 +14,7 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-[[ "${1:-}" == -h || "${1:-}" == --help ]] && { sed -n '2,11p' "$0"; exit 0; }
+[[ "${1:-}" == -h || "${1:-}" == --help ]] && { sed -n '2,12p' "$0"; exit 0; }
 
 kesu_install_packages
 bash "$KESU_ROOT/scripts/build.sh"
