@@ -22,6 +22,11 @@
 #include "pg.h"
 #include "proto.h"
 
+/* the retention pass: complainants per transaction, transactions per tick
+ * (1,000 per pass; a backlog goes on at the next tick, archive.scan_ms) */
+#define ARCHIVE_RETENTION_LIMIT 100
+#define ARCHIVE_RETENTION_ROUNDS 10
+
 /** What to do with an event at history position seq when next_seq is due. */
 typedef enum {
     ARCHIVE_ORDER_PUBLISH = 0, /**< seq == next_seq: publish, advance, drain held ones */
@@ -54,6 +59,7 @@ typedef struct archive {
     int retention_days;             /**< purge contact data this long after a case ended; 0 = never */
     int retention_scan_ms;          /**< how often the retention purge runs */
     int64_t last_retention_ms;      /**< mono ms of the last retention pass */
+    int retention_backlog;          /**< the last pass left complainants due: next tick again */
     int64_t last_gap_warn_ms;       /**< mono ms of the last gap warning */
     int held_added;                 /**< events held while placing the current one */
     metrics_counter_t *m_published; /**< events put on kesu.public.v1 */
@@ -105,6 +111,16 @@ double archive_stats_hours(const calendar_t *cal, int64_t from_ms, int64_t to_ms
  * @returns complainants purged, or -1 with errstr.
  */
 int archive_retention_purge(pg_t *pg, int days, int limit, char *errstr, size_t errstr_size);
+
+/**
+ * @brief Up to `rounds` retention passes of `limit` complainants, each its own
+ * transaction, until one finds fewer than `limit` due.
+ * @param more set to 1 when every round was full (a backlog: run again soon)
+ * @returns complainants purged, or -1 when a round failed (errstr says why;
+ *          the rounds before it stay purged)
+ */
+int archive_retention_run(pg_t *pg, int days, int limit, int rounds, int *more, char *errstr,
+                          size_t errstr_size);
 
 /** @brief Tick (kc_tick_fn): pending gauges, a warning for gaps held open too long, retention. */
 void archive_tick(void *opaque, pg_t *pg);

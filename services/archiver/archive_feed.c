@@ -412,10 +412,15 @@ void archive_tick(void *opaque, pg_t *pg)
     PGresult *res;
     if (pg_ensure(pg, errstr, sizeof(errstr)) != 0)
         return;
+    /* a backlog (every round full) is worked off a tick at a time, each tick's
+     * rounds short enough not to hold the events up for long */
     if (ar->retention_days > 0 &&
-        util_mono_ms() - ar->last_retention_ms >= ar->retention_scan_ms) {
+        (ar->retention_backlog ||
+         util_mono_ms() - ar->last_retention_ms >= ar->retention_scan_ms)) {
         ar->last_retention_ms = util_mono_ms();
-        if (archive_retention_purge(pg, ar->retention_days, 100, errstr, sizeof(errstr)) < 0)
+        if (archive_retention_run(pg, ar->retention_days, ARCHIVE_RETENTION_LIMIT,
+                                  ARCHIVE_RETENTION_ROUNDS, &ar->retention_backlog, errstr,
+                                  sizeof(errstr)) < 0)
             LOG_WARN("retention purge failed, will retry: %s", errstr);
     }
     res = pg_exec_stmt(pg, &ar_pending_stats, NULL, PGRES_TUPLES_OK, errstr, sizeof(errstr));

@@ -261,14 +261,20 @@ static const pg_stmt_t st_history = {
     "EXISTS (SELECT 1 FROM sla_timers t WHERE t.case_id = c.id AND (t.state = 'breached' OR "      \
     "(t.state = 'running' AND t.due_at < now())))"
 
+/* The page first, then whether each of its cases is overdue: evaluated for
+ * every candidate row, the EXISTS became a hashed subplan over every open
+ * timer once sla_timers_open (migration 0020) made that look cheap. */
 static const pg_stmt_t st_list = {
     "intake_list",
+    "SELECT l.id, l.case_no, l.status, l.version, l.channel, l.title, l.department, l.category, "
+    "l.urgency, l.district_code, l.created_at, l.updated_at, l.cursor_at, "
+    "o.overdue IS NOT NULL AS overdue FROM ("
     "SELECT c.id, c.case_no, c.status, c.version, c.channel, c.title, c.department, c.category, "
     "c.urgency, c.district_code, " TS("c.created_at") " AS created_at, " TS(
         "c.updated_at") " AS updated_at, "
                         "to_char(c.created_at AT TIME ZONE 'UTC', "
-                        "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS cursor_at, " CASE_OVERDUE
-                        " AS overdue FROM cases c "
+                        "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS cursor_at, "
+                        "c.created_at AS sort_at FROM cases c "
                         "WHERE ($1::text[] IS NULL OR c.status = ANY ($1::text[])) "
                         "AND ($2::text IS NULL OR c.department = $2) "
                         "AND ($3::text IS NULL OR c.category = $3) "
@@ -284,7 +290,10 @@ static const pg_stmt_t st_list = {
                         "AND ($9::timestamptz IS NULL OR (c.created_at, c.id) < "
                         "($9::timestamptz, $10::uuid)) "
                         "AND ($11::text IS NULL OR c.department = $11::text) "
-                        "ORDER BY c.created_at DESC, c.id DESC LIMIT $12::int",
+                        "ORDER BY c.created_at DESC, c.id DESC LIMIT $12::int) l "
+    "LEFT JOIN LATERAL (SELECT true AS overdue FROM sla_timers t WHERE t.case_id = l.id "
+    "AND (t.state = 'breached' OR (t.state = 'running' AND t.due_at < now())) LIMIT 1) o ON true "
+    "ORDER BY l.sort_at DESC, l.id DESC",
     12};
 
 static const pg_stmt_t st_action_lock = {

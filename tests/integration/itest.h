@@ -72,6 +72,39 @@ static inline long long itest_scalar1(pg_t *pg, const char *sql, const char *p1)
     return n;
 }
 
+#ifdef cmocka_unit_test
+/* one statement with at most one parameter ($1; NULL: none); the test fails on an error */
+static inline PGresult *itest_q(pg_t *pg, const char *sql, const char *p1)
+{
+    const char *v[1] = {p1};
+    PGresult *res = PQexecParams(pg->conn, sql, p1 ? 1 : 0, NULL, v, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQresultErrorMessage(res));
+    return res;
+}
+#endif
+
+/* The plan of a statement a module prepared on this connection, as text
+ * (`what` is e.g. "EXECUTE st_pending" or "EXECUTE as_retention('180', '100')"):
+ * EXPLAIN only plans, it does not run the statement. Empty on failure. */
+static inline void itest_plan(pg_t *pg, const char *what, char *out, size_t n)
+{
+    char sql[512];
+    size_t used = 0;
+    out[0] = '\0';
+    snprintf(sql, sizeof(sql), "EXPLAIN %s", what);
+    PGresult *res = PQexec(pg->conn, sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        fprintf(stderr, "itest plan failed: %s: %s\n", sql, PQresultErrorMessage(res));
+    for (int i = 0; PQresultStatus(res) == PGRES_TUPLES_OK && i < PQntuples(res); i++) {
+        int w = snprintf(out + used, n - used, "%s\n", PQgetvalue(res, i, 0));
+        if (w < 0 || (size_t)w >= n - used)
+            break;
+        used += (size_t)w;
+    }
+    PQclear(res);
+}
+
 /* a bare case row (status received, channel web) with this id, number and text */
 static inline int itest_insert_case(pg_t *pg, const char *id, const char *case_no,
                                     const char *title, const char *body)
