@@ -84,19 +84,18 @@ static const pg_stmt_t st_o311_token = {
     1};
 
 /*
- * Every status change of the Open311 cases that have history in the
- * window $1..$2: lag() runs over each such case's whole history, so the
- * first event inside the window is compared with the one before it.
+ * Every status change of the Open311 cases in the window $1..$2: an event
+ * whose status differs from the one before it in the case's history. The
+ * history positions have no gaps, so "before it" is seq - 1, found by the
+ * primary key (it was lag() over each such case's whole history: a scan of
+ * case_events that grew with the table, docs/performance.md).
  */
 #define UPDATES_FROM                                                                               \
-    "FROM (SELECT e.case_id, e.seq, e.event_id, e.status, e.occurred_at, e.summary, "              \
-    "lag(e.status) OVER (PARTITION BY e.case_id ORDER BY e.seq) AS prev "                          \
-    "FROM case_events e WHERE e.case_id IN (SELECT x.case_id FROM case_events x "                  \
-    "JOIN open311_requests y ON y.case_id = x.case_id "                                            \
-    "WHERE x.occurred_at >= $1::timestamptz AND x.occurred_at < $2::timestamptz)) ev "             \
-    "JOIN cases c ON c.id = ev.case_id JOIN open311_requests o ON o.case_id = ev.case_id "         \
+    "FROM case_events ev JOIN cases c ON c.id = ev.case_id "                                       \
+    "JOIN open311_requests o ON o.case_id = ev.case_id "                                           \
+    "LEFT JOIN case_events p ON p.case_id = ev.case_id AND p.seq = ev.seq - 1 "                    \
     "WHERE ev.occurred_at >= $1::timestamptz AND ev.occurred_at < $2::timestamptz "                \
-    "AND (ev.prev IS NULL OR ev.prev <> ev.status) "                                               \
+    "AND (p.status IS NULL OR p.status <> ev.status) "                                             \
     "ORDER BY ev.occurred_at, c.case_no, ev.seq LIMIT 1000"
 #define UPDATES_PUBLIC_COLUMNS                                                                     \
     "SELECT ev.event_id, ev.status, c.case_no, " TS("ev.occurred_at") " AS updated "
