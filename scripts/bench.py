@@ -241,6 +241,18 @@ def main():
         # the first case of a fresh system (its groups joined): every stage's first
         # event to each topic
         wait_assigned(stack)
+        # what the stack costs while nothing arrives (decision 0029): a province's
+        # ordinary day is 1.4 cases a second, so the pipeline is near idle most of it
+        idle_s = float(os.environ.get("KESU_BENCH_IDLE_SECONDS", "10"))
+        idle0 = {n: cpu_seconds(p.pid) for n, p in stack.procs.items()}
+        infra0 = infra_cpu_seconds()
+        sys.stderr.write("bench: idle stack for %g s\n" % idle_s)
+        time.sleep(idle_s)
+        infra1 = infra_cpu_seconds()
+        idle = {"postgresql": round((infra1["postgresql"] - infra0["postgresql"]) / idle_s, 3),
+                "kafka": round((infra1["kafka"] - infra0["kafka"]) / idle_s, 3),
+                "services": round(sum(cpu_seconds(p.pid) - idle0[n]
+                                      for n, p in stack.procs.items()) / idle_s, 3)}
         first = load(stack, token, "--count", "1")
         sys.stderr.write("bench: warm-up (%d cases)\n" % WARM)
         load(stack, token, "--count", str(WARM))
@@ -300,6 +312,8 @@ def main():
             "services": round(sum(cpu.values()) * 1000.0 / done, 2),
         },
         "wal_kb_per_case": round((wal_after - wal_before) / 1024.0 / done, 1),
+        # CPU seconds per second of the idle stack, before any load
+        "idle_cpu_s_per_s": idle,
         "peak_rss_mb": rss,
         "intake_wrk": wrk,
         "soak": soaked,
