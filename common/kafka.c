@@ -685,10 +685,7 @@ int kafka_consumer_run(const config_t *cfg, pg_t *pg, const kafka_consumer_opts_
         conf_default(conf, cfg, "auto.commit.interval.ms", "1000", errstr, errstr_size) ||
         conf_default(conf, cfg, "session.timeout.ms", "10000", errstr, errstr_size) ||
         conf_default(conf, cfg, "heartbeat.interval.ms", "1000", errstr, errstr_size) ||
-        /* the broker answers a fetch as soon as a message arrives (fetch.min.bytes
-         * is 1), so the wait only bounds an idle poll: at 10 ms the idle stack's
-         * fetches cost the broker a quarter of a core (docs/performance.md) */
-        conf_default(conf, cfg, "fetch.wait.max.ms", "500", errstr, errstr_size)) {
+        conf_default(conf, cfg, "fetch.wait.max.ms", KAFKA_FETCH_WAIT_MS, errstr, errstr_size)) {
         rd_kafka_conf_destroy(conf);
         return -1;
     }

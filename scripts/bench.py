@@ -77,6 +77,11 @@ def infra_cpu_seconds():
     return out
 
 
+def cpu_snapshot(stack):
+    """CPU seconds so far of each service process, and of PostgreSQL and the broker."""
+    return {n: cpu_seconds(p.pid) for n, p in stack.procs.items()}, infra_cpu_seconds()
+
+
 def peak_rss_mb(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -244,15 +249,12 @@ def main():
         # what the stack costs while nothing arrives (decision 0029): a province's
         # ordinary day is 1.4 cases a second, so the pipeline is near idle most of it
         idle_s = float(os.environ.get("KESU_BENCH_IDLE_SECONDS", "10"))
-        idle0 = {n: cpu_seconds(p.pid) for n, p in stack.procs.items()}
-        infra0 = infra_cpu_seconds()
+        idle0, infra0 = cpu_snapshot(stack)
         sys.stderr.write("bench: idle stack for %g s\n" % idle_s)
         time.sleep(idle_s)
-        infra1 = infra_cpu_seconds()
-        idle = {"postgresql": round((infra1["postgresql"] - infra0["postgresql"]) / idle_s, 3),
-                "kafka": round((infra1["kafka"] - infra0["kafka"]) / idle_s, 3),
-                "services": round(sum(cpu_seconds(p.pid) - idle0[n]
-                                      for n, p in stack.procs.items()) / idle_s, 3)}
+        idle1, infra1 = cpu_snapshot(stack)
+        idle = {k: round((infra1[k] - infra0[k]) / idle_s, 3) for k in infra0}
+        idle["services"] = round(sum(idle1[n] - idle0[n] for n in idle0) / idle_s, 3)
         first = load(stack, token, "--count", "1")
         sys.stderr.write("bench: warm-up (%d cases)\n" % WARM)
         load(stack, token, "--count", str(WARM))
@@ -260,13 +262,11 @@ def main():
         # no longer empty (plans cached while they were pick sequential scans;
         # autovacuum would get there within a minute or two)
         subprocess.run(["psql", kc.PG, "-Xqc", "ANALYZE"], check=True)
-        before = {n: cpu_seconds(p.pid) for n, p in stack.procs.items()}
-        infra_before = infra_cpu_seconds()
+        before, infra_before = cpu_snapshot(stack)
         wal_before = wal_lsn()
         sys.stderr.write("bench: measured run, as fast as possible (%d cases)\n" % COUNT)
         full = load(stack, token, "--count", str(COUNT))
-        after = {n: cpu_seconds(p.pid) for n, p in stack.procs.items()}
-        infra_after = infra_cpu_seconds()
+        after, infra_after = cpu_snapshot(stack)
         wal_after = wal_lsn()
         sys.stderr.write("bench: %d cases/s for %d s (latency)\n" % (RATE, RATE_S))
         steady = load(stack, token, "--rate", str(RATE), "--duration", str(RATE_S))

@@ -144,7 +144,7 @@ static void *load_follow(void *arg)
     }
     rd_kafka_conf_set(conf, "group.id", "kesuctl-load", errstr, sizeof(errstr));
     rd_kafka_conf_set(conf, "enable.auto.commit", "false", errstr, sizeof(errstr));
-    rd_kafka_conf_set(conf, "fetch.wait.max.ms", "500", errstr, sizeof(errstr)); /* see kafka.c */
+    rd_kafka_conf_set(conf, "fetch.wait.max.ms", KAFKA_FETCH_WAIT_MS, errstr, sizeof(errstr));
     rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
     if (!rk) {
         fprintf(stderr, "kesuctl load: consumer: %s\n", errstr);

@@ -393,6 +393,13 @@ static int notify_dead_letter(pg_t *pg, const notify_row_t *r, const Kesu__V1__E
     return rc;
 }
 
+/* an attempt that delivered the notice now (not held back by quiet hours):
+ * the pass marks it sent, and may record it (notify_sent_record) */
+static int notify_delivered(const notify_row_t *r)
+{
+    return r->tried && r->ok && r->held_until <= 0;
+}
+
 /*
  * The outcome of one attempt, in the pass's transaction. It touches the
  * notifications row only - no case row lock - so a pass that has already
@@ -413,7 +420,7 @@ static int notify_outcome(notify_t *nt, pg_t *pg, const notify_row_t *r, strbuf_
         LOG_INFO("sms notice %s for case %s held by quiet hours", r->template_name, r->case_no);
         return 0;
     }
-    if (r->ok) {
+    if (notify_delivered(r)) {
         pg_array_add(sent, r->id); /* marked by the pass, all in one */
         metrics_counter_add(nt->m_sent, 1);
         return 0;
@@ -658,7 +665,7 @@ static int notify_sent_record(notify_t *nt, pg_t *pg, const notify_row_t *rows, 
         goto out;
     }
     for (int i = 0; i < n; i++)
-        if (rows[i].tried && rows[i].ok && rows[i].held_until <= 0)
+        if (notify_delivered(&rows[i]))
             pg_array_add(&cases, rows[i].case_id);
     pg_array_end(&cases);
     if (pg_command(pg, "SAVEPOINT nt_inline", errstr, errstr_size) != 0)
@@ -669,7 +676,7 @@ static int notify_sent_record(notify_t *nt, pg_t *pg, const notify_row_t *rows, 
         for (int i = 0; i < n; i++) {
             const notify_row_t *r = &rows[i];
             int free_case = 0;
-            if (!r->tried || !r->ok || r->held_until > 0)
+            if (!notify_delivered(r))
                 continue;
             for (int j = 0; j < PQntuples(res) && !free_case; j++)
                 free_case = strcmp(PQgetvalue(res, j, 0), r->case_id) == 0;

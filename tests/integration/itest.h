@@ -73,14 +73,20 @@ static inline long long itest_scalar1(pg_t *pg, const char *sql, const char *p1)
 }
 
 #ifdef cmocka_unit_test
-/* one statement with at most one parameter ($1; NULL: none); the test fails on an error */
-static inline PGresult *itest_q(pg_t *pg, const char *sql, const char *p1)
+/* one statement with n text parameters ($1..$n); the test fails on an error */
+static inline PGresult *itest_qv(pg_t *pg, const char *sql, int n, const char *const *v)
 {
-    const char *v[1] = {p1};
-    PGresult *res = PQexecParams(pg->conn, sql, p1 ? 1 : 0, NULL, v, NULL, NULL, 0);
+    PGresult *res = PQexecParams(pg->conn, sql, n, NULL, v, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
         fail_msg("%s: %s", sql, PQresultErrorMessage(res));
     return res;
+}
+
+/* the same with at most one parameter ($1; NULL: none) */
+static inline PGresult *itest_q(pg_t *pg, const char *sql, const char *p1)
+{
+    const char *v[1] = {p1};
+    return itest_qv(pg, sql, p1 ? 1 : 0, v);
 }
 #endif
 

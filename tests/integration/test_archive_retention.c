@@ -47,26 +47,20 @@ static void complainant(char *id, const char *status, const char *ended)
     util_uuid(case_id);
     snprintf(case_no, sizeof(case_no), "ITR-%.12s", case_id + 24);
     const char *v[4] = {case_id, case_no, id, ended};
-    PGresult *res = PQexecParams(
-        pg->conn,
-        "INSERT INTO cases (id, case_no, access_code_hash, channel, title, body, trace_id, "
-        "complainant_id, created_at, updated_at) VALUES ($1::uuid, $2, '\\x00'::bytea, 'web', "
-        "'t', 'b', 'itest', $3::uuid, now() - interval '20 years', now() - $4::interval)",
-        4, NULL, v, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        fail_msg("case: %s", PQresultErrorMessage(res));
-    PQclear(res);
+    PQclear(itest_qv(pg,
+                     "INSERT INTO cases (id, case_no, access_code_hash, channel, title, body, "
+                     "trace_id, complainant_id, created_at, updated_at) VALUES ($1::uuid, $2, "
+                     "'\\x00'::bytea, 'web', 't', 'b', 'itest', $3::uuid, "
+                     "now() - interval '20 years', now() - $4::interval)",
+                     4, v));
     if (strcmp(status, "received") == 0)
         return;
     /* a case starts as received; withdrawn is one step from there */
     const char *w[3] = {case_id, status, ended};
-    res = PQexecParams(pg->conn,
-                       "UPDATE cases SET status = $2, updated_at = now() - $3::interval "
-                       "WHERE id = $1::uuid",
-                       3, NULL, w, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        fail_msg("case status: %s", PQresultErrorMessage(res));
-    PQclear(res);
+    PQclear(itest_qv(pg,
+                     "UPDATE cases SET status = $2, updated_at = now() - $3::interval "
+                     "WHERE id = $1::uuid",
+                     3, w));
 }
 
 static int purged(const char *id)
