@@ -126,8 +126,13 @@ CASES = [
  ('stats.month', 'api_stats_json', [day(29), day(0), '{department}'], SUP),
  ('stats.csv_week', 'api_stats_csv', [day(6), day(0), '{day,department}'], SUP),
  ('archive_get', 'api_archive_get', ['K0000100000', ''], SUP),
- ('archive_range', 'api_archive_range', [day(100), day(100), 100, 0], SUP),
- ('archive_range.p50', 'api_archive_range', [day(100), day(100), 100, 5000], SUP),
+ ('archive_range', 'api_archive_range', [day(100), day(100), 100, 0, N, N, N], SUP),
+ ('archive_range.p50', 'api_archive_range', [day(100), day(100), 100, 5000, N, N, N], SUP),
+ # the same page by cursor: the 5,000th record of the day (µs, case_no, version)
+ ('archive_range.cursor50', 'api_archive_range', [day(100), day(100), 100, 0] + [
+     "?SELECT %s FROM archive_records WHERE closed_at >= ('%s'::date)::timestamp AT TIME ZONE "
+     "'Asia/Shanghai' ORDER BY closed_at, case_no, case_version OFFSET 4999 LIMIT 1" % (col, day(100))
+     for col in ("(extract(epoch FROM closed_at) * 1000000)::bigint", "case_no", "case_version")], SUP),
  ('case_staff', 'intake_case_staff', ['K0001999000', N], SUP),
  ('history', 'intake_history', ['K0001999000', N], SUP),
  ('sv_case', 'sv_case', ['K0001999000'], SUP),

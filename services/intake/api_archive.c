@@ -31,17 +31,53 @@ static const pg_stmt_t st_archive_get = {
     "ORDER BY a.case_version DESC LIMIT 1",
     2};
 
-/* one page of a local-date range of closes, oldest first; one row more than
- * asked tells whether another page follows */
+/* One page of a local-date range of closes, oldest first, in the order of
+ * archive_records_closed. A page starts after the cursor ($5 µs since the
+ * epoch, $6 case number, $7 version: the last record of the page before;
+ * the first page starts at the range's first microsecond) and skips $4 more
+ * (the older offset paging). The cursor is a bound of the index range in
+ * either plan mode, so the thousandth page costs what the first does. One
+ * row more than asked tells whether another page follows; "cursor" is the
+ * row's own, the next page's start. */
 static const pg_stmt_t st_archive_range = {
     "api_archive_range",
     "SELECT jsonb_build_object('case_no', case_no, 'case_version', case_version, "
-    "  'closed_at', closed_at, 'archived_at', archived_at, 'record', record)::text AS line "
+    "  'closed_at', closed_at, 'archived_at', archived_at, 'record', record)::text AS line, "
+    "  (extract(epoch FROM closed_at) * 1000000)::bigint || '.' || case_version || '.' || "
+    "  case_no AS cursor "
     "FROM archive_records "
     "WHERE closed_at >= ($1::date)::timestamp AT TIME ZONE 'Asia/Shanghai' "
     "  AND closed_at < ($2::date + 1)::timestamp AT TIME ZONE 'Asia/Shanghai' "
+    "  AND (closed_at, case_no, case_version) > "
+    "    (COALESCE('epoch'::timestamptz + $5::bigint * interval '1 microsecond', "
+    "              ($1::date)::timestamp AT TIME ZONE 'Asia/Shanghai'), "
+    "     COALESCE($6, ''), COALESCE($7::bigint, 0)) "
     "ORDER BY closed_at, case_no, case_version LIMIT $3::int + 1 OFFSET $4::int",
-    4};
+    7};
+
+/* the longest cursor accepted: "µs.version.case_no" */
+#define API_ARCHIVE_CURSOR_MAX 96
+
+/* Split a cursor this route gave ("1764563062123456.3.KS20261201-0000009")
+ * into its three parts, in place; 0 when it is one, -1 when not. */
+static int archive_cursor(char *s, const char **us, const char **ver, const char **no)
+{
+    char *dot1 = strchr(s, '.'), *dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
+    if (!dot2 || dot1 == s || dot2 == dot1 + 1 || !dot2[1])
+        return -1;
+    *dot1 = *dot2 = '\0';
+    if (strspn(s, "0123456789") != strlen(s) || strlen(s) > 16 ||
+        strspn(dot1 + 1, "0123456789") != strlen(dot1 + 1) || strlen(dot1 + 1) > 18)
+        return -1;
+    for (const char *p = dot2 + 1; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+              *p == '-' || *p == '_'))
+            return -1;
+    *us = s;
+    *ver = dot1 + 1;
+    *no = dot2 + 1;
+    return 0;
+}
 
 static int digits_only(const char *s)
 {
@@ -83,8 +119,10 @@ API_HANDLER(api_archive_get)
 API_HANDLER(api_archive_export)
 {
     intake_token_t tok;
-    char from[11], to[11], errstr[512], lim[16], next[24];
+    char from[11], to[11], errstr[512], lim[16], next[24], cur[API_ARCHIVE_CURSOR_MAX + 1];
     const char *limit = http_req_query(r, "limit"), *offset = http_req_query(r, "offset");
+    const char *cursor = http_req_query(r, "cursor");
+    const char *us = NULL, *ver = NULL, *no = NULL;
     int st, n, lim_n;
     strbuf_t b;
     if ((st = api_authenticate(w, r,
@@ -98,11 +136,22 @@ API_HANDLER(api_archive_export)
         return api_fail(r, 400, "invalid", "limit", "limit is 1..%d", API_ARCHIVE_MAX_LIMIT);
     if (offset && !digits_only(offset))
         return api_fail(r, 400, "invalid", "offset", "offset is a number of records");
+    if (cursor && offset)
+        return api_fail(r, 400, "invalid", "cursor",
+                        "cursor and offset do not go together: page by X-Next-Cursor alone");
+    if (cursor) {
+        if (strlen(cursor) > API_ARCHIVE_CURSOR_MAX)
+            return api_fail(r, 400, "invalid", "cursor", "cursor is not one this route gave");
+        snprintf(cur, sizeof(cur), "%s", cursor);
+        if (archive_cursor(cur, &us, &ver, &no) != 0)
+            return api_fail(r, 400, "invalid", "cursor",
+                            "cursor is not one this route gave (pass X-Next-Cursor as it is)");
+    }
     lim_n = limit ? atoi(limit) : API_ARCHIVE_MAX_LIMIT;
     snprintf(lim, sizeof(lim), "%d", lim_n);
     if (api_tx_begin(w, &tok, errstr, sizeof(errstr)) != 0)
         return api_fail_db(w, r, "archive export", errstr);
-    const char *v[4] = {from, to, lim, offset ? offset : "0"};
+    const char *v[7] = {from, to, lim, offset ? offset : "0", us, no, ver};
     PGresult *res =
         pg_exec_stmt(w->pg, &st_archive_range, v, PGRES_TUPLES_OK, errstr, sizeof(errstr));
     if (!res)
@@ -115,12 +164,16 @@ API_HANDLER(api_archive_export)
         strbuf_append(&b, line, strlen(line));
         strbuf_append(&b, "\n", 1);
     }
-    PQclear(res);
     if (n > lim_n) {
-        /* more follow: the client asks again from here */
-        snprintf(next, sizeof(next), "%d", (offset ? atoi(offset) : 0) + lim_n);
-        http_reply_header(r, "X-Next-Offset", next);
+        /* more follow: the client asks again from the page's last record (or,
+         * paging by offset, from the next offset) */
+        http_reply_header(r, "X-Next-Cursor", pg_get(res, lim_n - 1, "cursor"));
+        if (!cursor) {
+            snprintf(next, sizeof(next), "%d", (offset ? atoi(offset) : 0) + lim_n);
+            http_reply_header(r, "X-Next-Offset", next);
+        }
     }
+    PQclear(res);
     http_reply_text(r, 200, "application/x-ndjson; charset=utf-8", b.s, b.len);
     strbuf_free(&b);
     return 200;

@@ -6,7 +6,8 @@ closed; then:
     history, notifications) without contact data; a handler of another
     department and an unknown case get 404; no token gets 401;
   - GET /v1/archive?from=&to= exports the day's records as JSON lines,
-    paged with limit / X-Next-Offset;
+    paged with limit and X-Next-Cursor (keyset) or X-Next-Offset; a bad
+    cursor, or a cursor with an offset, is 400 naming "cursor";
   - GET /v1/stats counts the cases by channel (JSON and CSV), and
     `kesuctl stats` prints the same figures as a table;
   - bad dates and group_by values are 400 with the field named;
@@ -145,6 +146,26 @@ def run(stack):
           "export page 1: %s %s" % (st, hdr.get("X-Next-Offset")))
     st, body, _ = raw_get(api, "/v1/archive?from=%s&limit=1&offset=1" % today, sup)
     check(st == 200 and len(body.splitlines()) == 1, "export page 2")
+    # paging by cursor, one record a page, gives the whole export in the same order
+    everything = [(x["case_no"], x["case_version"]) for x in lines]
+    paged, cursor, pages = [], None, 0
+    while pages <= len(everything):
+        q = "/v1/archive?from=%s&to=%s&limit=1" % (today, today)
+        st, body, hdr = raw_get(api, q + ("&cursor=%s" % cursor if cursor else ""), sup)
+        check(st == 200, "cursor page %d: %s %s" % (pages, st, body[:200]))
+        paged += [(x["case_no"], x["case_version"]) for x in map(json.loads, body.splitlines())]
+        pages += 1
+        check(cursor is None or "X-Next-Offset" not in hdr, "cursor page has no X-Next-Offset")
+        cursor = hdr.get("X-Next-Cursor")
+        if not cursor:
+            break
+    check(paged == everything, "cursor paging: %d pages, %d of %d records, same order"
+          % (pages, len(paged), len(everything)))
+    st, body, _ = raw_get(api, "/v1/archive?from=%s&cursor=12.x.KS1" % today, sup)
+    check(st == 400 and json.loads(body)["error"]["field"] == "cursor", "bad cursor: %s" % body)
+    st, body, _ = raw_get(api, "/v1/archive?from=%s&cursor=1.1.K&offset=1" % today, sup)
+    check(st == 400 and json.loads(body)["error"]["field"] == "cursor",
+          "cursor with offset: %s" % body)
     st, body, _ = raw_get(api, "/v1/archive?from=2026-02-30", sup)
     check(st == 400 and json.loads(body)["error"]["field"] == "from", "bad date: %s" % body)
 
