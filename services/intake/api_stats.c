@@ -43,6 +43,14 @@ static int date_parse(const char *s, time_t *out)
     return tm.tm_mon == mon && tm.tm_mday == mday ? 0 : -1;
 }
 
+long long api_day_start_us(const char *day)
+{
+    time_t t;
+    if (date_parse(day, &t) != 0)
+        return -1;
+    return ((long long)t - API_DAY_TZ_OFFSET_S) * 1000000LL;
+}
+
 int api_date_range(http_req_t *r, char from[11], char to[11])
 {
     const char *f = http_req_query(r, "from"), *t = http_req_query(r, "to");

@@ -161,6 +161,11 @@ def run(stack):
             break
     check(paged == everything, "cursor paging: %d pages, %d of %d records, same order"
           % (pages, len(paged), len(everything)))
+    # a cursor from before the range starts at the range's first record
+    st, body, _ = raw_get(api, "/v1/archive?from=%s&to=%s&limit=1&cursor=1.1.K" % (today, today),
+                          sup)
+    first = [(x["case_no"], x["case_version"]) for x in map(json.loads, body.splitlines())]
+    check(st == 200 and first == everything[:1], "old cursor: %s %s" % (st, first))
     st, body, _ = raw_get(api, "/v1/archive?from=%s&cursor=12.x.KS1" % today, sup)
     check(st == 400 and json.loads(body)["error"]["field"] == "cursor", "bad cursor: %s" % body)
     st, body, _ = raw_get(api, "/v1/archive?from=%s&cursor=1.1.K&offset=1" % today, sup)
