@@ -27,6 +27,10 @@
 #define ARCHIVE_RETENTION_LIMIT 100
 #define ARCHIVE_RETENTION_ROUNDS 10
 
+/* how often the per-status counts of ended database sessions are folded
+ * (case_status_counts, 0022; only housekeeping: the sum is the same) */
+#define ARCHIVE_FOLD_MS (10 * 60 * 1000)
+
 /** What to do with an event at history position seq when next_seq is due. */
 typedef enum {
     ARCHIVE_ORDER_PUBLISH = 0, /**< seq == next_seq: publish, advance, drain held ones */
@@ -60,6 +64,7 @@ typedef struct archive {
     int retention_scan_ms;          /**< how often the retention purge runs */
     int64_t last_retention_ms;      /**< mono ms of the last retention pass */
     int retention_backlog;          /**< the last pass left complainants due: next tick again */
+    int64_t last_fold_ms;           /**< mono ms of the last fold of the status counts */
     int64_t last_gap_warn_ms;       /**< mono ms of the last gap warning */
     int held_added;                 /**< events held while placing the current one */
     metrics_counter_t *m_published; /**< events put on kesu.public.v1 */
@@ -122,7 +127,16 @@ int archive_retention_purge(pg_t *pg, int days, int limit, char *errstr, size_t 
 int archive_retention_run(pg_t *pg, int days, int limit, int rounds, int *more, char *errstr,
                           size_t errstr_size);
 
-/** @brief Tick (kc_tick_fn): pending gauges, a warning for gaps held open too long, retention. */
+/**
+ * @brief Fold the per-status counts that database sessions which have ended
+ *        left in case_status_counts into one row per department and status
+ *        (kesu_status_counts_fold, 0022). The counts stay what they were.
+ * @returns rows folded, or -1 with errstr.
+ */
+long long archive_status_counts_fold(pg_t *pg, char *errstr, size_t errstr_size);
+
+/** @brief Tick (kc_tick_fn): pending gauges, a warning for gaps held open too long, retention,
+ *         the status counts' fold. */
 void archive_tick(void *opaque, pg_t *pg);
 
 #endif

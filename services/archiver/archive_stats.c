@@ -159,6 +159,19 @@ int archive_stats_apply(const archive_t *ar, pg_t *pg, const Kesu__V1__Envelope 
     }
 }
 
+static const pg_stmt_t as_counts_fold = {
+    "as_counts_fold", "SELECT kesu_status_counts_fold() AS n", 0};
+
+long long archive_status_counts_fold(pg_t *pg, char *errstr, size_t errstr_size)
+{
+    PGresult *res = pg_exec_stmt(pg, &as_counts_fold, NULL, PGRES_TUPLES_OK, errstr, errstr_size);
+    if (!res)
+        return -1;
+    long long n = atoll(pg_get(res, 0, "n"));
+    PQclear(res);
+    return n;
+}
+
 int archive_retention_run(pg_t *pg, int days, int limit, int rounds, int *more, char *errstr,
                           size_t errstr_size)
 {
