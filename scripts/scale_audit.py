@@ -94,6 +94,7 @@ CASES = [
  ('ar_gaps', 'ar_gaps', [60000], None),
  ('as_retention', 'as_retention', [180, 100], None),
  ('as_counts_fold', 'as_counts_fold', [], None),
+ ('as_judge_late', 'as_judge_late', [30, 1000], None),
  ('nt_due', 'nt_due', [20], None),
  ('nt_unrecorded', 'nt_unrecorded', [50], None),
  ('de_catalogue_version', 'de_catalogue_version', [], None),

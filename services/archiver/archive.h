@@ -27,9 +27,17 @@
 #define ARCHIVE_RETENTION_LIMIT 100
 #define ARCHIVE_RETENTION_ROUNDS 10
 
-/* how often the per-status counts of ended database sessions are folded
- * (case_status_counts, 0022; only housekeeping: the sum is the same) */
+/* how often the kept counts of ended database sessions are folded
+ * (case_status_counts 0022, case_stats_daily 0023; only housekeeping: the
+ * sums are the same) */
 #define ARCHIVE_FOLD_MS (10 * 60 * 1000)
+
+/* how often, how far back and how many at most a pass stores the on-time
+ * judgement of facts closed before their resolve timer was recorded
+ * (kesu_stats_judge_late, 0023) */
+#define ARCHIVE_JUDGE_MS (60 * 1000)
+#define ARCHIVE_JUDGE_DAYS 30
+#define ARCHIVE_JUDGE_LIMIT 1000
 
 /** What to do with an event at history position seq when next_seq is due. */
 typedef enum {
@@ -64,7 +72,8 @@ typedef struct archive {
     int retention_scan_ms;          /**< how often the retention purge runs */
     int64_t last_retention_ms;      /**< mono ms of the last retention pass */
     int retention_backlog;          /**< the last pass left complainants due: next tick again */
-    int64_t last_fold_ms;           /**< mono ms of the last fold of the status counts */
+    int64_t last_fold_ms;           /**< mono ms of the last fold of the kept counts */
+    int64_t last_judge_ms;          /**< mono ms of the last late-judgement pass */
     int64_t last_gap_warn_ms;       /**< mono ms of the last gap warning */
     int held_added;                 /**< events held while placing the current one */
     metrics_counter_t *m_published; /**< events put on kesu.public.v1 */
@@ -128,15 +137,26 @@ int archive_retention_run(pg_t *pg, int days, int limit, int rounds, int *more, 
                           size_t errstr_size);
 
 /**
- * @brief Fold the per-status counts that database sessions which have ended
- *        left in case_status_counts into one row per department and status
- *        (kesu_status_counts_fold, 0022). The counts stay what they were.
+ * @brief Fold the rows that database sessions which have ended left in the
+ *        kept counts into one row per key: case_status_counts
+ *        (kesu_status_counts_fold, 0022) and case_stats_daily
+ *        (kesu_stats_daily_fold, 0023). The sums stay what they were.
  * @returns rows folded, or -1 with errstr.
  */
-long long archive_status_counts_fold(pg_t *pg, char *errstr, size_t errstr_size);
+long long archive_counts_fold(pg_t *pg, char *errstr, size_t errstr_size);
+
+/**
+ * @brief Store the on-time judgement of up to `limit` facts closed in the
+ *        last `days` days before their resolve timer was recorded, now that
+ *        it is (kesu_stats_judge_late, 0023): what kesu_stats() would judge
+ *        when it reads, so the kept closing-day figures agree with it.
+ * @returns facts judged, or -1 with errstr.
+ */
+long long archive_stats_judge_late(pg_t *pg, int days, int limit, char *errstr,
+                                   size_t errstr_size);
 
 /** @brief Tick (kc_tick_fn): pending gauges, a warning for gaps held open too long, retention,
- *         the status counts' fold. */
+ *         late on-time judgements, the kept counts' fold. */
 void archive_tick(void *opaque, pg_t *pg);
 
 #endif

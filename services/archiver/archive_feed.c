@@ -423,10 +423,16 @@ void archive_tick(void *opaque, pg_t *pg)
                                   sizeof(errstr)) < 0)
             LOG_WARN("retention purge failed, will retry: %s", errstr);
     }
+    if (util_mono_ms() - ar->last_judge_ms >= ARCHIVE_JUDGE_MS) {
+        ar->last_judge_ms = util_mono_ms();
+        if (archive_stats_judge_late(pg, ARCHIVE_JUDGE_DAYS, ARCHIVE_JUDGE_LIMIT, errstr,
+                                     sizeof(errstr)) < 0)
+            LOG_WARN("cannot judge late facts, will retry: %s", errstr);
+    }
     if (util_mono_ms() - ar->last_fold_ms >= ARCHIVE_FOLD_MS) {
         ar->last_fold_ms = util_mono_ms();
-        if (archive_status_counts_fold(pg, errstr, sizeof(errstr)) < 0)
-            LOG_WARN("cannot fold the status counts, will retry: %s", errstr);
+        if (archive_counts_fold(pg, errstr, sizeof(errstr)) < 0)
+            LOG_WARN("cannot fold the kept counts, will retry: %s", errstr);
     }
     res = pg_exec_stmt(pg, &ar_pending_stats, NULL, PGRES_TUPLES_OK, errstr, sizeof(errstr));
     if (!res) {

@@ -160,15 +160,40 @@ int archive_stats_apply(const archive_t *ar, pg_t *pg, const Kesu__V1__Envelope 
 }
 
 static const pg_stmt_t as_counts_fold = {
-    "as_counts_fold", "SELECT kesu_status_counts_fold() AS n", 0};
+    "as_counts_fold", "SELECT kesu_status_counts_fold() + kesu_stats_daily_fold() AS n", 0};
 
-long long archive_status_counts_fold(pg_t *pg, char *errstr, size_t errstr_size)
+static const pg_stmt_t as_judge_late = {
+    "as_judge_late", "SELECT kesu_stats_judge_late($1::int, $2::int) AS n", 2};
+
+/* the one number a housekeeping statement returns, or -1 */
+static long long as_number(pg_t *pg, const pg_stmt_t *stmt, const char *const *v, char *errstr,
+                           size_t errstr_size)
 {
-    PGresult *res = pg_exec_stmt(pg, &as_counts_fold, NULL, PGRES_TUPLES_OK, errstr, errstr_size);
+    PGresult *res = pg_exec_stmt(pg, stmt, v, PGRES_TUPLES_OK, errstr, errstr_size);
     if (!res)
         return -1;
     long long n = atoll(pg_get(res, 0, "n"));
     PQclear(res);
+    return n;
+}
+
+long long archive_counts_fold(pg_t *pg, char *errstr, size_t errstr_size)
+{
+    return as_number(pg, &as_counts_fold, NULL, errstr, errstr_size);
+}
+
+long long archive_stats_judge_late(pg_t *pg, int days, int limit, char *errstr,
+                                   size_t errstr_size)
+{
+    char d[16], l[16];
+    snprintf(d, sizeof(d), "%d", days);
+    snprintf(l, sizeof(l), "%d", limit);
+    const char *v[2] = {d, l};
+    long long n = as_number(pg, &as_judge_late, v, errstr, errstr_size);
+    if (n > 0)
+        LOG_INFO("on-time judgement stored for %lld cases closed before their resolve timer "
+                 "was recorded",
+                 n);
     return n;
 }
 

@@ -68,6 +68,7 @@ int main(int argc, char **argv)
     ar.retention_scan_ms = retention_scan_ms;
     ar.last_retention_ms = -(int64_t)retention_scan_ms; /* first pass at start */
     ar.last_fold_ms = -(int64_t)ARCHIVE_FOLD_MS;         /* first fold at start */
+    ar.last_judge_ms = -(int64_t)ARCHIVE_JUDGE_MS;       /* first judgement at start */
     archive_metrics_init(&ar);
 
     if (service_start(&svc) != 0) {

@@ -11,9 +11,12 @@
  * api_tx_begin: row-level security (0005, 0009) scopes cases, timers and
  * statistics to a handler's department whatever the SQL says, and hotspots
  * are joined to their master case so they follow the same visibility. The
- * on-time and satisfaction figures come from kesu_stats() (0009), the
- * function GET /v1/stats and kesuctl stats use, so the console never
- * disagrees with the statistics. The hotspots table (0007) is optional: a
+ * on-time and satisfaction figures are the statistics facts' (0009) closing
+ * days per department, kept beside them by triggers (case_stats_daily, 0023):
+ * the figures kesu_stats() gives GET /v1/stats and kesuctl stats, so the
+ * console does not disagree with the statistics, read from a few rows a day
+ * instead of every fact. The per-status counts are kept the same way
+ * (case_status_counts, 0022). The hotspots table (0007) is optional: a
  * database without it gets "hotspots": {"available": false}.
  */
 #include "api_console.h"
@@ -66,7 +69,13 @@ static const pg_stmt_t st_sla = {
     "          FROM t ORDER BY level = 'breached' DESC, due_at LIMIT $1::int) x)::text AS items",
     1};
 
-/* open load per department (cases), overdue (timers), on-time rate (kesu_stats) */
+/* today in China time, the statistics' days */
+#define CONSOLE_TODAY "(now() AT TIME ZONE 'Asia/Shanghai')::date"
+
+/* open load per department (cases), overdue (timers), and the closes of the
+ * last $1 days with their on-time rate, from the closing-day figures kept
+ * beside the statistics facts (case_stats_daily, 0023, decision 0032: the
+ * figures kesu_stats gives, without reading every fact) */
 static const pg_stmt_t st_departments = {
     "console_departments",
     "WITH open AS (SELECT c.department AS code, count(*) AS open, "
@@ -74,10 +83,11 @@ static const pg_stmt_t st_departments = {
     "    count(*) FILTER (WHERE EXISTS (SELECT 1 FROM sla_timers t WHERE t.case_id = c.id "
     "      AND (t.state = 'breached' OR (t.state = 'running' AND t.due_at < now())))) AS overdue "
     "    FROM cases c WHERE " OPEN_CASE " AND c.department IS NOT NULL GROUP BY c.department), "
-    "  st AS (SELECT s.department AS code, s.closed, s.on_time, s.on_time_rate "
-    "    FROM kesu_stats((now() AT TIME ZONE 'Asia/Shanghai')::date - ($1::int - 1), "
-    "                    (now() AT TIME ZONE 'Asia/Shanghai')::date, '{department}') s "
-    "    WHERE s.department <> '') "
+    "  st AS (SELECT s.department AS code, sum(s.closed) AS closed, sum(s.on_time) AS on_time, "
+    "    round(sum(s.on_time)::numeric / NULLIF(sum(s.timed), 0), 4) AS on_time_rate "
+    "    FROM case_stats_daily s WHERE s.day >= " CONSOLE_TODAY " - ($1::int - 1) "
+    "    AND s.day <= " CONSOLE_TODAY " AND s.department <> '' "
+    "    GROUP BY s.department HAVING sum(s.closed) <> 0) "
     "SELECT COALESCE(json_agg(x ORDER BY x.open DESC, x.code), '[]')::text AS rows FROM "
     "  (SELECT COALESCE(o.code, st.code) AS code, d.name, COALESCE(o.open, 0) AS open, "
     "   COALESCE(o.overdue, 0) AS overdue, COALESCE(o.emergencies, 0) AS emergencies, "
@@ -103,11 +113,14 @@ static const pg_stmt_t st_satisfaction = {
     "console_satisfaction",
     "SELECT COALESCE(json_agg(json_build_object('day', d::date, 'closed', COALESCE(s.closed, 0), "
     "  'evaluated', COALESCE(s.evaluated, 0), 'satisfied', COALESCE(s.satisfied, 0), "
-    "  'satisfaction_rate', s.satisfaction_rate) ORDER BY d), '[]')::text AS rows "
-    "FROM generate_series((now() AT TIME ZONE 'Asia/Shanghai')::date - ($1::int - 1), "
-    "                     (now() AT TIME ZONE 'Asia/Shanghai')::date, interval '1 day') d "
-    "LEFT JOIN kesu_stats((now() AT TIME ZONE 'Asia/Shanghai')::date - ($1::int - 1), "
-    "                     (now() AT TIME ZONE 'Asia/Shanghai')::date, '{day}') s ON s.day = d::date",
+    "  'satisfaction_rate', round(s.satisfied::numeric / NULLIF(s.evaluated, 0), 4)) "
+    "  ORDER BY d), '[]')::text AS rows "
+    "FROM generate_series(" CONSOLE_TODAY " - ($1::int - 1), " CONSOLE_TODAY ", "
+    "                     interval '1 day') d "
+    "LEFT JOIN (SELECT day, sum(closed) AS closed, sum(evaluated) AS evaluated, "
+    "  sum(satisfied) AS satisfied FROM case_stats_daily "
+    "  WHERE day >= " CONSOLE_TODAY " - ($1::int - 1) AND day <= " CONSOLE_TODAY " "
+    "  GROUP BY day) s ON s.day = d::date",
     1};
 
 static const pg_stmt_t st_has_hotspots = {

@@ -19,7 +19,7 @@ failures = []
 PERIODIC = ["st_pending", "st_due", "as_retention", "nt_due", "nt_unrecorded", "outbox_lock",
             "kc_inbox_purge_chunk", "ar_pending_stats", "ar_gaps", "console_counts",
             "console_sla", "console_departments", "console_emergencies", "console_hotspots",
-            "intake_list", "api_archive_range", "open311_updates_public", "as_counts_fold"]
+            "intake_list", "api_archive_range", "open311_updates_public", "as_counts_fold", "as_judge_late"]
 
 
 def check(cond, msg):

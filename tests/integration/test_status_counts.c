@@ -6,7 +6,7 @@
  * count of the cases in every department and status after every kind of
  * change (a status, a department, both, a delete), must not make two
  * sessions changing cases wait for each other, must survive the fold of
- * ended sessions' rows (archive_status_counts_fold), and a handler must see
+ * ended sessions' rows (archive_counts_fold), and a handler must see
  * its own department's only.
  *
  * Other tests change cases in the same database at the same time, so this
@@ -186,7 +186,7 @@ static void test_fold(void **state)
     assert_true(itest_scalar1(pg, "SELECT count(*) FROM case_status_counts WHERE writer = $1::int",
                               pid) > 0);
     char err[512];
-    long long n = archive_status_counts_fold(pg, err, sizeof(err));
+    long long n = archive_counts_fold(pg, err, sizeof(err));
     if (n < 0)
         fail_msg("fold: %s", err);
     assert_true(n >= 1);
