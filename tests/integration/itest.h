@@ -196,6 +196,42 @@ static inline pg_t *itest_pg_connect(void)
     return pg;
 }
 
+/* A connection that reads as intake's staff API does: role kesu_api under
+ * row-level security, as `role` of `department` (NULL: none). NULL (the
+ * reason on stderr) on failure. */
+static inline pg_t *itest_pg_api(const char *role, const char *department)
+{
+    pg_t *pg = itest_pg_connect();
+    if (!pg)
+        return NULL;
+    const char *v[2] = {role, department ? department : ""};
+    PGresult *res = PQexecParams(pg->conn,
+                                 "SELECT set_config('role', 'kesu_api', false), "
+                                 "set_config('kesu.role', $1, false), "
+                                 "set_config('kesu.department', $2, false)",
+                                 2, NULL, v, NULL, NULL, 0);
+    int ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+    if (!ok)
+        fprintf(stderr, "itest api session: %s\n", PQresultErrorMessage(res));
+    PQclear(res);
+    if (!ok) {
+        pg_destroy(pg);
+        return NULL;
+    }
+    return pg;
+}
+
+/* 12 random hex digits for a run's own names (departments, case numbers):
+ * the tail of a new UUID (its head is the time, the same for runs a minute
+ * apart) */
+static inline void itest_run_tag(char out[13])
+{
+    char id[37];
+    util_uuid(id);
+    memcpy(out, id + 24, 12);
+    out[12] = '\0';
+}
+
 /* a topic handle on a producer that never connects (*rk, destroyed by the
  * caller): what a kc_msg_t built by hand needs to name its topic */
 static inline rd_kafka_topic_t *itest_offline_topic(rd_kafka_t **rk, const char *name)

@@ -184,11 +184,8 @@ static void test_handler_sees_own_department(void **state)
     char a[37];
     (void)state;
     fact(a, "5 minutes", "t");
-    pg_t *api = itest_pg_connect();
+    pg_t *api = itest_pg_api("handler", dept);
     assert_non_null(api);
-    assert_int_equal(itest_sql(api, "SET ROLE kesu_api"), 0);
-    assert_int_equal(itest_sql(api, "SET kesu.role = 'handler'"), 0);
-    PQclear(itest_q(api, "SELECT set_config('kesu.department', $1, false)", dept));
     PGresult *res = itest_q(api,
                             "SELECT count(*) FILTER (WHERE department <> $1), "
                             "count(*) FILTER (WHERE department = $1) FROM case_stats_daily",
@@ -201,16 +198,16 @@ static void test_handler_sees_own_department(void **state)
 
 static int setup(void **state)
 {
-    char id[37];
+    char tag[13];
     (void)state;
     log_init("itest", LOG_LVL_WARN);
     pg = itest_pg_connect();
     if (!pg)
         return -1;
-    util_uuid(id);
-    snprintf(dept, sizeof(dept), "itsd-%.12s", id + 24);
-    snprintf(dept2, sizeof(dept2), "itsd2-%.12s", id + 24);
-    snprintf(prefix, sizeof(prefix), "ITSD-%.12s", id + 24);
+    itest_run_tag(tag);
+    snprintf(dept, sizeof(dept), "%s-%s", "itsd", tag);
+    snprintf(dept2, sizeof(dept2), "%s2-%s", "itsd", tag);
+    snprintf(prefix, sizeof(prefix), "%s-%s", "ITSD", tag);
     return 0;
 }
 

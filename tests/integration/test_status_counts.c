@@ -209,11 +209,8 @@ static void test_handler_sees_own_department(void **state)
     new_case(a);
     move(pg, a, "classified", NULL);
     move(pg, a, "assigned", dept2);
-    pg_t *api = itest_pg_connect();
+    pg_t *api = itest_pg_api("handler", dept);
     assert_non_null(api);
-    assert_int_equal(itest_sql(api, "SET ROLE kesu_api"), 0);
-    assert_int_equal(itest_sql(api, "SET kesu.role = 'handler'"), 0);
-    PQclear(itest_q(api, "SELECT set_config('kesu.department', $1, false)", dept));
     PGresult *res = itest_q(api, "SELECT count(*) FILTER (WHERE department <> $1), "
                                  "COALESCE(sum(n) FILTER (WHERE department = $1), 0) "
                                  "FROM case_status_counts",
@@ -234,16 +231,16 @@ static void test_handler_sees_own_department(void **state)
 
 static int setup(void **state)
 {
-    char id[37];
+    char tag[13];
     (void)state;
     log_init("itest", LOG_LVL_WARN);
     pg = itest_pg_connect();
     if (!pg)
         return -1;
-    util_uuid(id);
-    snprintf(dept, sizeof(dept), "itsc-%.12s", id + 24);
-    snprintf(dept2, sizeof(dept2), "itsc2-%.12s", id + 24);
-    snprintf(prefix, sizeof(prefix), "ITSC-%.12s", id + 24);
+    itest_run_tag(tag);
+    snprintf(dept, sizeof(dept), "%s-%s", "itsc", tag);
+    snprintf(dept2, sizeof(dept2), "%s2-%s", "itsc", tag);
+    snprintf(prefix, sizeof(prefix), "%s-%s", "ITSC", tag);
     return 0;
 }
 
