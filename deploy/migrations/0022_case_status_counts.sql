@@ -11,14 +11,17 @@
 -- are folded into writer 0 by kesu_status_counts_fold() (the archiver calls
 -- it now and then); nothing depends on when.
 --
--- Cases in 'received' are not kept here: every case is inserted in it, so
--- counting them here would put an upsert of one row, many times over in one
--- group-commit transaction, on intake's hot path (measured: 0.11 ms a case).
--- They are few (the classifier takes them in milliseconds) and the console
--- counts them from cases_status.
+-- Cases in 'received' and 'classified' are not kept here. Every case is
+-- inserted in 'received', so counting it would put an upsert of one row, many
+-- times over in one group-commit transaction, on intake's hot path (measured:
+-- 0.11 ms a case); and every case passes through both on its way to a
+-- department within milliseconds, so keeping them would cost two of the
+-- three counter changes of every case for statuses that hold a handful. The
+-- console counts those two from cases_status (api_console.c names the same
+-- two statuses).
 CREATE TABLE case_status_counts (
     department text   NOT NULL,          -- '' while not assigned
-    status     text   NOT NULL CHECK (status <> 'received'),
+    status     text   NOT NULL CHECK (status NOT IN ('received', 'classified')),
     writer     int    NOT NULL,          -- the backend that added it; 0 folded
     n          bigint NOT NULL,
     PRIMARY KEY (department, status, writer)
@@ -34,20 +37,24 @@ BEGIN
     SELECT d, s, pg_backend_pid(), k FROM (VALUES
         (COALESCE(OLD.department, ''), OLD.status, -1::bigint),
         (COALESCE(NEW.department, ''), NEW.status, 1::bigint)) v(d, s, k)
-    WHERE s IS NOT NULL AND s <> 'received'
+    WHERE s IS NOT NULL AND s NOT IN ('received', 'classified')
     ORDER BY d, s
     ON CONFLICT (department, status, writer) DO UPDATE SET n = c.n + excluded.n;
     RETURN NULL;
 END $$;
 
 -- an update's WHEN makes the two keys differ (one row cannot be changed
--- twice by one upsert); a delete has NEW null, so only its old key counts
+-- twice by one upsert) and leaves out the changes between the statuses not
+-- kept (received -> classified: no counter changes, no call); a delete has
+-- NEW null, so only its old key counts
 CREATE TRIGGER cases_count_update AFTER UPDATE OF status, department ON cases
-    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status
-                       OR OLD.department IS DISTINCT FROM NEW.department)
+    FOR EACH ROW WHEN ((OLD.status IS DISTINCT FROM NEW.status
+                        OR OLD.department IS DISTINCT FROM NEW.department)
+                       AND (OLD.status NOT IN ('received', 'classified')
+                            OR NEW.status NOT IN ('received', 'classified')))
     EXECUTE FUNCTION cases_count_status();
 CREATE TRIGGER cases_count_delete AFTER DELETE ON cases
-    FOR EACH ROW WHEN (OLD.status <> 'received')
+    FOR EACH ROW WHEN (OLD.status NOT IN ('received', 'classified'))
     EXECUTE FUNCTION cases_count_status();
 
 -- The cases there are. CREATE TRIGGER above holds a lock that keeps every
@@ -55,7 +62,7 @@ CREATE TRIGGER cases_count_delete AFTER DELETE ON cases
 -- between the count and the triggers.
 INSERT INTO case_status_counts (department, status, writer, n)
 SELECT COALESCE(department, ''), status, 0, count(*) FROM cases
- WHERE status <> 'received' GROUP BY 1, 2;
+ WHERE status NOT IN ('received', 'classified') GROUP BY 1, 2;
 
 -- Fold the rows of sessions that have ended into writer 0, in key order;
 -- returns how many rows were folded.

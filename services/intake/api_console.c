@@ -38,14 +38,16 @@
 #define OPEN_CASE "c.status NOT IN ('closed', 'merged', 'rejected', 'withdrawn')"
 
 /* the counts the cases' triggers keep (0022, decision 0031): a few hundred
- * rows whatever the number of cases, and the few cases still in 'received'
- * (not kept there) from cases_status; row-level security keeps a handler's
- * to its department */
+ * rows whatever the number of cases, and the cases on their way to a
+ * department, which are not kept there (received, classified: a handful,
+ * normally), from cases_status; row-level security keeps a handler's to its
+ * department */
 static const pg_stmt_t st_counts = {
     "console_counts",
     "SELECT c.status, sum(c.n) AS n, bool_and(" OPEN_CASE ") AS open FROM "
     "  (SELECT status, n FROM case_status_counts "
-    "   UNION ALL SELECT 'received', count(*) FROM cases WHERE status = 'received') c "
+    "   UNION ALL SELECT status, count(*) FROM cases "
+    "   WHERE status IN ('received', 'classified') GROUP BY status) c "
     "GROUP BY c.status",
     0};
 
