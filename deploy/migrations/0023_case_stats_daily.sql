@@ -96,6 +96,10 @@ LANGUAGE sql AS $$
           FROM case_stats s
          WHERE s.on_time IS NULL AND s.resolved_at IS NOT NULL AND s.closed_at IS NOT NULL
            AND s.closed_at > now() - make_interval(days => p_days)
+           -- only those whose timer is there: the ones that never get one
+           -- (no limit applied to the case) must not fill every pass
+           AND EXISTS (SELECT 1 FROM sla_timers t WHERE t.case_id = s.case_id
+                         AND t.kind = 'resolve')
          ORDER BY s.closed_at LIMIT p_limit),
     judged AS (
         UPDATE case_stats s SET on_time = s.resolved_at <= late.due, resolve_due_at = late.due
