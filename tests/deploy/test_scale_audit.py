@@ -51,6 +51,13 @@ def main():
         cased.setdefault(stmt, label)
     for stmt in PERIODIC:
         check(stmt in cased, "periodic statement %s has no case in scale_audit.CASES" % stmt)
+    # statements measured as custom plans only: their handler must still force them
+    o311 = open(os.path.join(ROOT, "services", "intake", "open311.c")).read()
+    for stmt in scale_audit.CUSTOM_ONLY:
+        check(stmt in d and d[stmt]["file"].startswith("services/intake/open311.c"),
+              "custom-only statement %s is not open311.c's" % stmt)
+    check("SET LOCAL plan_cache_mode = force_custom_plan" in o311,
+          "open311.c no longer forces custom plans, but scale_audit.CUSTOM_ONLY measures them so")
     if failures:
         print("%d failure(s)" % len(failures))
         sys.exit(1)
