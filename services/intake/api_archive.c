@@ -69,9 +69,10 @@ static int archive_cursor(char *s, const char **us, const char **ver, const char
     if (strspn(s, "0123456789") != strlen(s) || strlen(s) > 16 ||
         strspn(dot1 + 1, "0123456789") != strlen(dot1 + 1) || strlen(dot1 + 1) > 18)
         return -1;
+    /* the case number is the rest, as it was (a bind parameter: printable ASCII is all it
+     * has to be) */
     for (const char *p = dot2 + 1; *p; p++)
-        if (!((*p >= '0' && *p <= '9') || (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
-              *p == '-' || *p == '_'))
+        if (*p < 0x21 || *p > 0x7e)
             return -1;
     *us = s;
     *ver = dot1 + 1;
