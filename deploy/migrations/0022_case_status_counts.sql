@@ -29,24 +29,25 @@ CREATE TABLE case_status_counts (
 
 -- runs as the owner whoever changes the case (intake's staff actions run as
 -- kesu_api under row-level security, which must not hide a counter row from
--- the count it belongs to); the old key -1, the new +1, in key order
+-- the count it belongs to); the old key -1, the new +1, in key order, one
+-- row per key (a department going from NULL to '' is the same key: it nets
+-- out rather than changing one row twice in one upsert, which is an error)
 CREATE FUNCTION cases_count_status() RETURNS trigger LANGUAGE plpgsql
     SECURITY DEFINER SET search_path = public, pg_temp AS $$
 BEGIN
     INSERT INTO case_status_counts AS c (department, status, writer, n)
-    SELECT d, s, pg_backend_pid(), k FROM (VALUES
+    SELECT d, s, pg_backend_pid(), sum(k) FROM (VALUES
         (COALESCE(OLD.department, ''), OLD.status, -1::bigint),
         (COALESCE(NEW.department, ''), NEW.status, 1::bigint)) v(d, s, k)
     WHERE s IS NOT NULL AND s NOT IN ('received', 'classified')
-    ORDER BY d, s
+    GROUP BY d, s ORDER BY d, s
     ON CONFLICT (department, status, writer) DO UPDATE SET n = c.n + excluded.n;
     RETURN NULL;
 END $$;
 
--- an update's WHEN makes the two keys differ (one row cannot be changed
--- twice by one upsert) and leaves out the changes between the statuses not
--- kept (received -> classified: no counter changes, no call); a delete has
--- NEW null, so only its old key counts
+-- an update's WHEN leaves out changes of neither status nor department and
+-- the changes between the statuses not kept (received -> classified: no
+-- counter changes, no call); a delete has NEW null, so only its old key counts
 CREATE TRIGGER cases_count_update AFTER UPDATE OF status, department ON cases
     FOR EACH ROW WHEN ((OLD.status IS DISTINCT FROM NEW.status
                         OR OLD.department IS DISTINCT FROM NEW.department)

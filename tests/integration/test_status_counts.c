@@ -112,6 +112,9 @@ static void test_counts_follow_cases(void **state)
     /* ended before it had a department */
     move(pg, e, "rejected", NULL);
     assert_int_equal(kept("", "rejected"), unassigned + 1);
+    /* no department to an empty one is the same key: it nets out */
+    move(pg, e, "rejected", "");
+    assert_int_equal(kept("", "rejected"), unassigned + 1);
     /* a department changes and the status stays */
     move(pg, c, "assigned", dept2);
     assert_int_equal(kept(dept, "assigned"), 2);
