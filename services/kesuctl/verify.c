@@ -18,6 +18,11 @@
  *                  event ids. A republished copy of an event already on the
  *                  feed (the relay is at-least-once, 0001) is counted, not
  *                  failed: integrators drop repeats by event id.
+ *   counts         the counts the triggers keep for the console equal what
+ *                  they count: case_status_counts the cases per department
+ *                  and status (0022), case_stats_daily the closed facts per
+ *                  closing day and department (0023). Over the whole
+ *                  database (a count has no scope), in one snapshot.
  *
  * --since limits the check to cases created from then on (a test run's own
  * cases in a shared database); --wait S repeats the check until it is clean
@@ -107,6 +112,39 @@ static const pg_stmt_t verify_feed_history = {
     "ORDER BY e.case_id::text COLLATE \"C\", e.seq",
     1};
 
+/* every kept count that differs from what it counts (decisions 0031, 0032) */
+static const pg_stmt_t verify_counts = {
+    "verify_counts",
+    "WITH k AS (SELECT department, status, sum(n) AS n FROM case_status_counts GROUP BY 1, 2), "
+    "t AS (SELECT COALESCE(department, '') AS department, status, count(*) AS n FROM cases "
+    "  WHERE status NOT IN ('received', 'classified') GROUP BY 1, 2), "
+    "kd AS (SELECT day, department, sum(closed) AS closed, sum(on_time) AS on_time, "
+    "  sum(timed) AS timed, sum(evaluated) AS evaluated, sum(satisfied) AS satisfied "
+    "  FROM case_stats_daily GROUP BY 1, 2), "
+    "td AS (SELECT (closed_at AT TIME ZONE 'Asia/Shanghai')::date AS day, department, "
+    "  count(*) AS closed, count(*) FILTER (WHERE on_time) AS on_time, "
+    "  count(*) FILTER (WHERE on_time IS NOT NULL) AS timed, "
+    "  count(*) FILTER (WHERE satisfaction IS NOT NULL) AS evaluated, "
+    "  count(*) FILTER (WHERE satisfaction >= 4) AS satisfied "
+    "  FROM case_stats WHERE closed_at IS NOT NULL GROUP BY 1, 2) "
+    "SELECT 'case_status_counts' AS kept, COALESCE(NULLIF(department, ''), '(none)') || ' ' || "
+    "  status AS key, COALESCE(k.n, 0)::text AS has, COALESCE(t.n, 0)::text AS want "
+    "  FROM k FULL JOIN t USING (department, status) WHERE COALESCE(k.n, 0) <> COALESCE(t.n, 0) "
+    "UNION ALL SELECT 'case_stats_daily', day || ' ' || COALESCE(NULLIF(department, ''), "
+    "  '(none)'), format('%s closed, %s on time, %s timed, %s evaluated, %s satisfied', "
+    "  COALESCE(kd.closed, 0), COALESCE(kd.on_time, 0), COALESCE(kd.timed, 0), "
+    "  COALESCE(kd.evaluated, 0), COALESCE(kd.satisfied, 0)), "
+    "  format('%s closed, %s on time, %s timed, %s evaluated, %s satisfied', "
+    "  COALESCE(td.closed, 0), COALESCE(td.on_time, 0), COALESCE(td.timed, 0), "
+    "  COALESCE(td.evaluated, 0), COALESCE(td.satisfied, 0)) "
+    "  FROM kd FULL JOIN td USING (day, department) "
+    "  WHERE (COALESCE(kd.closed, 0), COALESCE(kd.on_time, 0), COALESCE(kd.timed, 0), "
+    "    COALESCE(kd.evaluated, 0), COALESCE(kd.satisfied, 0)) IS DISTINCT FROM "
+    "    (COALESCE(td.closed, 0), COALESCE(td.on_time, 0), COALESCE(td.timed, 0), "
+    "    COALESCE(td.evaluated, 0), COALESCE(td.satisfied, 0)) "
+    "ORDER BY 1, 2",
+    0};
+
 /* Which producers' events each consumer group reads: the subscriptions in
  * services/<name>/main.c, by the producer that owns each topic; and which of
  * them it acts on, by the function its consumer loop asks (NULL: all). The
@@ -154,7 +192,7 @@ typedef struct verify_feed {
 typedef struct verify_report {
     int json;
     long cases, events;
-    long history, outbox, inbox, notifications, feed; /* discrepancies by area */
+    long history, outbox, inbox, notifications, feed, counts; /* discrepancies by area */
     long outbox_rows, feed_messages, feed_duplicates;
     strbuf_t lines;  /* the discrepancies, printed once at the end */
     long shown;      /* lines in this area so far */
@@ -344,6 +382,13 @@ static int verify_once(kesuctl_t *k, pg_t *pg, int64_t since_ms, verify_report_t
                     pg_get(res, i, "trigger"), pg_get(res, i, "channel"),
                     pg_get(res, i, "audience"));
     PQclear(res);
+
+    if (!(res = pg_exec_stmt(pg, &verify_counts, NULL, PGRES_TUPLES_OK, errstr, errstr_size)))
+        goto out;
+    for (int i = 0; i < PQntuples(res); i++)
+        verify_line(r, &r->counts, "counts", pg_get(res, i, "key"), "%s has %s, counted %s",
+                    pg_get(res, i, "kept"), pg_get(res, i, "has"), pg_get(res, i, "want"));
+    PQclear(res);
     res = NULL;
 
     if (kesuctl_topic_scan(k, KAFKA_TOPIC_PUBLIC, verify_feed_collect, &feed, errstr,
@@ -373,7 +418,7 @@ out:
 
 static long verify_total(const verify_report_t *r)
 {
-    return r->history + r->outbox + r->inbox + r->notifications + r->feed;
+    return r->history + r->outbox + r->inbox + r->notifications + r->feed + r->counts;
 }
 
 static void verify_reset(verify_report_t *r)
@@ -430,12 +475,14 @@ int kesuctl_verify(kesuctl_t *k)
         util_sleep_ms(2000);
     }
     if (r.json) {
-        json_t *o = json_pack("{s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I}, s:I, s:I, s:I, s:i}",
+        json_t *o = json_pack("{s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I, s:I}, s:I, s:I, s:I, "
+                              "s:i}",
                               "cases", (json_int_t)r.cases, "events", (json_int_t)r.events,
                               "discrepancies", (json_int_t)verify_total(&r), "by_area",
                               "history", (json_int_t)r.history, "outbox", (json_int_t)r.outbox,
                               "inbox", (json_int_t)r.inbox, "notifications",
                               (json_int_t)r.notifications, "feed", (json_int_t)r.feed,
+                              "counts", (json_int_t)r.counts,
                               "outbox_rows", (json_int_t)r.outbox_rows, "feed_messages",
                               (json_int_t)r.feed_messages, "feed_republished",
                               (json_int_t)r.feed_duplicates, "passes", attempt);

@@ -174,23 +174,28 @@ def main(stacks):
     fl.finish(stack, load, "poison", {"poison_messages": len(poison), "dlq_entries": len(entries),
                                       "replays": 2 * len(ids)}, since)
 
-    # kesuctl verify can fail: break one thing in each of three areas and it must say so
+    # kesuctl verify can fail: break one thing in each of four areas and it must say so (the
+    # kept count is a row of a department of its own, taken out again: counts are checked over
+    # the whole database, and the fault tests after this one share it)
     cid = victim[1]["id"]
     prefix = os.environ["KESU_TOPICS_PREFIX"]
     fl.psql("DELETE FROM inbox WHERE consumer = 'kesu-classifier' AND event_id = (SELECT event_id "
             "FROM case_events WHERE case_id = '%s' AND seq = 1);"
             "UPDATE cases SET event_seq = event_seq + 1 WHERE id = '%s';"
             "INSERT INTO outbox (producer, topic, msg_key, payload) VALUES ('fault-test', "
-            "'%skesu.intake.v1', 'k', '\\x00')" % (cid, cid, prefix))
+            "'%skesu.intake.v1', 'k', '\\x00');"
+            "INSERT INTO case_status_counts (department, status, writer, n) "
+            "VALUES ('fault-test', 'closed', 0, 1)" % (cid, cid, prefix))
     e = dict(os.environ, KESU_PG=kc.PG, KESU_KAFKA_BOOTSTRAP_SERVERS=kc.KAFKA)
     out = fl.subprocess.run([os.path.join(kc.BIN, "kesuctl"), "verify", "--since", str(since),
                              "--json"], capture_output=True, text=True, env=e, check=False)
-    fl.psql("DELETE FROM outbox WHERE producer = 'fault-test'")
+    fl.psql("DELETE FROM outbox WHERE producer = 'fault-test';"
+            "DELETE FROM case_status_counts WHERE department = 'fault-test'")
     summary = fl.json.loads(out.stdout.strip().splitlines()[-1])
     kc.log("verify after tampering (exit %d): %s\n%s" % (out.returncode, out.stdout.strip(),
                                                           out.stderr.strip()))
     fl.check(out.returncode == 1, "verify exits 1 on discrepancies: %d" % out.returncode)
-    for area in ("inbox", "history", "outbox"):
+    for area in ("inbox", "history", "outbox", "counts"):
         fl.check(summary["by_area"][area] >= 1, "verify reports the %s discrepancy" % area)
     fl.check(victim[0] in out.stderr, "verify names the case: %s" % out.stderr)
 
