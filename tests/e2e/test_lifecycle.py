@@ -4,6 +4,7 @@ submitted over HTTP and driven to closed; then every case's history, the
 public feed (every event, in order, gap-free, no phone number or name), the
 webhook acknowledgements (exactly one each) and the empty outbox are checked.
 """
+import json
 import os
 import re
 import sys
@@ -30,6 +31,7 @@ def check(cond, msg):
 
 
 def main():
+    since_ms = int(time.time() * 1000) - 1000
     sink = kc.Sink()
     stack = kc.Stack(http_port=HTTP_PORT, ops_base=OPS_BASE)
     STACK.append(stack)
@@ -223,6 +225,22 @@ def main():
         return int(rows[0][0]) == 0
 
     kc.wait_for(outbox_empty, 30, "empty outbox")
+
+    # --- kesuctl verify: history, inboxes, feed, and the console's kept counts -------------
+    # (this test's database is its own, so the counts' whole-database check is its cases':
+    # every one closed with a rating, counted by closing day in case_stats_daily)
+    out = kc.kesuctl("verify", "--since", str(since_ms), "--wait", "60", "--json", check=False)
+    try:
+        summary = json.loads(out.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        summary = {}
+    check(out.returncode == 0 and summary.get("discrepancies") == 0,
+          "kesuctl verify exit %d: %s\n%s" % (out.returncode, out.stdout.strip(),
+                                             out.stderr.strip()[-2000:]))
+    kept = kc.psql("SELECT COALESCE(sum(closed), 0), COALESCE(sum(satisfied), 0) "
+                   "FROM case_stats_daily")
+    check(int(kept[0][0]) >= len(cases) and int(kept[0][1]) >= len(cases),
+          "closing-day figures kept for the closed cases: %s" % kept)
     codes = stack.stop()
     check(all(v == 0 for v in codes.values()), "clean exit codes: %s" % codes)
     stack.delete_topics()
