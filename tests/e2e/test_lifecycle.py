@@ -2,7 +2,8 @@
 and Kafka. N complaints (real citizen messages, Chinese and English) are
 submitted over HTTP and driven to closed; then every case's history, the
 public feed (every event, in order, gap-free, no phone number or name), the
-webhook acknowledgements (exactly one each) and the empty outbox are checked.
+webhook acknowledgements (exactly one each) and the empty outbox are checked,
+and `kesuctl verify` must find nothing (including the console's kept counts).
 """
 import json
 import os
