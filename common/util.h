@@ -8,6 +8,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* China time (Asia/Shanghai), the time zone of the statistics' and the
+ * archive's days and of the times kesuctl prints: UTC+8 all year, no
+ * daylight saving since 1991 */
+#define UTIL_CHINA_TZ_OFFSET_S (8 * 3600)
+
 /** @brief Wall-clock time in Unix milliseconds. */
 int64_t util_now_ms(void);
 

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "api.h"
+#include "util.h"
 
 static const pg_stmt_t st_stats_json = {"api_stats_json",
                                         "SELECT COALESCE(json_agg(s), '[]'::json)::text AS rows "
@@ -48,7 +49,7 @@ long long api_day_start_us(const char *day)
     time_t t;
     if (date_parse(day, &t) != 0)
         return -1;
-    return ((long long)t - API_DAY_TZ_OFFSET_S) * 1000000LL;
+    return ((long long)t - UTIL_CHINA_TZ_OFFSET_S) * 1000000LL;
 }
 
 int api_date_range(http_req_t *r, char from[11], char to[11])

@@ -23,10 +23,6 @@ void api_stats_get(http_req_t *r, void *opaque);
  */
 int api_date_range(http_req_t *r, char from[11], char to[11]);
 
-/* China time (Asia/Shanghai: UTC+8, no daylight saving since 1991), the time
- * zone of the statistics' and the archive's days */
-#define API_DAY_TZ_OFFSET_S (8 * 3600)
-
 /**
  * The first microsecond of a local day, as microseconds since the epoch.
  * @param day "YYYY-MM-DD", as api_date_range gave it

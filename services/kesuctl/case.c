@@ -21,8 +21,6 @@
 #include "kesuctl.h"
 #include "util.h"
 
-/* China time has no daylight saving: UTC+8 all year. */
-#define CASE_TZ_OFFSET_S (8 * 3600)
 
 /* The longest a single API call may take (a 10,000-line batch included). */
 #define KESUCTL_API_TIMEOUT_MS 120000
@@ -132,7 +130,7 @@ static const char *cn_time(const char *iso, char *out, size_t n, time_t *t_out)
     }
     tm.tm_year -= 1900;
     tm.tm_mon -= 1;
-    time_t t = timegm(&tm) + CASE_TZ_OFFSET_S;
+    time_t t = timegm(&tm) + UTIL_CHINA_TZ_OFFSET_S;
     if (t_out)
         *t_out = t;
     gmtime_r(&t, &tm);
