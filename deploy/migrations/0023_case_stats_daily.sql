@@ -73,13 +73,21 @@ CREATE TRIGGER case_stats_daily_delete AFTER DELETE ON case_stats
 
 -- The facts there are (CREATE TRIGGER's lock keeps the archiver out until
 -- this commits).
+-- What case_stats_daily holds, from the facts themselves: this fill, kesuctl
+-- verify and an operator's recount (docs/operations.md) read it.
+CREATE FUNCTION kesu_stats_daily_counted()
+RETURNS TABLE (day date, department text, closed bigint, on_time bigint, timed bigint,
+               evaluated bigint, satisfied bigint) LANGUAGE sql STABLE AS $$
+    SELECT (s.closed_at AT TIME ZONE 'Asia/Shanghai')::date, s.department, count(*),
+           count(*) FILTER (WHERE s.on_time), count(*) FILTER (WHERE s.on_time IS NOT NULL),
+           count(*) FILTER (WHERE s.satisfaction IS NOT NULL),
+           count(*) FILTER (WHERE s.satisfaction >= 4)
+      FROM case_stats s WHERE s.closed_at IS NOT NULL GROUP BY 1, 2
+$$;
 INSERT INTO case_stats_daily (day, department, writer, closed, on_time, timed, evaluated,
                               satisfied)
-SELECT (closed_at AT TIME ZONE 'Asia/Shanghai')::date, department, 0, count(*),
-       count(*) FILTER (WHERE on_time), count(*) FILTER (WHERE on_time IS NOT NULL),
-       count(*) FILTER (WHERE satisfaction IS NOT NULL),
-       count(*) FILTER (WHERE satisfaction >= 4)
-  FROM case_stats WHERE closed_at IS NOT NULL GROUP BY 1, 2;
+SELECT day, department, 0, closed, on_time, timed, evaluated, satisfied
+  FROM kesu_stats_daily_counted();
 
 -- Facts closed without a judgement (no resolve timer recorded yet when the
 -- case closed): the judge pass below finds the recent ones through this.

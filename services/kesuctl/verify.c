@@ -112,21 +112,16 @@ static const pg_stmt_t verify_feed_history = {
     "ORDER BY e.case_id::text COLLATE \"C\", e.seq",
     1};
 
-/* every kept count that differs from what it counts (decisions 0031, 0032) */
+/* every kept count that differs from what it counts (decisions 0031, 0032;
+ * the *_counted() functions of migrations 0022, 0023 say what that is) */
 static const pg_stmt_t verify_counts = {
     "verify_counts",
     "WITH k AS (SELECT department, status, sum(n) AS n FROM case_status_counts GROUP BY 1, 2), "
-    "t AS (SELECT COALESCE(department, '') AS department, status, count(*) AS n FROM cases "
-    "  WHERE status NOT IN ('received', 'classified') GROUP BY 1, 2), "
+    "t AS (SELECT * FROM kesu_status_counts_counted()), "
     "kd AS (SELECT day, department, sum(closed) AS closed, sum(on_time) AS on_time, "
     "  sum(timed) AS timed, sum(evaluated) AS evaluated, sum(satisfied) AS satisfied "
     "  FROM case_stats_daily GROUP BY 1, 2), "
-    "td AS (SELECT (closed_at AT TIME ZONE 'Asia/Shanghai')::date AS day, department, "
-    "  count(*) AS closed, count(*) FILTER (WHERE on_time) AS on_time, "
-    "  count(*) FILTER (WHERE on_time IS NOT NULL) AS timed, "
-    "  count(*) FILTER (WHERE satisfaction IS NOT NULL) AS evaluated, "
-    "  count(*) FILTER (WHERE satisfaction >= 4) AS satisfied "
-    "  FROM case_stats WHERE closed_at IS NOT NULL GROUP BY 1, 2) "
+    "td AS (SELECT * FROM kesu_stats_daily_counted()) "
     "SELECT 'case_status_counts' AS kept, COALESCE(NULLIF(department, ''), '(none)') || ' ' || "
     "  status AS key, COALESCE(k.n, 0)::text AS has, COALESCE(t.n, 0)::text AS want "
     "  FROM k FULL JOIN t USING (department, status) WHERE COALESCE(k.n, 0) <> COALESCE(t.n, 0) "
