@@ -221,15 +221,22 @@ static inline pg_t *itest_pg_api(const char *role, const char *department)
     return pg;
 }
 
-/* 12 random hex digits for a run's own names (departments, case numbers):
- * the tail of a new UUID (its head is the time, the same for runs a minute
- * apart) */
-static inline void itest_run_tag(char out[13])
+/* A run's own names, so tests sharing the database count only their own:
+ * departments "<stem>-<tag>" and "<stem>2-<tag>" and the case-number prefix
+ * "<STEM>-<tag>" (a stem of up to 8 letters), tag being 12 random hex digits (the tail of a new UUID: its
+ * head is the time, the same for runs a minute apart). */
+static inline void itest_run_names(const char *stem, char dept[32], char dept2[32],
+                                   char prefix[24])
 {
-    char id[37];
+    char id[37], up[9];
+    size_t i;
     util_uuid(id);
-    memcpy(out, id + 24, 12);
-    out[12] = '\0';
+    for (i = 0; stem[i] && i < sizeof(up) - 1; i++)
+        up[i] = (char)(stem[i] >= 'a' && stem[i] <= 'z' ? stem[i] - 'a' + 'A' : stem[i]);
+    up[i] = '\0';
+    snprintf(dept, 32, "%.8s-%.12s", stem, id + 24);
+    snprintf(dept2, 32, "%.8s2-%.12s", stem, id + 24);
+    snprintf(prefix, 24, "%.8s-%.12s", up, id + 24);
 }
 
 /* a topic handle on a producer that never connects (*rk, destroyed by the

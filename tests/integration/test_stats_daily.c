@@ -205,17 +205,11 @@ static void test_handler_sees_own_department(void **state)
 
 static int setup(void **state)
 {
-    char tag[13];
     (void)state;
     log_init("itest", LOG_LVL_WARN);
+    itest_run_names("itsd", dept, dept2, prefix);
     pg = itest_pg_connect();
-    if (!pg)
-        return -1;
-    itest_run_tag(tag);
-    snprintf(dept, sizeof(dept), "%s-%s", "itsd", tag);
-    snprintf(dept2, sizeof(dept2), "%s2-%s", "itsd", tag);
-    snprintf(prefix, sizeof(prefix), "%s-%s", "ITSD", tag);
-    return 0;
+    return pg ? 0 : -1;
 }
 
 static int teardown(void **state)
