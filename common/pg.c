@@ -447,3 +447,64 @@ void pg_array_end(strbuf_t *b)
 {
     strbuf_append(b, "}", 1);
 }
+
+int pg_rows_init(pg_rows_t *r, int ncols)
+{
+    r->n = 0;
+    r->ncols = ncols > 0 && ncols <= PG_ROWS_MAX_COLS ? ncols : 0;
+    r->col = r->ncols ? calloc((size_t)r->ncols, sizeof(*r->col)) : NULL;
+    if (!r->col) {
+        r->ncols = 0;
+        return -1;
+    }
+    for (int c = 0; c < r->ncols; c++)
+        pg_array_begin(&r->col[c]);
+    return 0;
+}
+
+void pg_rows_text(pg_rows_t *r, int c, const char *value)
+{
+    if (c >= 0 && c < r->ncols)
+        pg_array_add(&r->col[c], value);
+}
+
+void pg_rows_bytea(pg_rows_t *r, int c, const uint8_t *data, size_t len)
+{
+    if (c >= 0 && c < r->ncols)
+        pg_array_add_bytea(&r->col[c], data, len);
+}
+
+void pg_rows_reset(pg_rows_t *r)
+{
+    for (int c = 0; c < r->ncols; c++) {
+        strbuf_free(&r->col[c]);
+        pg_array_begin(&r->col[c]);
+    }
+    r->n = 0;
+}
+
+PGresult *pg_rows_exec(pg_t *pg, const pg_stmt_t *stmt, pg_rows_t *r, const char *first,
+                       ExecStatusType expect, char *errstr, size_t errstr_size)
+{
+    const char *v[PG_ROWS_MAX_COLS + 1];
+    int o = 0;
+    if (first)
+        v[o++] = first;
+    for (int c = 0; c < r->ncols; c++) {
+        pg_array_end(&r->col[c]);
+        v[o + c] = r->col[c].s;
+    }
+    PGresult *res = pg_exec_stmt(pg, stmt, v, expect, errstr, errstr_size);
+    pg_rows_reset(r);
+    return res;
+}
+
+void pg_rows_free(pg_rows_t *r)
+{
+    for (int c = 0; c < r->ncols; c++)
+        strbuf_free(&r->col[c]);
+    free(r->col);
+    r->col = NULL;
+    r->ncols = 0;
+    r->n = 0;
+}

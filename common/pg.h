@@ -124,6 +124,38 @@ void pg_array_add(struct strbuf *b, const char *value);
 void pg_array_add_bytea(struct strbuf *b, const uint8_t *data, size_t len);
 void pg_array_end(struct strbuf *b);
 
+/*
+ * Rows gathered for one statement over all of them: a text array literal per
+ * column (pg_array_*), the statement reading them with unnest($k::type[], ...).
+ * The way a stage writes a batch's rows at once (intake's new cases, the
+ * notifier's notices, the archiver's statistics rows). The caller adds every
+ * column of a row and counts the rows in n.
+ */
+#define PG_ROWS_MAX_COLS 24
+typedef struct pg_rows {
+    struct strbuf *col; /**< ncols array literals */
+    int ncols;
+    size_t n; /**< rows added (the caller counts) */
+} pg_rows_t;
+
+/** @brief Start empty with ncols columns (<= PG_ROWS_MAX_COLS). @returns 0, -1 out of memory. */
+int pg_rows_init(pg_rows_t *r, int ncols);
+/** @brief A text (or NULL) value of column c of the row being added. */
+void pg_rows_text(pg_rows_t *r, int c, const char *value);
+/** @brief A bytea (or NULL) value of column c of the row being added. */
+void pg_rows_bytea(pg_rows_t *r, int c, const uint8_t *data, size_t len);
+/**
+ * @brief Run stmt with `first` (if not NULL) as $1 and the columns as the
+ *        next parameters, then empty the rows (whatever the outcome).
+ * @returns the result (PQclear it), or NULL with errstr.
+ */
+PGresult *pg_rows_exec(pg_t *pg, const pg_stmt_t *stmt, pg_rows_t *r, const char *first,
+                       ExecStatusType expect, char *errstr, size_t errstr_size);
+/** @brief Forget the rows added, keep the columns. @returns nothing. */
+void pg_rows_reset(pg_rows_t *r);
+/** @brief Free the columns (NULL-safe inside). @returns nothing. */
+void pg_rows_free(pg_rows_t *r);
+
 /** @brief Read a column of row 0..n by name; "" for NULL. */
 const char *pg_get(const PGresult *res, int row, const char *column);
 

@@ -53,6 +53,7 @@ void intake_metrics_init(void)
         m_submissions[k] = metrics_counter("kesu_intake_submissions_total",
                                            "Complaint submissions, by what became of them", labels);
     }
+    intake_store_metrics_init();
 }
 
 void api_observe(http_handler_fn fn, int status, int64_t t0)

@@ -56,8 +56,11 @@ typedef struct intake_create_req {
 
 /**
  * @brief Create several cases in ONE transaction and one commit (group
- *        commit): each submission under its own savepoint, so a duplicate
- *        or a refused row never undoes the others. Each request gets what
+ *        commit). The new cases of the group are written together, a
+ *        statement per table (decision 0034); if the database refuses any
+ *        row of them, the group is run again with each submission under its
+ *        own savepoint, so a duplicate or a refused row never undoes the
+ *        others. Each request gets what
  *        intake_case_create would answer alone: 201 created, 200 replayed
  *        (same Idempotency-Key and body) or duplicate (same channel +
  *        external_ref), 422 idempotency_key_reused; when the commit fails
@@ -68,6 +71,9 @@ typedef struct intake_create_req {
  * @returns the number of cases created (the caller wakes the relay if > 0).
  */
 int intake_case_create_group(intake_worker_t *w, intake_create_req_t *reqs, size_t n);
+
+/** @brief Register the store's metrics (kesu_intake_group_commits_total). @returns nothing. */
+void intake_store_metrics_init(void);
 
 /**
  * @brief POST /v1/complaints alone: intake_case_create_group of one.

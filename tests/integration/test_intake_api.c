@@ -1186,6 +1186,30 @@ static void test_media_type_and_size(void **state)
     free(big);
 }
 
+/* The value of one counter line ("name{labels}") on the intake's /metrics; -1 if absent. */
+static long long metric_value(const char *series)
+{
+    char url[128];
+    long long v = -1;
+    strbuf_t body;
+    strbuf_init(&body);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", T.ops_port);
+    CURL *c = curl_easy_init();
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+    if (curl_easy_perform(c) != CURLE_OK)
+        fail_msg("GET %s failed", url);
+    curl_easy_cleanup(c);
+    size_t n = strlen(series);
+    for (const char *l = body.s; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+        if (strncmp(l, series, n) == 0 && l[n] == ' ')
+            v = strtoll(l + n + 1, NULL, 10);
+    strbuf_free(&body);
+    return v;
+}
+
 static void test_batch(void **state)
 {
     (void)state;
@@ -1223,6 +1247,73 @@ static void test_batch(void **state)
     snprintf(ref, sizeof(ref), "b-%s-1", T.run);
     const char *v[1] = {ref};
     assert_int_equal(sql_count("SELECT count(*) FROM cases WHERE external_ref = $1", 1, v), 1);
+
+    /* a batch the database takes as it is is written together, no savepoints
+     * (decision 0034): one fast group; the one above, with the same case twice,
+     * was run again the careful way. Each case as if submitted alone: its own
+     * number, access code, complainant and CaseReceived history row. */
+    long long fast0 = metric_value("kesu_intake_group_commits_total{path=\"fast\"}");
+    long long careful0 = metric_value("kesu_intake_group_commits_total{path=\"careful\"}");
+    assert_true(careful0 >= 1);
+    snprintf(body, sizeof(body),
+             "{\"channel\":\"import\",\"external_ref\":\"b-%s-1\",\"title\":\"t1\",\"body\":\"b1\"}\n"
+             "{\"channel\":\"import\",\"external_ref\":\"b-%s-2\",\"title\":\"f1\",\"body\":\"b\","
+             "\"complainant\":{\"name\":\"王芳\",\"phone\":\"13800138001\"}}\n"
+             "{\"channel\":\"web\",\"title\":\"f2\",\"body\":\"b\"}\n"
+             "{\"channel\":\"web\",\"title\":\"f3\",\"body\":\"b\","
+             "\"complainant\":{\"phone\":\"13800138003\"},\"location\":{\"lat\":23.1,\"lon\":113.3}}\n",
+             T.run, T.run);
+    call(&r, "POST", "/v1/complaints/batch", T.agent, nd, body);
+    EXPECT_STATUS(&r, 200);
+    int want2[4] = {200, 201, 201, 201};
+    char nos[4][64] = {{0}}, codes[4][32] = {{0}};
+    save = NULL;
+    copy = strdup(r.body.s);
+    line = 0;
+    for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save), line++) {
+        json_t *o = json_loads(l, 0, NULL);
+        assert_non_null(o);
+        if (json_integer_value(json_object_get(o, "status")) != want2[line])
+            fail_msg("line %d: want %d: %s", line + 1, want2[line], l);
+        json_t *cs = json_object_get(o, "case");
+        snprintf(nos[line], sizeof(nos[line]), "%s", jstr(cs, "case_no"));
+        if (line > 0)
+            snprintf(codes[line], sizeof(codes[line]), "%s", jstr(cs, "access_code"));
+        json_decref(o);
+    }
+    free(copy);
+    assert_int_equal(line, 4);
+    resp_free(&r);
+    assert_int_equal(metric_value("kesu_intake_group_commits_total{path=\"fast\"}"), fast0 + 1);
+    assert_int_equal(metric_value("kesu_intake_group_commits_total{path=\"careful\"}"), careful0);
+    for (int i = 1; i < 4; i++) {
+        for (int j = 0; j < i; j++)
+            assert_string_not_equal(nos[i], nos[j]);
+        char path[160];
+        snprintf(path, sizeof(path), "/v1/cases/%s?access_code=%s", nos[i], codes[i]);
+        call(&r, "GET", path, NULL, NULL, NULL);
+        EXPECT_STATUS(&r, 200);
+        assert_string_equal(jstr(r.json, "case_no"), nos[i]);
+        resp_free(&r);
+        const char *cv[1] = {nos[i]};
+        assert_int_equal(sql_count("SELECT count(*) FROM case_events e JOIN cases c ON c.id = "
+                                   "e.case_id WHERE c.case_no = $1 AND e.seq = 1 AND "
+                                   "e.event_type = 'CaseReceived' AND c.event_seq = 1",
+                                   1, cv),
+                         1);
+        assert_int_equal(sql_count("SELECT count(*) FROM cases c JOIN complainants p ON p.id = "
+                                   "c.complainant_id WHERE c.case_no = $1 AND p.phone_enc IS NOT "
+                                   "NULL AND p.phone_mask LIKE '138%'",
+                                   1, cv),
+                         i == 2 ? 0 : 1);
+    }
+    {
+        const char *cv[1] = {nos[3]};
+        assert_int_equal(sql_count("SELECT count(*) FROM cases WHERE case_no = $1 AND "
+                                   "abs(lat - 23.1) < 1e-9 AND abs(lon - 113.3) < 1e-9",
+                                   1, cv),
+                         1);
+    }
 
     /* more than 10,000 lines: refused whole */
     size_t n = 10001;
