@@ -82,6 +82,13 @@ typedef struct archive {
     metrics_counter_t *m_archived;  /**< archive records written */
     metrics_gauge_t *m_pending;     /**< rows in public_feed_pending */
     metrics_gauge_t *m_oldest;      /**< age in seconds of the oldest held row */
+    /* the statistics rows of a fast batch attempt (received, category,
+     * department: the figures of almost every event), written by
+     * archive_batch at its end, a statement each (decision 0035); gather is 0
+     * outside one (careful re-runs, direct calls): each is written at once.
+     * Any other statistics event writes what is gathered first. */
+    int stats_gather;
+    pg_rows_t stats_rows[3]; /**< made at the first reset */
 } archive_t;
 
 /** @brief Look up the metrics series once. */
@@ -107,8 +114,23 @@ kc_result_t archive_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errs
  *        in history order. Events that carry no figure are ignored.
  * @returns 0, or -1 with errstr (pg->sqlstate set).
  */
-int archive_stats_apply(const archive_t *ar, pg_t *pg, const Kesu__V1__Envelope *env,
-                        char *errstr, size_t errstr_size);
+int archive_stats_apply(archive_t *ar, pg_t *pg, const Kesu__V1__Envelope *env, char *errstr,
+                        size_t errstr_size);
+
+/**
+ * @brief The consumer loop's batch step (kc_batch_fn): at KC_BATCH_BEGIN
+ *        gather the statistics rows of the attempt, at KC_BATCH_BEGIN_CAREFUL
+ *        write each at once, at KC_BATCH_END write the gathered ones.
+ * @returns KC_OK; KC_RETRY / KC_POISON when the write fails (transient or not).
+ */
+kc_result_t archive_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, char *errstr,
+                          size_t errstr_size);
+
+/** @brief Write the gathered statistics rows now. @returns 0, or -1 with errstr. */
+int archive_stats_flush(archive_t *ar, pg_t *pg, char *errstr, size_t errstr_size);
+
+/** @brief Free what archive_batch gathered (at exit). @returns nothing. */
+void archive_stats_free(archive_t *ar);
 
 /**
  * @brief Handling time between two instants in working hours on cal (the

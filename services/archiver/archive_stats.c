@@ -18,18 +18,30 @@
 #include "archive.h"
 #include "log.h"
 
-static const pg_stmt_t as_received = {
-    "as_received",
-    "INSERT INTO case_stats (case_id, received_at, channel, district) "
-    "VALUES ($1::uuid, to_timestamp($2::double precision / 1000), $3, $4) "
-    "ON CONFLICT (case_id) DO NOTHING",
-    4};
+/* the three figures of (almost) every case, a batch's at once: the fact row
+ * made at CaseReceived, its category and department set by the later events
+ * (the last of a case's in the batch counts, as if written one by one) */
+enum { AS_RECEIVED = 0, AS_CATEGORY = 1, AS_DEPARTMENT = 2 };
+static const int as_cols[3] = {4, 2, 2};
 
-static const pg_stmt_t as_category = {
-    "as_category", "UPDATE case_stats SET category = $2 WHERE case_id = $1::uuid", 2};
-
-static const pg_stmt_t as_department = {
-    "as_department", "UPDATE case_stats SET department = $2 WHERE case_id = $1::uuid", 2};
+static const pg_stmt_t as_gathered[3] = {
+    {"as_received",
+     "INSERT INTO case_stats (case_id, received_at, channel, district) "
+     "SELECT id, to_timestamp(ms / 1000), channel, district FROM unnest($1::uuid[], "
+     "$2::double precision[], $3::text[], $4::text[]) AS r(id, ms, channel, district) "
+     "ON CONFLICT (case_id) DO NOTHING",
+     4},
+    {"as_category",
+     "UPDATE case_stats s SET category = u.v FROM (SELECT DISTINCT ON (id) id, v FROM "
+     "unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS r(id, v, ord) ORDER BY id, ord DESC) u "
+     "WHERE s.case_id = u.id",
+     2},
+    {"as_department",
+     "UPDATE case_stats s SET department = u.v FROM (SELECT DISTINCT ON (id) id, v FROM "
+     "unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS r(id, v, ord) ORDER BY id, ord DESC) u "
+     "WHERE s.case_id = u.id",
+     2},
+};
 
 static const pg_stmt_t as_returned = {
     "as_returned", "UPDATE case_stats SET returns = returns + 1 WHERE case_id = $1::uuid", 1};
@@ -99,8 +111,75 @@ static const char *nz(const char *s)
     return s ? s : "";
 }
 
-int archive_stats_apply(const archive_t *ar, pg_t *pg, const Kesu__V1__Envelope *env,
-                        char *errstr, size_t errstr_size)
+static void as_reset(archive_t *ar)
+{
+    for (int k = 0; k < 3; k++)
+        if (!ar->stats_rows[k].col)
+            pg_rows_init(&ar->stats_rows[k], as_cols[k]);
+        else
+            pg_rows_reset(&ar->stats_rows[k]);
+}
+
+void archive_stats_free(archive_t *ar)
+{
+    for (int k = 0; k < 3; k++)
+        pg_rows_free(&ar->stats_rows[k]);
+    ar->stats_gather = 0;
+}
+
+int archive_stats_flush(archive_t *ar, pg_t *pg, char *errstr, size_t errstr_size)
+{
+    int rc = 0;
+    /* in this order: a case's fact row exists before its category and department */
+    for (int k = 0; k < 3; k++) {
+        if (ar->stats_rows[k].n == 0)
+            continue;
+        PGresult *res = rc ? NULL
+                           : pg_rows_exec(pg, &as_gathered[k], &ar->stats_rows[k], NULL,
+                                          PGRES_COMMAND_OK, errstr, errstr_size);
+        if (!res)
+            rc = -1;
+        PQclear(res);
+    }
+    if (rc)
+        as_reset(ar);
+    return rc;
+}
+
+kc_result_t archive_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, char *errstr,
+                          size_t errstr_size)
+{
+    archive_t *ar = opaque;
+    if (phase != KC_BATCH_END) {
+        as_reset(ar);
+        ar->stats_gather = phase == KC_BATCH_BEGIN;
+        return KC_OK;
+    }
+    ar->stats_gather = 0;
+    if (archive_stats_flush(ar, pg, errstr, errstr_size) != 0)
+        return pg_failure_transient(pg) ? KC_RETRY : KC_POISON;
+    return KC_OK;
+}
+
+/* one row of a gathered statement: kept for the batch's end, or written now */
+static int as_gather(archive_t *ar, pg_t *pg, int k, const char *const *v, char *errstr,
+                     size_t errstr_size)
+{
+    if (!ar->stats_gather)
+        as_reset(ar);
+    pg_rows_t *r = &ar->stats_rows[k];
+    if (r->ncols != as_cols[k]) {
+        snprintf(errstr, errstr_size, "out of memory gathering statistics rows");
+        return -1;
+    }
+    for (int c = 0; c < as_cols[k]; c++)
+        pg_rows_text(r, c, v[c]);
+    r->n++;
+    return ar->stats_gather ? 0 : archive_stats_flush(ar, pg, errstr, errstr_size);
+}
+
+int archive_stats_apply(archive_t *ar, pg_t *pg, const Kesu__V1__Envelope *env, char *errstr,
+                        size_t errstr_size)
 {
     char at[24], num[24];
     const char *id = env->case_id;
@@ -110,16 +189,30 @@ int archive_stats_apply(const archive_t *ar, pg_t *pg, const Kesu__V1__Envelope 
         const Kesu__V1__CaseReceived *p = env->case_received;
         const char *v[4] = {id, at, nz(p->channel),
                             p->location ? nz(p->location->district_code) : ""};
-        return pg_exec_stmt_cmd(pg, &as_received, v, errstr, errstr_size);
+        return as_gather(ar, pg, AS_RECEIVED, v, errstr, errstr_size);
     }
     case KESU__V1__ENVELOPE__PAYLOAD_CASE_CLASSIFIED: {
         const char *v[2] = {id, nz(env->case_classified->category)};
-        return pg_exec_stmt_cmd(pg, &as_category, v, errstr, errstr_size);
+        return as_gather(ar, pg, AS_CATEGORY, v, errstr, errstr_size);
     }
     case KESU__V1__ENVELOPE__PAYLOAD_CASE_ASSIGNED: {
         const char *v[2] = {id, nz(env->case_assigned->department)};
-        return pg_exec_stmt_cmd(pg, &as_department, v, errstr, errstr_size);
+        return as_gather(ar, pg, AS_DEPARTMENT, v, errstr, errstr_size);
     }
+    case KESU__V1__ENVELOPE__PAYLOAD_CASE_RETURNED:
+    case KESU__V1__ENVELOPE__PAYLOAD_CASE_REOPENED:
+    case KESU__V1__ENVELOPE__PAYLOAD_FEEDBACK_RECEIVED:
+    case KESU__V1__ENVELOPE__PAYLOAD_CASE_RESOLVED:
+    case KESU__V1__ENVELOPE__PAYLOAD_CASE_CLOSED:
+        /* these read or change the fact row as it is now: what is gathered
+         * goes first, so the row is as if each event had been written alone */
+        if (ar->stats_gather && archive_stats_flush(ar, pg, errstr, errstr_size) != 0)
+            return -1;
+        break;
+    default:
+        return 0; /* no figure */
+    }
+    switch (env->payload_case) {
     case KESU__V1__ENVELOPE__PAYLOAD_CASE_RETURNED: {
         const char *v[1] = {id};
         return pg_exec_stmt_cmd(pg, &as_returned, v, errstr, errstr_size);

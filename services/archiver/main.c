@@ -76,8 +76,10 @@ int main(int argc, char **argv)
         calendar_free(cal);
         return 1;
     }
+    svc.batch = archive_batch;
     rc = service_consume(&svc, topics, archive_handle, NULL, archive_tick, scan_ms, &ar);
     int code = service_stop(&svc);
+    archive_stats_free(&ar);
     calendar_free(cal);
     return rc != 0 ? 1 : code;
 }

@@ -129,8 +129,7 @@ typedef struct notify {
      * its end in one statement; gather is 0 outside one (careful re-runs,
      * direct calls), and each notice is then inserted at once */
     int gather;
-    size_t ngathered;
-    strbuf_t g[NOTIFY_GATHER_COLS]; /**< one array literal per column */
+    pg_rows_t rows; /**< NOTIFY_GATHER_COLS columns; made at the first reset */
 } notify_t;
 
 /* ------------------------------------------------------------ templates */

@@ -57,34 +57,26 @@ static const pg_stmt_t nt_insert = {
 
 static void notify_gather_reset(notify_t *nt)
 {
-    for (int c = 0; c < NOTIFY_GATHER_COLS; c++) {
-        strbuf_free(&nt->g[c]);
-        pg_array_begin(&nt->g[c]);
-    }
-    nt->ngathered = 0;
+    if (!nt->rows.col)
+        pg_rows_init(&nt->rows, NOTIFY_GATHER_COLS);
+    else
+        pg_rows_reset(&nt->rows);
 }
 
 void notify_gather_free(notify_t *nt)
 {
-    for (int c = 0; c < NOTIFY_GATHER_COLS; c++)
-        strbuf_free(&nt->g[c]);
-    nt->ngathered = 0;
+    pg_rows_free(&nt->rows);
     nt->gather = 0;
 }
 
 /* write what is gathered, with one statement; 0 or -1 (errstr) */
 static int notify_flush(notify_t *nt, pg_t *pg, char *errstr, size_t errstr_size)
 {
-    if (nt->ngathered == 0)
+    if (nt->rows.n == 0)
         return 0;
-    const char *v[NOTIFY_GATHER_COLS];
-    for (int c = 0; c < NOTIFY_GATHER_COLS; c++) {
-        pg_array_end(&nt->g[c]);
-        v[c] = nt->g[c].s;
-    }
-    PGresult *res = pg_exec_stmt(pg, &nt_insert, v, PGRES_COMMAND_OK, errstr, errstr_size);
-    size_t n = nt->ngathered;
-    notify_gather_reset(nt);
+    size_t n = nt->rows.n;
+    PGresult *res = pg_rows_exec(pg, &nt_insert, &nt->rows, NULL, PGRES_COMMAND_OK, errstr,
+                                 errstr_size);
     if (!res)
         return -1;
     metrics_counter_add(nt->m_queued, strtoull(PQcmdTuples(res), NULL, 10));
@@ -117,9 +109,13 @@ static int notify_queue(notify_t *nt, pg_t *pg, const char *const v[NOTIFY_GATHE
     if (!nt->gather)
         notify_gather_reset(nt);
     /* column 6 is the target: "" is NULL */
+    if (nt->rows.ncols != NOTIFY_GATHER_COLS) {
+        snprintf(errstr, errstr_size, "out of memory gathering notices");
+        return -1;
+    }
     for (int c = 0; c < NOTIFY_GATHER_COLS; c++)
-        pg_array_add(&nt->g[c], c == 6 && !*v[c] ? NULL : v[c]);
-    nt->ngathered++;
+        pg_rows_text(&nt->rows, c, c == 6 && !*v[c] ? NULL : v[c]);
+    nt->rows.n++;
     return nt->gather ? 0 : notify_flush(nt, pg, errstr, errstr_size);
 }
 

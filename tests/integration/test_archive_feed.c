@@ -302,6 +302,7 @@ static int teardown(void **state)
     (void)state;
     pg_rollback(pg); /* nothing of this test stays */
     pg_destroy(pg);
+    archive_stats_free(&ar);
     for (int i = 0; i <= MAXEV; i++)
         free(packed[i]);
     return 0;

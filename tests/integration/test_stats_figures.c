@@ -108,7 +108,7 @@ static void ev(const scase_t *c, int64_t at, Kesu__V1__Envelope__PayloadCase pc,
     kc_result_t r = archive_handle(&ar, pg, &m, err, sizeof(err));
     if (r != KC_OK)
         fail_msg("archive_handle %s: %d %s", pe.env.event_type, r, err);
-    if (pc == KESU__V1__ENVELOPE__PAYLOAD_CASE_RETURNED) {
+    if (pc == KESU__V1__ENVELOPE__PAYLOAD_CASE_RETURNED && !returned_env) {
         returned_env = buf;
         returned_len = len;
         return;
@@ -164,11 +164,11 @@ static void closed(const scase_t *c, int64_t at)
 
 static scase_t set_cases[5];
 
-static void build_data_set(void)
+/* the data set's five cases and their events, numbered from first */
+static void build_cases(scase_t *c, int first)
 {
-    scase_t *c = set_cases;
     for (int i = 0; i < 5; i++)
-        make(&c[i], i + 1, i < 3 ? dept_a : dept_b);
+        make(&c[i], first + i, i < 3 ? dept_a : dept_b);
 
     received(&c[0], AT(2, 9, 0), "phone");
     classified(&c[0], AT(2, 9, 1), "facilities");
@@ -217,6 +217,11 @@ static void build_data_set(void)
 
     received(&c[4], AT(5, 0, 30), "web");
     assigned(&c[4], AT(5, 0, 31), dept_b);
+}
+
+static void build_data_set(void)
+{
+    build_cases(set_cases, 1);
 }
 
 /* the kesu_stats row of one department over a range, grouped by groups */
@@ -447,6 +452,74 @@ static void test_timer_recorded_after_close(void **state)
     PQclear(res);
 }
 
+
+/* a case's fact row as text (every figure the archiver writes) */
+static void fact(const scase_t *c, char *out, size_t size)
+{
+    const char *v[1] = {c->id};
+    PGresult *res = PQexecParams(pg->conn,
+                                 "SELECT row(received_at, channel, district, category, "
+                                 "department, resolved_at, resolve_due_at, closed_at, on_time, "
+                                 "handling_hours, satisfaction, reopens, returns)::text "
+                                 "FROM case_stats WHERE case_id = $1",
+                                 1, NULL, v, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+        fail_msg("fact of %s: %s", c->no, PQresultErrorMessage(res));
+    snprintf(out, size, "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+}
+
+/* the consumer loop's fast batch (archive_batch, decision 0035): the fact rows'
+ * received, category and department figures are gathered and written at the
+ * batch's end, any other figure writes them first; the facts come out as
+ * written event by event */
+static void test_gathered_batch_same_facts(void **state)
+{
+    (void)state;
+    char err[512] = "", sql[256], a[512], b[512];
+    scase_t g[5];
+    scase_t twice;
+    make(&twice, 22, dept_a);
+    assert_int_equal(archive_batch(&ar, pg, KC_BATCH_BEGIN, err, sizeof(err)), KC_OK);
+    build_cases(g, 11);
+    /* a case assigned twice in one batch (a redispatch): the later department counts */
+    received(&twice, AT(6, 8, 0), "web");
+    classified(&twice, AT(6, 8, 1), "efficiency");
+    classified(&twice, AT(6, 8, 2), "facilities");
+    assigned(&twice, AT(6, 8, 3), dept_a);
+    assigned(&twice, AT(6, 8, 4), dept_b);
+    /* case 5 had only received and assigned: nothing of it written yet */
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM case_stats WHERE case_id = '%s'", g[4].id);
+    assert_int_equal(itest_scalar(pg, sql), 0);
+    /* case 1 was resolved and closed in the batch: written before those figures */
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM case_stats WHERE case_id = '%s' AND "
+             "category = 'facilities' AND closed_at IS NOT NULL", g[0].id);
+    assert_int_equal(itest_scalar(pg, sql), 1);
+    assert_int_equal(archive_batch(&ar, pg, KC_BATCH_END, err, sizeof(err)), KC_OK);
+    const char *tv[3] = {twice.id, dept_b, "facilities"};
+    PGresult *tr = PQexecParams(pg->conn,
+                                "SELECT count(*) FROM case_stats WHERE case_id = $1 AND "
+                                "department = $2 AND category = $3",
+                                3, NULL, tv, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(tr), PGRES_TUPLES_OK);
+    assert_string_equal(PQgetvalue(tr, 0, 0), "1");
+    PQclear(tr);
+    for (int i = 0; i < 5; i++) {
+        fact(&set_cases[i], a, sizeof(a));
+        fact(&g[i], b, sizeof(b));
+        if (strcmp(a, b) != 0)
+            fail_msg("case %d: event by event %s, gathered %s", i + 1, a, b);
+    }
+    /* the careful re-run writes each at once */
+    scase_t h;
+    make(&h, 21, dept_b);
+    assert_int_equal(archive_batch(&ar, pg, KC_BATCH_BEGIN_CAREFUL, err, sizeof(err)), KC_OK);
+    received(&h, AT(6, 9, 0), "web");
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM case_stats WHERE case_id = '%s'", h.id);
+    assert_int_equal(itest_scalar(pg, sql), 1);
+    assert_int_equal(archive_batch(&ar, pg, KC_BATCH_END, err, sizeof(err)), KC_OK);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -479,6 +552,7 @@ static int teardown(void **state)
     (void)state;
     pg_rollback(pg);
     pg_destroy(pg);
+    archive_stats_free(&ar);
     free(returned_env);
     return 0;
 }
@@ -492,7 +566,8 @@ int main(void)
         cmocka_unit_test(test_csv),
         cmocka_unit_test(test_replay_changes_nothing),
         cmocka_unit_test(test_handler_sees_own_department),
-        cmocka_unit_test(test_timer_recorded_after_close), /* last: adds a timer */
+        cmocka_unit_test(test_timer_recorded_after_close), /* adds a timer */
+        cmocka_unit_test(test_gathered_batch_same_facts),  /* last: adds cases */
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
