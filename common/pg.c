@@ -483,6 +483,14 @@ void pg_rows_reset(pg_rows_t *r)
     r->n = 0;
 }
 
+int pg_rows_ready(pg_rows_t *r, int ncols)
+{
+    if (!r->col)
+        return pg_rows_init(r, ncols);
+    pg_rows_reset(r);
+    return 0;
+}
+
 PGresult *pg_rows_exec(pg_t *pg, const pg_stmt_t *stmt, pg_rows_t *r, const char *first,
                        ExecStatusType expect, char *errstr, size_t errstr_size)
 {

@@ -153,6 +153,12 @@ PGresult *pg_rows_exec(pg_t *pg, const pg_stmt_t *stmt, pg_rows_t *r, const char
                        ExecStatusType expect, char *errstr, size_t errstr_size);
 /** @brief Forget the rows added, keep the columns. @returns nothing. */
 void pg_rows_reset(pg_rows_t *r);
+/**
+ * @brief Empty rows of ncols columns: made at the first call (r zeroed, as in a
+ *        memset struct), emptied at the later ones.
+ * @returns 0, -1 out of memory (r has no columns then).
+ */
+int pg_rows_ready(pg_rows_t *r, int ncols);
 /** @brief Free the columns (NULL-safe inside). @returns nothing. */
 void pg_rows_free(pg_rows_t *r);
 

@@ -50,6 +50,18 @@ def main():
     subprocess.run([os.path.join(BIN, "kesuctl"), "migrate", "--pg", floor], check=True,
                    stdout=subprocess.DEVNULL)
     psql(floor, "CREATE SEQUENCE floor_batch")
+    # the ids of a batch b, time-ordered like the services' (version 7) ids; SQL
+    # functions of one expression, inlined where bench_floor.sql uses them
+    psql(floor,
+         "CREATE FUNCTION floor_case(b bigint, i int) RETURNS uuid IMMUTABLE LANGUAGE sql AS "
+         "$$ SELECT (lpad(to_hex(b), 12, '0') || '7' || lpad(to_hex(i), 19, '0'))::uuid $$",
+         "CREATE FUNCTION floor_person(b bigint, i int) RETURNS uuid IMMUTABLE LANGUAGE sql AS "
+         "$$ SELECT (lpad(to_hex(b), 12, '0') || '4' || lpad(to_hex(i), 19, '0'))::uuid $$",
+         "CREATE FUNCTION floor_event(b bigint, i int, k int) RETURNS uuid IMMUTABLE "
+         "LANGUAGE sql AS $$ SELECT (lpad(to_hex(b), 12, '0') || '7' || lpad(to_hex(i), 15, '0') "
+         "|| lpad(k::text, 4, '0'))::uuid $$",
+         "CREATE FUNCTION floor_cases(b bigint, n int) RETURNS uuid[] IMMUTABLE LANGUAGE sql AS "
+         "$$ SELECT ARRAY(SELECT floor_case(b, i) FROM generate_series(1, n) i) $$")
     try:  # loaded by scripts/infra.sh: afterwards it shows what each statement cost
         psql(floor, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     except subprocess.CalledProcessError:

@@ -114,10 +114,7 @@ static const char *nz(const char *s)
 static void as_reset(archive_t *ar)
 {
     for (int k = 0; k < 3; k++)
-        if (!ar->stats_rows[k].col)
-            pg_rows_init(&ar->stats_rows[k], as_cols[k]);
-        else
-            pg_rows_reset(&ar->stats_rows[k]);
+        pg_rows_ready(&ar->stats_rows[k], as_cols[k]);
 }
 
 void archive_stats_free(archive_t *ar)
@@ -129,21 +126,19 @@ void archive_stats_free(archive_t *ar)
 
 int archive_stats_flush(archive_t *ar, pg_t *pg, char *errstr, size_t errstr_size)
 {
-    int rc = 0;
     /* in this order: a case's fact row exists before its category and department */
     for (int k = 0; k < 3; k++) {
         if (ar->stats_rows[k].n == 0)
             continue;
-        PGresult *res = rc ? NULL
-                           : pg_rows_exec(pg, &as_gathered[k], &ar->stats_rows[k], NULL,
-                                          PGRES_COMMAND_OK, errstr, errstr_size);
-        if (!res)
-            rc = -1;
+        PGresult *res = pg_rows_exec(pg, &as_gathered[k], &ar->stats_rows[k], NULL,
+                                     PGRES_COMMAND_OK, errstr, errstr_size);
+        if (!res) {
+            as_reset(ar); /* the attempt is undone: nothing gathered stays */
+            return -1;
+        }
         PQclear(res);
     }
-    if (rc)
-        as_reset(ar);
-    return rc;
+    return 0;
 }
 
 kc_result_t archive_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, char *errstr,

@@ -733,27 +733,28 @@ static metrics_counter_t *m_groups[2];
 
 void intake_store_metrics_init(void)
 {
-    m_groups[0] = metrics_counter("kesu_intake_group_commits_total",
-                                  "Submission group commits, by how their rows were written: "
-                                  "together (fast) or each under a savepoint after the database "
-                                  "refused a row of the group (careful)",
-                                  "path=\"fast\"");
-    m_groups[1] = metrics_counter("kesu_intake_group_commits_total",
-                                  "Submission group commits, by how their rows were written: "
-                                  "together (fast) or each under a savepoint after the database "
-                                  "refused a row of the group (careful)",
-                                  "path=\"careful\"");
+    static const char *const path[2] = {"path=\"fast\"", "path=\"careful\""};
+    for (int k = 0; k < 2; k++)
+        m_groups[k] = metrics_counter("kesu_intake_group_commits_total",
+                                      "Submission group commits, by how their rows were written: "
+                                      "together (fast) or each under a savepoint after the "
+                                      "database refused a row of the group (careful)",
+                                      path[k]);
 }
 
-/* the CaseReceived event of a new case (its structs must outlive the append) */
-typedef struct create_event {
+/* one new case of create_insert: its data, its CaseReceived event (the structs
+ * must outlive the append) and what the insert returned */
+typedef struct create_row {
+    create_data_t d;
     Kesu__V1__CaseReceived cr;
     Kesu__V1__Location loc;
     proto_env_t pe;
-} create_event_t;
+    char case_no[64], created_at[40];
+} create_row_t;
 
-static void create_event(create_event_t *e, const intake_complaint_t *c, const create_data_t *d)
+static void create_event(create_row_t *e, const intake_complaint_t *c)
 {
+    const create_data_t *d = &e->d;
     Kesu__V1__CaseReceived cr = KESU__V1__CASE_RECEIVED__INIT;
     Kesu__V1__Location loc = KESU__V1__LOCATION__INIT;
     e->cr = cr;
@@ -789,11 +790,8 @@ static void create_event(create_event_t *e, const intake_complaint_t *c, const c
 static int create_insert(intake_worker_t *w, intake_create_req_t *const *q, size_t k,
                          char *errstr, size_t errstr_size)
 {
-    create_data_t *d = calloc(k, sizeof(*d));
-    create_event_t *e = calloc(k, sizeof(*e));
+    create_row_t *row = calloc(k, sizeof(*row));
     casestore_event_t *ev = calloc(k, sizeof(*ev));
-    char (*case_no)[64] = calloc(k, sizeof(*case_no));
-    char (*created)[40] = calloc(k, sizeof(*created));
     pg_rows_t cc, kc; /* complainant and case rows */
     PGresult *pr = NULL;
     size_t i;
@@ -801,54 +799,47 @@ static int create_insert(intake_worker_t *w, intake_create_req_t *const *q, size
 
     int cols_ok = pg_rows_init(&cc, 9) == 0;
     cols_ok &= pg_rows_init(&kc, 18) == 0;
-    if (!cols_ok || !d || !e || !ev || !case_no || !created) {
+    if (!cols_ok || !row || !ev) {
         snprintf(errstr, errstr_size, "out of memory");
         goto out;
     }
     for (i = 0; i < k; i++) {
         const intake_complaint_t *c = q[i]->c;
-        if (create_prepare(w->app, c, &d[i], errstr, errstr_size) != 0)
+        create_data_t *d = &row[i].d;
+        if (create_prepare(w->app, c, d, errstr, errstr_size) != 0)
             goto out;
         if (c->has_complainant) {
             int has_phone = c->phone_norm[0] != '\0';
             cc.n++;
-            pg_rows_text(&cc, 0, d[i].complainant_id);
-            pg_rows_bytea(&cc, 1, d[i].name_enc, (size_t)d[i].name_len);
-            pg_rows_bytea(&cc, 2, d[i].phone_enc, (size_t)d[i].phone_len);
-            pg_rows_bytea(&cc, 3, d[i].email_enc, (size_t)d[i].email_len);
-            pg_rows_bytea(&cc, 4, d[i].id_enc, (size_t)d[i].id_len);
-            pg_rows_bytea(&cc, 5, has_phone ? d[i].phone_index : NULL, 32);
-            pg_rows_text(&cc, 6, has_phone ? d[i].last4 : NULL);
-            pg_rows_text(&cc, 7, has_phone ? d[i].phone_mask : NULL);
+            pg_rows_text(&cc, 0, d->complainant_id);
+            pg_rows_bytea(&cc, 1, d->name_enc, (size_t)d->name_len);
+            pg_rows_bytea(&cc, 2, d->phone_enc, (size_t)d->phone_len);
+            pg_rows_bytea(&cc, 3, d->email_enc, (size_t)d->email_len);
+            pg_rows_bytea(&cc, 4, d->id_enc, (size_t)d->id_len);
+            pg_rows_bytea(&cc, 5, has_phone ? d->phone_index : NULL, 32);
+            pg_rows_text(&cc, 6, has_phone ? d->last4 : NULL);
+            pg_rows_text(&cc, 7, has_phone ? d->phone_mask : NULL);
             pg_rows_text(&cc, 8, c->callback_url);
         }
-        const char *col[18] = {d[i].case_id,
-                               NULL, /* access code hash, bytea */
-                               NULL, /* access code, encrypted, bytea */
-                               c->channel,
-                               c->external_ref,
-                               d[i].title,
-                               d[i].body,
-                               c->language,
-                               d[i].address,
-                               c->district_code,
-                               c->has_coordinates ? d[i].lat : NULL,
-                               c->has_coordinates ? d[i].lon : NULL,
-                               c->anonymous ? "true" : "false",
-                               c->confidential ? "true" : "false",
-                               c->has_complainant ? d[i].complainant_id : NULL,
-                               d[i].trace_id,
-                               d[i].channel_data,
-                               d[i].attachments};
-        for (int j = 0; j < 18; j++) {
-            if (j == 1)
-                pg_rows_bytea(&kc, j, d[i].code_hash, 32);
-            else if (j == 2)
-                pg_rows_bytea(&kc, j, d[i].code_enc, (size_t)d[i].code_enc_len);
-            else
-                pg_rows_text(&kc, j, col[j]);
-        }
         kc.n++;
+        pg_rows_text(&kc, 0, d->case_id);
+        pg_rows_bytea(&kc, 1, d->code_hash, 32);
+        pg_rows_bytea(&kc, 2, d->code_enc, (size_t)d->code_enc_len);
+        pg_rows_text(&kc, 3, c->channel);
+        pg_rows_text(&kc, 4, c->external_ref);
+        pg_rows_text(&kc, 5, d->title);
+        pg_rows_text(&kc, 6, d->body);
+        pg_rows_text(&kc, 7, c->language);
+        pg_rows_text(&kc, 8, d->address);
+        pg_rows_text(&kc, 9, c->district_code);
+        pg_rows_text(&kc, 10, c->has_coordinates ? d->lat : NULL);
+        pg_rows_text(&kc, 11, c->has_coordinates ? d->lon : NULL);
+        pg_rows_text(&kc, 12, c->anonymous ? "true" : "false");
+        pg_rows_text(&kc, 13, c->confidential ? "true" : "false");
+        pg_rows_text(&kc, 14, c->has_complainant ? d->complainant_id : NULL);
+        pg_rows_text(&kc, 15, d->trace_id);
+        pg_rows_text(&kc, 16, d->channel_data);
+        pg_rows_text(&kc, 17, d->attachments);
     }
     if (cc.n) {
         pr = pg_rows_exec(w->pg, &st_complainant_insert, &cc, NULL, PGRES_COMMAND_OK, errstr,
@@ -863,9 +854,10 @@ static int create_insert(intake_worker_t *w, intake_create_req_t *const *q, size
         goto out;
     for (int r = 0; r < PQntuples(pr); r++)
         for (i = 0; i < k; i++)
-            if (strcasecmp(pg_get(pr, r, "id"), d[i].case_id) == 0) {
-                snprintf(case_no[i], sizeof(case_no[i]), "%s", pg_get(pr, r, "case_no"));
-                snprintf(created[i], sizeof(created[i]), "%s", pg_get(pr, r, "created_at"));
+            if (strcasecmp(pg_get(pr, r, "id"), row[i].d.case_id) == 0) {
+                snprintf(row[i].case_no, sizeof(row[i].case_no), "%s", pg_get(pr, r, "case_no"));
+                snprintf(row[i].created_at, sizeof(row[i].created_at), "%s",
+                         pg_get(pr, r, "created_at"));
             }
     PQclear(pr);
     pr = NULL;
@@ -873,25 +865,25 @@ static int create_insert(intake_worker_t *w, intake_create_req_t *const *q, size
         if (q[i]->idem_key) {
             char body_hex[65];
             util_hex(q[i]->body_sha, 32, body_hex);
-            const char *v[3] = {q[i]->idem_key, body_hex, d[i].case_id};
+            const char *v[3] = {q[i]->idem_key, body_hex, row[i].d.case_id};
             pr = pg_exec_stmt(w->pg, &st_idem_insert, v, PGRES_COMMAND_OK, errstr, errstr_size);
             if (!pr)
                 goto out;
             PQclear(pr);
             pr = NULL;
         }
-        create_event(&e[i], q[i]->c, &d[i]);
-        ev[i] = (casestore_event_t){.case_id = d[i].case_id,
+        create_event(&row[i], q[i]->c);
+        ev[i] = (casestore_event_t){.case_id = row[i].d.case_id,
                                     .producer = INTAKE_PRODUCER,
                                     .actor = q[i]->tok->id,
                                     .topic = KAFKA_TOPIC_INTAKE,
-                                    .pe = &e[i].pe};
+                                    .pe = &row[i].pe};
     }
     if (casestore_append_many(w->pg, ev, k, errstr, errstr_size) != CASESTORE_OK)
         goto out;
     for (i = 0; i < k; i++) {
-        create_answer(&q[i]->res, 201, d[i].case_id, case_no[i], d[i].access_code, "received", 1,
-                      created[i], 0);
+        create_answer(&q[i]->res, 201, row[i].d.case_id, row[i].case_no, row[i].d.access_code,
+                      "received", 1, row[i].created_at, 0);
         q[i]->res.outcome = "created";
     }
     rc = 0;
@@ -899,13 +891,10 @@ out:
     PQclear(pr);
     pg_rows_free(&cc);
     pg_rows_free(&kc);
-    for (i = 0; d && i < k; i++) /* calloc'd: a part not prepared frees nothing */
-        create_data_free(&d[i]);
-    free(d);
-    free(e);
+    for (i = 0; row && i < k; i++) /* calloc'd: a part not prepared frees nothing */
+        create_data_free(&row[i].d);
+    free(row);
     free(ev);
-    free(case_no);
-    free(created);
     return rc;
 }
 

@@ -57,10 +57,7 @@ static const pg_stmt_t nt_insert = {
 
 static void notify_gather_reset(notify_t *nt)
 {
-    if (!nt->rows.col)
-        pg_rows_init(&nt->rows, NOTIFY_GATHER_COLS);
-    else
-        pg_rows_reset(&nt->rows);
+    pg_rows_ready(&nt->rows, NOTIFY_GATHER_COLS);
 }
 
 void notify_gather_free(notify_t *nt)

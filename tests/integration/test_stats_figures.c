@@ -456,15 +456,14 @@ static void test_timer_recorded_after_close(void **state)
 /* a case's fact row as text (every figure the archiver writes) */
 static void fact(const scase_t *c, char *out, size_t size)
 {
-    const char *v[1] = {c->id};
-    PGresult *res = PQexecParams(pg->conn,
-                                 "SELECT row(received_at, channel, district, category, "
-                                 "department, resolved_at, resolve_due_at, closed_at, on_time, "
-                                 "handling_hours, satisfaction, reopens, returns)::text "
-                                 "FROM case_stats WHERE case_id = $1",
-                                 1, NULL, v, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
-        fail_msg("fact of %s: %s", c->no, PQresultErrorMessage(res));
+    PGresult *res = itest_q(pg,
+                            "SELECT row(received_at, channel, district, category, department, "
+                            "resolved_at, resolve_due_at, closed_at, on_time, handling_hours, "
+                            "satisfaction, reopens, returns)::text FROM case_stats "
+                            "WHERE case_id = $1",
+                            c->id);
+    if (PQntuples(res) != 1)
+        fail_msg("no fact row of %s", c->no);
     snprintf(out, size, "%s", PQgetvalue(res, 0, 0));
     PQclear(res);
 }
@@ -497,11 +496,10 @@ static void test_gathered_batch_same_facts(void **state)
     assert_int_equal(itest_scalar(pg, sql), 1);
     assert_int_equal(archive_batch(&ar, pg, KC_BATCH_END, err, sizeof(err)), KC_OK);
     const char *tv[3] = {twice.id, dept_b, "facilities"};
-    PGresult *tr = PQexecParams(pg->conn,
-                                "SELECT count(*) FROM case_stats WHERE case_id = $1 AND "
-                                "department = $2 AND category = $3",
-                                3, NULL, tv, NULL, NULL, 0);
-    assert_int_equal(PQresultStatus(tr), PGRES_TUPLES_OK);
+    PGresult *tr = itest_qv(pg,
+                            "SELECT count(*) FROM case_stats WHERE case_id = $1 AND "
+                            "department = $2 AND category = $3",
+                            3, tv);
     assert_string_equal(PQgetvalue(tr, 0, 0), "1");
     PQclear(tr);
     for (int i = 0; i < 5; i++) {
