@@ -198,7 +198,7 @@ kafka_pid() {
   [[ "$pid" =~ ^[0-9]+$ ]] || return 1
   # Only our broker: the PID must still be a kafka.Kafka run from this tree.
   local cmdline
-  cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+  cmdline="$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline")" || return 1
   [[ "$cmdline" == *" -Dkesu.root=$KESU_ROOT "*" kafka.Kafka "* ]] || return 1
   printf '%s\n' "$pid"
 }
