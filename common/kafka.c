@@ -365,18 +365,37 @@ static int kc_claim_all(pg_t *pg, const kafka_consumer_opts_t *o, Kesu__V1__Enve
 /* the stage's per-batch step (kc_batch_fn); 0 go on, 1 refused (run carefully),
  * 2 run again, -1 fail */
 static int kc_batch_step(pg_t *pg, const kafka_consumer_opts_t *o, kc_batch_phase_t phase,
-                         char *errstr, size_t errstr_size)
+                         const kc_msg_t *msgs, size_t n, char *errstr, size_t errstr_size)
 {
     char why[1024] = "";
     if (!o->batch)
         return 0;
-    kc_result_t r = o->batch(o->opaque, pg, phase, why, sizeof(why));
+    kc_result_t r = o->batch(o->opaque, pg, phase, msgs, n, why, sizeof(why));
     if (r == KC_OK)
         return 0;
     snprintf(errstr, errstr_size, "%s", why[0] ? why : "the batch step refused the batch");
-    if (phase != KC_BATCH_END)
+    if (phase != KC_BATCH_END && phase != KC_BATCH_CLAIMED)
         return -1;
     return r == KC_RETRY ? 2 : r == KC_POISON ? 1 : -1;
+}
+
+/* KC_BATCH_CLAIMED: the stage's step for the batch's new events; as kc_batch_step */
+static int kc_claimed(pg_t *pg, const kafka_consumer_opts_t *o, rd_kafka_message_t **msgs,
+                      Kesu__V1__Envelope **envs, const int *fresh, size_t n, char *errstr,
+                      size_t errstr_size)
+{
+    kc_msg_t *m = calloc(n ? n : 1, sizeof(*m));
+    size_t k = 0;
+    if (!m) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (fresh[i])
+            m[k++] = (kc_msg_t){msgs[i], envs[i], rd_kafka_topic_name(msgs[i]->rkt)};
+    int step = k ? kc_batch_step(pg, o, KC_BATCH_CLAIMED, m, k, errstr, errstr_size) : 0;
+    free(m);
+    return step;
 }
 
 /*
@@ -396,7 +415,7 @@ static int kc_apply(pg_t *pg, const kafka_consumer_opts_t *o, rd_kafka_message_t
     int step, undo = -1;
     if (pg_begin(pg, errstr, errstr_size) != 0)
         return -1;
-    if (kc_batch_step(pg, o, careful ? KC_BATCH_BEGIN_CAREFUL : KC_BATCH_BEGIN, errstr,
+    if (kc_batch_step(pg, o, careful ? KC_BATCH_BEGIN_CAREFUL : KC_BATCH_BEGIN, NULL, 0, errstr,
                       errstr_size) != 0)
         goto fail;
     if (!careful) {
@@ -408,6 +427,10 @@ static int kc_apply(pg_t *pg, const kafka_consumer_opts_t *o, rd_kafka_message_t
         }
         if (kc_claim_all(pg, o, envs, n, fresh, errstr, errstr_size) != 0)
             goto fail;
+        if (o->batch && (step = kc_claimed(pg, o, msgs, envs, fresh, n, errstr, errstr_size))) {
+            undo = step == 2 ? 2 : step == 1 ? 1 : -1;
+            goto fail;
+        }
     }
     for (size_t i = 0; i < n; i++) {
         rd_kafka_message_t *rkm = msgs[i];
@@ -478,7 +501,7 @@ static int kc_apply(pg_t *pg, const kafka_consumer_opts_t *o, rd_kafka_message_t
         undo = 1;
         goto fail;
     }
-    step = kc_batch_step(pg, o, KC_BATCH_END, errstr, errstr_size);
+    step = kc_batch_step(pg, o, KC_BATCH_END, NULL, 0, errstr, errstr_size);
     if (step != 0) {
         /* refused: the careful re-run finds the event, or it was careful already */
         undo = step == 2 ? 2 : step == 1 && !careful ? 1 : -1;

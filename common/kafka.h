@@ -135,11 +135,18 @@ typedef enum {
     KC_BATCH_END = 1,           /**< every event applied, COMMIT next */
     KC_BATCH_BEGIN_CAREFUL = 2, /**< a careful re-run opens (a savepoint per event): each
                                      handler writes its own rows, so one can be undone alone */
+    KC_BATCH_CLAIMED = 3,       /**< a fast attempt's events are claimed, no handler has run:
+                                     msgs are the events new to this consumer, in batch order,
+                                     for work a stage does for all of them at once */
 } kc_batch_phase_t;
 
 /**
  * Called inside each attempt at a batch's transaction (never COMMIT/ROLLBACK
  * here): at KC_BATCH_BEGIN forget what the last attempt gathered, at
+ * KC_BATCH_CLAIMED (fast attempts only, msgs/n set; NULL/0 at the other
+ * phases) do for the batch's new events in one statement what their handlers
+ * would each do (the archiver publishes the events that follow on), keeping
+ * what it did for the handlers to find, at
  * KC_BATCH_END write what this one did — what a stage keeps per batch rather
  * than per event. The dispatcher writes its handlers' loads there, in one
  * lock order for every instance (decision 0023); the notifier its queued
@@ -151,9 +158,12 @@ typedef enum {
  * KC_RERUN_MAX times, then a transient failure); KC_POISON after a fast
  * attempt re-runs the batch carefully (the event the database refuses then
  * goes to the DLQ alone), after a careful one it undoes the batch like a
- * failed transaction, as anything else does. NULL: no per-batch step.
+ * failed transaction, as anything else does; KC_BATCH_CLAIMED answers the
+ * same way. Anything but KC_OK at the BEGIN phases fails the attempt. NULL:
+ * no per-batch step.
  */
-typedef kc_result_t (*kc_batch_fn)(void *opaque, pg_t *pg, kc_batch_phase_t phase, char *errstr,
+typedef kc_result_t (*kc_batch_fn)(void *opaque, pg_t *pg, kc_batch_phase_t phase,
+                                   const kc_msg_t *msgs, size_t n, char *errstr,
                                    size_t errstr_size);
 
 /** How often a batch is run again at once for kc_batch_fn's KC_RETRY. */

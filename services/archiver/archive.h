@@ -89,6 +89,11 @@ typedef struct archive {
      * Any other statistics event writes what is gathered first. */
     int stats_gather;
     pg_rows_t stats_rows[3]; /**< made at the first reset */
+    /* the events of the open fast attempt that archive_feed_claimed published
+     * (sorted, for bsearch): their handler has nothing left to do */
+    const rd_kafka_message_t **sent;
+    size_t nsent, sent_cap;
+    pg_rows_t run_rows; /**< ar_runs' columns, made at the first use */
 } archive_t;
 
 /** @brief Look up the metrics series once. */
@@ -103,6 +108,22 @@ void archive_metrics_init(archive_t *ar);
  */
 kc_result_t archive_feed(archive_t *ar, pg_t *pg, Kesu__V1__Envelope *env, char *errstr,
                          size_t errstr_size);
+
+/**
+ * @brief The batch's new events that follow on from what their case has
+ *        published (KC_BATCH_CLAIMED): for each case the run of consecutive
+ *        history positions from its lowest in the batch (up to a CaseClosed,
+ *        which archives in the slow path) is published in one statement for
+ *        all cases, its statistics applied in history order; the handler of
+ *        such an event then returns at once. The others are left to their
+ *        handlers (archive_feed).
+ * @returns KC_OK, KC_RETRY / KC_POISON when the statement fails (transient or not).
+ */
+kc_result_t archive_feed_claimed(archive_t *ar, pg_t *pg, const kc_msg_t *msgs, size_t n,
+                                 char *errstr, size_t errstr_size);
+
+/** @brief Forget what archive_feed_claimed published (a new attempt). */
+void archive_feed_reset(archive_t *ar);
 
 /** @brief Consumer handler (kc_handler_fn): scrub a copy and archive_feed it. */
 kc_result_t archive_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errstr,
@@ -119,12 +140,14 @@ int archive_stats_apply(archive_t *ar, pg_t *pg, const Kesu__V1__Envelope *env, 
 
 /**
  * @brief The consumer loop's batch step (kc_batch_fn): at KC_BATCH_BEGIN
- *        gather the statistics rows of the attempt, at KC_BATCH_BEGIN_CAREFUL
- *        write each at once, at KC_BATCH_END write the gathered ones.
+ *        gather the statistics rows of the attempt, at KC_BATCH_CLAIMED
+ *        publish the events that follow on (archive_feed_claimed), at
+ *        KC_BATCH_BEGIN_CAREFUL write each at once, at KC_BATCH_END write
+ *        the gathered ones.
  * @returns KC_OK; KC_RETRY / KC_POISON when the write fails (transient or not).
  */
-kc_result_t archive_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, char *errstr,
-                          size_t errstr_size);
+kc_result_t archive_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, const kc_msg_t *msgs,
+                          size_t n, char *errstr, size_t errstr_size);
 
 /** @brief Write the gathered statistics rows now. @returns 0, or -1 with errstr. */
 int archive_stats_flush(archive_t *ar, pg_t *pg, char *errstr, size_t errstr_size);

@@ -73,6 +73,33 @@ static const pg_stmt_t ar_fast_first = {
     "SELECT 'archiver', $3, $1, $4::bytea, $5::jsonb FROM s",
     5};
 
+/* A batch's runs at once (archive_feed_claimed): the events of each case's
+ * run, in history order ($2..$5, text key as the envelope has it); a case
+ * whose feed waits for the run's first position with nothing held moves on
+ * by the run's length — its first event creates the state row — and the
+ * run goes to the outbox in history order. The state rows are locked in
+ * case order, so instances that share cases wait for each other instead of
+ * deadlocking. Returns the keys of the cases published. */
+static const pg_stmt_t ar_runs = {
+    "ar_runs",
+    "WITH e AS (SELECT * FROM unnest($2::text[], $3::bigint[], $4::bytea[], $5::jsonb[]) "
+    "  AS e(k, seq, payload, headers)), "
+    "r AS (SELECT k::uuid AS case_id, min(seq) AS first, count(*) AS n FROM e GROUP BY k), "
+    "locked AS (SELECT s.case_id FROM public_feed_state s JOIN r ON r.case_id = s.case_id "
+    "  WHERE r.first > 1 ORDER BY s.case_id FOR UPDATE OF s), "
+    "up AS (UPDATE public_feed_state s SET next_seq = s.next_seq + r.n FROM locked l, r "
+    "  WHERE s.case_id = l.case_id AND r.case_id = l.case_id AND s.next_seq = r.first "
+    "  AND s.held = 0 RETURNING s.case_id), "
+    "ins AS (INSERT INTO public_feed_state (case_id, next_seq) "
+    "  SELECT case_id, 1 + n FROM r WHERE first = 1 ORDER BY case_id "
+    "  ON CONFLICT DO NOTHING RETURNING case_id), "
+    "done AS (SELECT case_id FROM up UNION ALL SELECT case_id FROM ins), "
+    "o AS (INSERT INTO outbox (producer, topic, msg_key, payload, headers) "
+    "  SELECT 'archiver', $1, e.k, e.payload, e.headers FROM e "
+    "  WHERE e.k::uuid IN (SELECT case_id FROM done) ORDER BY e.k, e.seq RETURNING 1) "
+    "SELECT DISTINCT e.k FROM e JOIN done d ON d.case_id = e.k::uuid",
+    5};
+
 static const pg_stmt_t ar_take = {
     "ar_take",
     "DELETE FROM public_feed_pending WHERE case_id = $1::uuid AND seq = $2::bigint "
@@ -267,6 +294,153 @@ out:
     return rc;
 }
 
+/* an event of a batch, for archive_feed_claimed */
+typedef struct ar_cand {
+    const rd_kafka_message_t *rkm;
+    Kesu__V1__Envelope *env; /* scrubbed copy */
+    int run;                 /* in its case's run */
+} ar_cand_t;
+
+static int ar_cand_cmp(const void *a, const void *b)
+{
+    const ar_cand_t *x = a, *y = b;
+    int c = strcmp(x->env->case_id, y->env->case_id);
+    return c ? c : (x->env->case_seq > y->env->case_seq) - (x->env->case_seq < y->env->case_seq);
+}
+
+static int ar_ptr_cmp(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t) * (const void *const *)a, y = (uintptr_t) * (const void *const *)b;
+    return (x > y) - (x < y);
+}
+
+void archive_feed_reset(archive_t *ar)
+{
+    ar->nsent = 0;
+}
+
+/* mark the run [from, to) published: the handlers skip it; its statistics
+ * applied in history order */
+static int ar_runs_sent(archive_t *ar, pg_t *pg, ar_cand_t *c, size_t from, size_t to,
+                        char *errstr, size_t errstr_size)
+{
+    if (ar->nsent + (to - from) > ar->sent_cap) {
+        size_t cap = ar->sent_cap ? ar->sent_cap * 2 : 256;
+        while (cap < ar->nsent + (to - from))
+            cap *= 2;
+        const rd_kafka_message_t **p = realloc(ar->sent, cap * sizeof(*p));
+        if (!p) {
+            snprintf(errstr, errstr_size, "out of memory");
+            return -1;
+        }
+        ar->sent = p;
+        ar->sent_cap = cap;
+    }
+    for (size_t i = from; i < to; i++) {
+        ar->sent[ar->nsent++] = c[i].rkm;
+        if (archive_stats_apply(ar, pg, c[i].env, errstr, errstr_size) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+kc_result_t archive_feed_claimed(archive_t *ar, pg_t *pg, const kc_msg_t *msgs, size_t n,
+                                 char *errstr, size_t errstr_size)
+{
+    ar_cand_t *c = calloc(n ? n : 1, sizeof(*c));
+    size_t nc = 0, nrun = 0, published = 0;
+    kc_result_t rc = KC_RETRY;
+    PGresult *res = NULL;
+    ar->nsent = 0;
+    if (!c || pg_rows_ready(&ar->run_rows, 4) != 0) {
+        snprintf(errstr, errstr_size, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        Kesu__V1__Envelope *env = kesu__v1__envelope__unpack(NULL, msgs[i].rkm->len,
+                                                             (const uint8_t *)msgs[i].rkm->payload);
+        if (!env)
+            continue; /* the handler says why */
+        if (env->case_seq < 1) {
+            kesu__v1__envelope__free_unpacked(env, NULL);
+            continue;
+        }
+        archive_scrub_envelope(env);
+        c[nc++] = (ar_cand_t){msgs[i].rkm, env, 0};
+    }
+    qsort(c, nc, sizeof(*c), ar_cand_cmp);
+    /* each case's run: consecutive positions from its lowest, before any CaseClosed */
+    for (size_t i = 0; i < nc; i++) {
+        int starts = i == 0 || strcmp(c[i].env->case_id, c[i - 1].env->case_id) != 0;
+        int follows = !starts && c[i - 1].run && c[i].env->case_seq == c[i - 1].env->case_seq + 1;
+        if ((!starts && !follows) ||
+            c[i].env->payload_case == KESU__V1__ENVELOPE__PAYLOAD_CASE_CLOSED)
+            continue;
+        uint8_t *buf;
+        size_t len;
+        char *hjson, seq[24];
+        if (outbox_env_encode(c[i].env, &buf, &len, &hjson, errstr, errstr_size) != 0)
+            goto out;
+        snprintf(seq, sizeof(seq), "%" PRId64, c[i].env->case_seq);
+        pg_rows_text(&ar->run_rows, 0, c[i].env->case_id);
+        pg_rows_text(&ar->run_rows, 1, seq);
+        pg_rows_bytea(&ar->run_rows, 2, buf, len);
+        pg_rows_text(&ar->run_rows, 3, hjson);
+        ar->run_rows.n++;
+        free(buf);
+        free(hjson);
+        c[i].run = 1;
+        nrun++;
+    }
+    rc = KC_OK;
+    if (!nrun)
+        goto out;
+    res = pg_rows_exec(pg, &ar_runs, &ar->run_rows, KAFKA_TOPIC_PUBLIC, PGRES_TUPLES_OK, errstr,
+                       errstr_size);
+    if (!res) {
+        rc = archive_db_failure(pg);
+        goto out;
+    }
+    /* the published cases' runs, in case order as c is */
+    for (int r = 0; r < PQntuples(res); r++) {
+        const char *k = PQgetvalue(res, r, 0);
+        ar_cand_t key = {0};
+        Kesu__V1__Envelope kenv = KESU__V1__ENVELOPE__INIT;
+        kenv.case_id = (char *)k;
+        kenv.case_seq = 0;
+        key.env = &kenv;
+        /* the first candidate of the case: the lowest position sorts first */
+        size_t lo = 0, hi = nc;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (ar_cand_cmp(&c[mid], &key) < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        size_t end = lo;
+        while (end < nc && c[end].run && strcmp(c[end].env->case_id, k) == 0)
+            end++;
+        if (ar_runs_sent(ar, pg, c, lo, end, errstr, errstr_size) != 0) {
+            rc = archive_db_failure(pg);
+            goto out;
+        }
+        published += end - lo;
+    }
+    qsort(ar->sent, ar->nsent, sizeof(*ar->sent), ar_ptr_cmp);
+    outbox_wrote(pg, (int)published);
+    metrics_counter_add(ar->m_published, published);
+    LOG_DEBUG("%zu of the batch's %zu events published at once", published, n);
+out:
+    PQclear(res);
+    for (size_t i = 0; i < nc; i++)
+        kesu__v1__envelope__free_unpacked(c[i].env, NULL);
+    free(c);
+    if (rc != KC_OK)
+        ar->nsent = 0;
+    return rc;
+}
+
 /* publish the held events that now follow on without a gap; *next advances,
  * *taken counts them. `held` is the state row's count when it was locked;
  * events held meanwhile (CaseArchived after CaseClosed) are in held_added. */
@@ -391,6 +565,9 @@ kc_result_t archive_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errs
                            size_t errstr_size)
 {
     archive_t *ar = opaque;
+    const rd_kafka_message_t *rkm = m->rkm;
+    if (ar->nsent && bsearch(&rkm, ar->sent, ar->nsent, sizeof(*ar->sent), ar_ptr_cmp))
+        return KC_OK; /* published with its batch's run (archive_feed_claimed) */
     /* a private copy: the loop's envelope is read-only and the scrub edits */
     Kesu__V1__Envelope *env =
         kesu__v1__envelope__unpack(NULL, m->rkm->len, (const uint8_t *)m->rkm->payload);

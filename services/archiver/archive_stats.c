@@ -122,6 +122,10 @@ void archive_stats_free(archive_t *ar)
     for (int k = 0; k < 3; k++)
         pg_rows_free(&ar->stats_rows[k]);
     ar->stats_gather = 0;
+    pg_rows_free(&ar->run_rows);
+    free(ar->sent);
+    ar->sent = NULL;
+    ar->nsent = ar->sent_cap = 0;
 }
 
 int archive_stats_flush(archive_t *ar, pg_t *pg, char *errstr, size_t errstr_size)
@@ -141,10 +145,13 @@ int archive_stats_flush(archive_t *ar, pg_t *pg, char *errstr, size_t errstr_siz
     return 0;
 }
 
-kc_result_t archive_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, char *errstr,
-                          size_t errstr_size)
+kc_result_t archive_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, const kc_msg_t *msgs,
+                          size_t n, char *errstr, size_t errstr_size)
 {
     archive_t *ar = opaque;
+    if (phase == KC_BATCH_CLAIMED)
+        return archive_feed_claimed(ar, pg, msgs, n, errstr, errstr_size);
+    archive_feed_reset(ar);
     if (phase != KC_BATCH_END) {
         as_reset(ar);
         ar->stats_gather = phase == KC_BATCH_BEGIN;

@@ -194,11 +194,15 @@ static size_t de_load_literals(dispatch_ctx_t *ctx)
     return n;
 }
 
-kc_result_t dispatch_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, char *errstr,
-                           size_t errstr_size)
+kc_result_t dispatch_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, const kc_msg_t *msgs,
+                           size_t nmsgs, char *errstr, size_t errstr_size)
 {
     dispatch_ctx_t *ctx = opaque;
     kc_result_t rc = KC_OK;
+    (void)msgs;
+    (void)nmsgs;
+    if (phase == KC_BATCH_CLAIMED)
+        return KC_OK;
     if (phase != KC_BATCH_END) {
         ctx->nloads = 0;
         return KC_OK;

@@ -86,7 +86,8 @@ kc_result_t dispatch_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *err
  *        past capacity because another instance filled it meanwhile: the
  *        consumer loop runs the batch again, which then sees it full.
  */
-kc_result_t dispatch_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, char *errstr,
+kc_result_t dispatch_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, const kc_msg_t *msgs,
+                           size_t nmsgs, char *errstr,
                            size_t errstr_size);
 
 /** @brief kc_wants_fn: the event types dispatch_handle acts on. */

@@ -286,7 +286,8 @@ kc_result_t notify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errst
  *        re-run inserts each at once. A refused INSERT asks for the careful
  *        re-run, where the event the database refuses goes to the DLQ alone.
  */
-kc_result_t notify_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, char *errstr,
+kc_result_t notify_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, const kc_msg_t *msgs,
+                         size_t nmsgs, char *errstr,
                          size_t errstr_size);
 
 /** @brief Free what notify_batch gathered (at shutdown). */

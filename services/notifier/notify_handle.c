@@ -82,10 +82,14 @@ static int notify_flush(notify_t *nt, pg_t *pg, char *errstr, size_t errstr_size
     return 0;
 }
 
-kc_result_t notify_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, char *errstr,
-                         size_t errstr_size)
+kc_result_t notify_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, const kc_msg_t *msgs,
+                         size_t nmsgs, char *errstr, size_t errstr_size)
 {
     notify_t *nt = opaque;
+    (void)msgs;
+    (void)nmsgs;
+    if (phase == KC_BATCH_CLAIMED)
+        return KC_OK;
     if (phase != KC_BATCH_END) {
         notify_gather_reset(nt);
         nt->gather = phase == KC_BATCH_BEGIN;

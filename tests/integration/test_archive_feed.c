@@ -7,7 +7,9 @@
  * no gap and no free text; held rows drain; the published CaseClosed writes
  * one archive record (no encrypted or hashed columns) and appends
  * CaseArchived, which is published in its turn; a reopened-and-closed case
- * archives a second time; an envelope without case_seq is poison.
+ * archives a second time; an envelope without case_seq is poison. A batch
+ * step (KC_BATCH_CLAIMED) publishes each case's run of consecutive
+ * positions at once and leaves the rest to the handlers, in order still.
  *
  * Everything runs in one transaction that is rolled back at the end, so no
  * relay ever sees the outbox rows and nothing reaches the real topics.
@@ -251,6 +253,127 @@ static void test_order_scrub_archive(void **state)
                      8);
 }
 
+/* a fast batch attempt as the consumer loop makes it, in the test's
+ * transaction: BEGIN, CLAIMED with the events, each event's handler, END.
+ * Returns how many of the case's events were public after CLAIMED. */
+static int batch(const int64_t *seqs, int n, kc_result_t *rcs)
+{
+    char err[512] = "";
+    rd_kafka_message_t rkm[8];
+    kc_msg_t m[8];
+    int64_t got[16];
+    char types[16][32];
+    assert_true(n <= 8);
+    for (int i = 0; i < n; i++) {
+        memset(&rkm[i], 0, sizeof(rkm[i]));
+        rkm[i].payload = packed[seqs[i]];
+        rkm[i].len = packed_len[seqs[i]];
+        m[i] = (kc_msg_t){&rkm[i], proto_env_unpack(packed[seqs[i]], packed_len[seqs[i]], err,
+                                                    sizeof(err)),
+                          "kesu.itest"};
+        assert_non_null(m[i].env);
+    }
+    assert_int_equal(archive_batch(&ar, pg, KC_BATCH_BEGIN, NULL, 0, err, sizeof(err)), KC_OK);
+    assert_int_equal(archive_batch(&ar, pg, KC_BATCH_CLAIMED, m, (size_t)n, err, sizeof(err)),
+                     KC_OK);
+    int after = published(got, types, 16);
+    for (int i = 0; i < n; i++) {
+        rcs[i] = archive_handle(&ar, pg, &m[i], err, sizeof(err));
+        kesu__v1__envelope__free_unpacked((Kesu__V1__Envelope *)m[i].env, NULL);
+    }
+    assert_int_equal(archive_batch(&ar, pg, KC_BATCH_END, NULL, 0, err, sizeof(err)), KC_OK);
+    return after;
+}
+
+/* KC_BATCH_CLAIMED: a case's run of consecutive positions is published in
+ * one statement before the handlers, which then do nothing for it; what
+ * does not follow on (a gap, a CaseClosed, a feed with held events) is left
+ * to the handlers, and the feed comes out in order all the same */
+static void test_batch_runs(void **state)
+{
+    (void)state;
+    Kesu__V1__CaseReceived cr = KESU__V1__CASE_RECEIVED__INIT;
+    Kesu__V1__Location loc = KESU__V1__LOCATION__INIT;
+    Kesu__V1__CaseAssigned ca = KESU__V1__CASE_ASSIGNED__INIT;
+    Kesu__V1__CaseResolved rs = KESU__V1__CASE_RESOLVED__INIT;
+    Kesu__V1__FeedbackReceived fb = KESU__V1__FEEDBACK_RECEIVED__INIT;
+    Kesu__V1__CaseClosed cc = KESU__V1__CASE_CLOSED__INIT;
+    Kesu__V1__CaseReopened ro = KESU__V1__CASE_REOPENED__INIT;
+    int64_t seqs[16];
+    char types[16][32];
+    kc_result_t rcs[8];
+
+    /* a second case of its own */
+    for (int i = 0; i <= MAXEV; i++) {
+        free(packed[i]);
+        packed[i] = NULL;
+    }
+    util_uuid(case_id);
+    snprintf(case_no, sizeof(case_no), "ITB-%.8s", case_id + 28);
+    assert_int_equal(itest_insert_case(pg, case_id, case_no, "路灯不亮", "李女士"), 0);
+    loc.district_code = "310104";
+    cr.channel = "web";
+    cr.location = &loc;
+    ca.department = "d-itest";
+    rs.department = "d-itest";
+    fb.satisfaction = 4;
+    cc.reason = "satisfied";
+    ro.reason = "unsatisfied";
+    ro.reopen_count = 1;
+    assert_int_equal(append(KESU__V1__ENVELOPE__PAYLOAD_CASE_RECEIVED, &cr.base), 1);
+    set_status("classified");
+    set_status("assigned");
+    assert_int_equal(append(KESU__V1__ENVELOPE__PAYLOAD_CASE_ASSIGNED, &ca.base), 2);
+    set_status("accepted");
+    set_status("resolved");
+    assert_int_equal(append(KESU__V1__ENVELOPE__PAYLOAD_CASE_RESOLVED, &rs.base), 3);
+    set_status("replied");
+    assert_int_equal(append(KESU__V1__ENVELOPE__PAYLOAD_FEEDBACK_RECEIVED, &fb.base), 4);
+    set_status("closed");
+    assert_int_equal(append(KESU__V1__ENVELOPE__PAYLOAD_CASE_CLOSED, &cc.base), 5);
+
+    /* 3 1 5 2: the run 1-3 at once (its first creates the feed state); 5 is
+     * after a gap and a CaseClosed: its handler holds it */
+    const int64_t b1[4] = {3, 1, 5, 2};
+    assert_int_equal(batch(b1, 4, rcs), 3);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(rcs[i], KC_OK);
+    assert_int_equal(published(seqs, types, 16), 3);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(seqs[i], i + 1);
+    assert_int_equal(q1("SELECT next_seq FROM public_feed_state WHERE case_id = $1"), 4);
+    assert_int_equal(q1("SELECT held FROM public_feed_state WHERE case_id = $1"), 1);
+    /* the statistics of the run, written at the batch's end */
+    assert_int_equal(q1("SELECT count(*) FROM case_stats WHERE case_id = $1 AND "
+                        "department = 'd-itest' AND channel = 'web'"),
+                     1);
+
+    /* 4: its feed holds 5, so the handler publishes it and drains 5 and CaseArchived */
+    const int64_t b2[1] = {4};
+    assert_int_equal(batch(b2, 1, rcs), 3);
+    assert_int_equal(rcs[0], KC_OK);
+    assert_int_equal(published(seqs, types, 16), 6);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(seqs[i], i + 1);
+    assert_string_equal(types[5], "CaseArchived");
+    assert_int_equal(q1("SELECT count(*) FROM archive_records WHERE case_id = $1"), 1);
+
+    /* reopened: 7 follows on from a feed with nothing held, at once */
+    set_status("reopened");
+    assert_int_equal(append(KESU__V1__ENVELOPE__PAYLOAD_CASE_REOPENED, &ro.base), 7);
+    const int64_t b3[1] = {7};
+    assert_int_equal(batch(b3, 1, rcs), 7);
+    assert_int_equal(rcs[0], KC_OK);
+    /* a position already published: nothing at once, its handler skips it */
+    const int64_t b4[1] = {2};
+    assert_int_equal(batch(b4, 1, rcs), 7);
+    assert_int_equal(rcs[0], KC_SKIP);
+    assert_int_equal(published(seqs, types, 16), 7);
+    assert_string_equal(types[6], "CaseReopened");
+    assert_int_equal(q1("SELECT next_seq FROM public_feed_state WHERE case_id = $1"), 8);
+    assert_int_equal(q1("SELECT reopens FROM case_stats WHERE case_id = $1"), 1);
+}
+
 static void test_no_seq_is_poison(void **state)
 {
     (void)state;
@@ -312,6 +435,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_order_scrub_archive),
+        cmocka_unit_test(test_batch_runs),
         cmocka_unit_test(test_no_seq_is_poison),
         cmocka_unit_test(test_tick_gauges),
     };

@@ -10,7 +10,10 @@
  *   - the stage's batch step (kc_batch_fn) runs at the start and the end
  *     of every attempt; KC_RETRY at the end runs the batch again at once
  *     (committed once, inbox rows once) and gives up after KC_RERUN_MAX
- *     re-runs with nothing committed;
+ *     re-runs with nothing committed; at KC_BATCH_CLAIMED it sees the
+ *     attempt's new wanted events (not the unwanted, not duplicates in or
+ *     before the batch), in order, and its KC_POISON re-runs the batch
+ *     carefully, where it is not called;
  *   - the fast path writes the batch's history rows in one statement at its
  *     end (casestore_defer_*); when that statement is refused (here: an
  *     event id already in the history), the batch runs again event by event
@@ -92,17 +95,36 @@ static void make(ev_t *e, Kesu__V1__Envelope__PayloadCase pc, int64_t offset)
 
 typedef struct steps {
     int begins, ends, refuse; /* refuse: END answers KC_RETRY this many times */
+    int claimed, careful;     /* KC_BATCH_CLAIMED and KC_BATCH_BEGIN_CAREFUL calls */
+    int refuse_claimed;       /* CLAIMED answers KC_POISON this many times */
+    int nclaimed;             /* the events of the last CLAIMED call */
+    char claimed_ids[8][37];
 } steps_t;
 
 static steps_t steps;
 
-static kc_result_t batch_step(void *opaque, pg_t *p, kc_batch_phase_t phase, char *errstr,
-                              size_t n)
+static kc_result_t batch_step(void *opaque, pg_t *p, kc_batch_phase_t phase, const kc_msg_t *msgs,
+                              size_t nmsgs, char *errstr, size_t n)
 {
     (void)opaque;
     (void)p;
+    if (phase == KC_BATCH_CLAIMED) {
+        assert_non_null(msgs);
+        steps.claimed++;
+        steps.nclaimed = (int)nmsgs;
+        for (size_t i = 0; i < nmsgs && i < 8; i++)
+            snprintf(steps.claimed_ids[i], 37, "%s", msgs[i].env->event_id);
+        if (steps.refuse_claimed-- > 0) {
+            snprintf(errstr, n, "refused at claim");
+            return KC_POISON;
+        }
+        return KC_OK;
+    }
+    assert_null(msgs);
+    assert_int_equal(nmsgs, 0);
     if (phase != KC_BATCH_END) {
         steps.begins++;
+        steps.careful += phase == KC_BATCH_BEGIN_CAREFUL;
         return KC_OK;
     }
     steps.ends++;
@@ -238,7 +260,7 @@ static void test_batch_step_reruns(void **state)
 
     /* refused twice at the end: run three times, committed once */
     seen.n = 0;
-    steps = (steps_t){0, 0, 2};
+    steps = (steps_t){.refuse = 2};
     assert_int_equal(kc_apply_batch(pg, &o, msgs, 2, out, err, sizeof(err)), 0);
     assert_int_equal(steps.begins, 3);
     assert_int_equal(steps.ends, 3);
@@ -253,7 +275,7 @@ static void test_batch_step_reruns(void **state)
         free(e[i].buf);
         make(&e[i], KESU__V1__ENVELOPE__PAYLOAD_CASE_ASSIGNED, 40 + i);
     }
-    steps = (steps_t){0, 0, 1000};
+    steps = (steps_t){.refuse = 1000};
     assert_int_equal(kc_apply_batch(pg, &o, msgs, 2, out, err, sizeof(err)), -1);
     assert_int_equal(steps.begins, KC_RERUN_MAX + 1);
     assert_non_null(strstr(err, "not yet"));
@@ -261,6 +283,70 @@ static void test_batch_step_reruns(void **state)
     assert_int_equal(inbox_rows(e[1].event_id), 0);
     for (int i = 0; i < 2; i++)
         free(e[i].buf);
+}
+
+/* KC_BATCH_CLAIMED sees the fast attempt's new wanted events only, in batch
+ * order; KC_POISON there re-runs the batch carefully, where it is not called */
+static void test_batch_claimed(void **state)
+{
+    (void)state;
+    ev_t a, u, b, c;
+    kc_outcome_t out[5];
+    make(&a, KESU__V1__ENVELOPE__PAYLOAD_CASE_ASSIGNED, 50);
+    make(&u, KESU__V1__ENVELOPE__PAYLOAD_NOTIFICATION_SENT, 51);
+    make(&b, KESU__V1__ENVELOPE__PAYLOAD_CASE_ASSIGNED, 52);
+    make(&c, KESU__V1__ENVELOPE__PAYLOAD_CASE_ASSIGNED, 53);
+    kafka_consumer_opts_t o = opts();
+    o.batch = batch_step;
+    char err[512] = "";
+
+    /* c is claimed by an earlier batch */
+    rd_kafka_message_t *first[1] = {&c.rkm};
+    steps = (steps_t){0};
+    assert_int_equal(kc_apply_batch(pg, &o, first, 1, out, err, sizeof(err)), 0);
+    assert_int_equal(steps.claimed, 1);
+    assert_int_equal(steps.nclaimed, 1);
+    assert_string_equal(steps.claimed_ids[0], c.event_id);
+
+    /* a, unwanted u, b, a again, c again: a and b */
+    rd_kafka_message_t *msgs[5] = {&a.rkm, &u.rkm, &b.rkm, &a.rkm, &c.rkm};
+    steps = (steps_t){0};
+    seen.n = 0;
+    assert_int_equal(kc_apply_batch(pg, &o, msgs, 5, out, err, sizeof(err)), 0);
+    assert_int_equal(steps.claimed, 1);
+    assert_int_equal(steps.nclaimed, 2);
+    assert_string_equal(steps.claimed_ids[0], a.event_id);
+    assert_string_equal(steps.claimed_ids[1], b.event_id);
+    assert_int_equal(steps.careful, 0);
+    assert_int_equal(seen.n, 2);
+    assert_int_equal(out[0], KC_APPLIED);
+    assert_int_equal(out[1], KC_IGNORED);
+    assert_int_equal(out[2], KC_APPLIED);
+    assert_int_equal(out[3], KC_DUPLICATE);
+    assert_int_equal(out[4], KC_DUPLICATE);
+
+    /* refused at the claim: the careful re-run applies both, CLAIMED not called again */
+    free(a.buf);
+    free(b.buf);
+    make(&a, KESU__V1__ENVELOPE__PAYLOAD_CASE_ASSIGNED, 60);
+    make(&b, KESU__V1__ENVELOPE__PAYLOAD_CASE_ASSIGNED, 61);
+    rd_kafka_message_t *again[2] = {&a.rkm, &b.rkm};
+    steps = (steps_t){.refuse_claimed = 1};
+    seen.n = 0;
+    assert_int_equal(kc_apply_batch(pg, &o, again, 2, out, err, sizeof(err)), 0);
+    assert_int_equal(steps.claimed, 1);
+    assert_int_equal(steps.careful, 1);
+    assert_int_equal(steps.begins, 2);
+    assert_int_equal(steps.ends, 1);
+    assert_int_equal(seen.n, 2);
+    assert_int_equal(out[0], KC_APPLIED);
+    assert_int_equal(out[1], KC_APPLIED);
+    assert_int_equal(inbox_rows(a.event_id), 1);
+    assert_int_equal(inbox_rows(b.event_id), 1);
+    free(a.buf);
+    free(u.buf);
+    free(b.buf);
+    free(c.buf);
 }
 
 /* a handler that appends a history row to hist_case per event; the event
@@ -448,6 +534,7 @@ int main(void)
         cmocka_unit_test(test_mixed_batch),
         cmocka_unit_test(test_undecodable_goes_to_dlq),
         cmocka_unit_test(test_batch_step_reruns),
+        cmocka_unit_test(test_batch_claimed),
         cmocka_unit_test(test_gathered_history_refused),
         cmocka_unit_test(test_inbox_purge),
     };

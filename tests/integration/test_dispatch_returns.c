@@ -106,14 +106,14 @@ static void batch_begin(pg_t *p, dispatch_ctx_t *c)
 {
     char err[512] = "";
     assert_int_equal(pg_begin(p, err, sizeof(err)), 0);
-    assert_int_equal(dispatch_batch(c, p, KC_BATCH_BEGIN, err, sizeof(err)), KC_OK);
+    assert_int_equal(dispatch_batch(c, p, KC_BATCH_BEGIN, NULL, 0, err, sizeof(err)), KC_OK);
 }
 
 /* the batch's end: KC_OK committed, else rolled back */
 static kc_result_t batch_end(pg_t *p, dispatch_ctx_t *c)
 {
     char err[512] = "";
-    kc_result_t r = dispatch_batch(c, p, KC_BATCH_END, err, sizeof(err));
+    kc_result_t r = dispatch_batch(c, p, KC_BATCH_END, NULL, 0, err, sizeof(err));
     if (r != KC_OK) {
         pg_rollback(p);
         return r;

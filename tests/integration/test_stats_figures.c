@@ -479,7 +479,7 @@ static void test_gathered_batch_same_facts(void **state)
     scase_t g[5];
     scase_t twice;
     make(&twice, 22, dept_a);
-    assert_int_equal(archive_batch(&ar, pg, KC_BATCH_BEGIN, err, sizeof(err)), KC_OK);
+    assert_int_equal(archive_batch(&ar, pg, KC_BATCH_BEGIN, NULL, 0, err, sizeof(err)), KC_OK);
     build_cases(g, 11);
     /* a case assigned twice in one batch (a redispatch): the later department counts */
     received(&twice, AT(6, 8, 0), "web");
@@ -494,7 +494,7 @@ static void test_gathered_batch_same_facts(void **state)
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM case_stats WHERE case_id = '%s' AND "
              "category = 'facilities' AND closed_at IS NOT NULL", g[0].id);
     assert_int_equal(itest_scalar(pg, sql), 1);
-    assert_int_equal(archive_batch(&ar, pg, KC_BATCH_END, err, sizeof(err)), KC_OK);
+    assert_int_equal(archive_batch(&ar, pg, KC_BATCH_END, NULL, 0, err, sizeof(err)), KC_OK);
     const char *tv[3] = {twice.id, dept_b, "facilities"};
     PGresult *tr = itest_qv(pg,
                             "SELECT count(*) FROM case_stats WHERE case_id = $1 AND "
@@ -511,11 +511,11 @@ static void test_gathered_batch_same_facts(void **state)
     /* the careful re-run writes each at once */
     scase_t h;
     make(&h, 21, dept_b);
-    assert_int_equal(archive_batch(&ar, pg, KC_BATCH_BEGIN_CAREFUL, err, sizeof(err)), KC_OK);
+    assert_int_equal(archive_batch(&ar, pg, KC_BATCH_BEGIN_CAREFUL, NULL, 0, err, sizeof(err)), KC_OK);
     received(&h, AT(6, 9, 0), "web");
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM case_stats WHERE case_id = '%s'", h.id);
     assert_int_equal(itest_scalar(pg, sql), 1);
-    assert_int_equal(archive_batch(&ar, pg, KC_BATCH_END, err, sizeof(err)), KC_OK);
+    assert_int_equal(archive_batch(&ar, pg, KC_BATCH_END, NULL, 0, err, sizeof(err)), KC_OK);
 }
 
 static int setup(void **state)
