@@ -118,25 +118,23 @@ static void cs_encode(proto_env_t *pe, const char *topic, char **summary, char *
 
 /* the history + outbox rows of many events: one array per column of cs_write_many */
 typedef struct cs_rows {
-    strbuf_t a[13];
-    size_t n;
-    size_t nout; /**< of them with a topic: outbox rows */
+    pg_rows_t rows; /**< the 13 columns of cs_write_many */
+    size_t nout;    /**< of them with a topic: outbox rows */
 } cs_rows_t;
 
 static const pg_stmt_t cs_write_many;
 
-static void cs_rows_init(cs_rows_t *r)
+/* -1: out of memory */
+static int cs_rows_init(cs_rows_t *r)
 {
-    for (size_t k = 0; k < 13; k++)
-        pg_array_begin(&r->a[k]);
-    r->n = r->nout = 0;
+    memset(r, 0, sizeof(*r));
+    return pg_rows_init(&r->rows, 13);
 }
 
 static void cs_rows_free(cs_rows_t *r)
 {
-    for (size_t k = 0; k < 13; k++)
-        strbuf_free(&r->a[k]);
-    r->n = 0;
+    pg_rows_free(&r->rows);
+    r->nout = 0;
 }
 
 /* one event (pe carries its case number, version and seq already); the
@@ -147,44 +145,34 @@ static int cs_rows_add(cs_rows_t *r, const char *case_id, const char *status, co
     char seq[24], ver[24], at[32], *summary, *hdrs;
     uint8_t *packed;
     size_t plen = 0;
+    pg_rows_t *w = &r->rows;
     cs_encode(pe, topic, &summary, &hdrs, &packed, &plen);
     snprintf(seq, sizeof(seq), "%" PRId64, pe->env.case_seq);
     snprintf(ver, sizeof(ver), "%" PRId64, pe->env.case_version);
     snprintf(at, sizeof(at), "%" PRId64, pe->env.occurred_at_ms);
-    pg_array_add(&r->a[0], case_id);
-    pg_array_add(&r->a[1], seq);
-    pg_array_add(&r->a[2], pe->event_id);
-    pg_array_add(&r->a[3], pe->event_type);
-    pg_array_add(&r->a[4], ver);
-    pg_array_add(&r->a[5], status);
-    pg_array_add(&r->a[6], producer);
-    pg_array_add(&r->a[7], actor);
-    pg_array_add(&r->a[8], at);
-    pg_array_add(&r->a[9], summary ? summary : "{}");
-    pg_array_add(&r->a[10], topic);
-    pg_array_add_bytea(&r->a[11], packed, plen);
-    pg_array_add(&r->a[12], hdrs ? hdrs : "{}");
+    const char *text[11] = {case_id,  seq,   pe->event_id, pe->event_type, ver,  status,
+                            producer, actor, at,           summary ? summary : "{}", topic};
+    for (int c = 0; c < 11; c++)
+        pg_rows_text(w, c, text[c]);
+    pg_rows_bytea(w, 11, packed, plen);
+    pg_rows_text(w, 12, hdrs ? hdrs : "{}");
     int bad = topic && !packed;
     free(summary);
     free(hdrs);
     free(packed);
-    r->n++;
+    w->n++;
     r->nout += topic != NULL;
     return bad ? -1 : 0;
 }
 
-/* write them in one statement (outbox rows in the order added); the arrays
- * are closed, so r is spent: cs_rows_free it */
+/* write them in one statement (outbox rows in the order added); r is
+ * emptied (pg_rows_exec), cs_rows_free it */
 static int cs_rows_write(pg_t *pg, cs_rows_t *r, char *errstr, size_t errstr_size)
 {
-    const char *wv[13];
-    if (r->n == 0)
+    if (r->rows.n == 0)
         return CASESTORE_OK;
-    for (size_t k = 0; k < 13; k++) {
-        pg_array_end(&r->a[k]);
-        wv[k] = r->a[k].s;
-    }
-    PGresult *res = pg_exec_stmt(pg, &cs_write_many, wv, PGRES_COMMAND_OK, errstr, errstr_size);
+    PGresult *res =
+        pg_rows_exec(pg, &cs_write_many, &r->rows, NULL, PGRES_COMMAND_OK, errstr, errstr_size);
     if (!res)
         return CASESTORE_ERROR;
     PQclear(res);
@@ -196,9 +184,10 @@ void casestore_defer_begin(pg_t *pg)
 {
     casestore_defer_discard(pg);
     cs_rows_t *r = malloc(sizeof(*r));
-    if (!r)
+    if (!r || cs_rows_init(r) != 0) {
+        free(r);
         return; /* no gathering: every append is written at once */
-    cs_rows_init(r);
+    }
     pg->defer = r;
 }
 
@@ -410,7 +399,10 @@ int casestore_append_many(pg_t *pg, casestore_event_t *ev, size_t n, char *errst
     /* appends gathered earlier in the batch go first: outbox rows stay in order */
     if (pg->defer && casestore_defer_flush(pg, errstr, errstr_size) != CASESTORE_OK)
         return CASESTORE_ERROR;
-    cs_rows_init(&rows_out);
+    if (cs_rows_init(&rows_out) != 0) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return CASESTORE_ERROR;
+    }
     pg_array_begin(&ids);
     for (size_t i = 0; i < n; i++)
         pg_array_add(&ids, ev[i].case_id);

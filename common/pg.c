@@ -448,9 +448,53 @@ void pg_array_end(strbuf_t *b)
     strbuf_append(b, "}", 1);
 }
 
+/* the header: ndim, has-null flag, element type, then the dimension's length
+ * and lower bound, all big-endian int32 */
+enum { PG_BIN_FLAGS = 4, PG_BIN_DIM = 12, PG_BIN_HEADER = 20 };
+#define PG_BYTEA_OID 17
+
+static void pg_put32(char *p, uint32_t v)
+{
+    p[0] = (char)(v >> 24);
+    p[1] = (char)(v >> 16);
+    p[2] = (char)(v >> 8);
+    p[3] = (char)v;
+}
+
+static uint32_t pg_get32(const char *p)
+{
+    const unsigned char *u = (const unsigned char *)p;
+    return (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
+}
+
+void pg_bytea_array_begin(strbuf_t *b)
+{
+    char h[PG_BIN_HEADER];
+    pg_put32(h, 1);
+    pg_put32(h + PG_BIN_FLAGS, 0);
+    pg_put32(h + 8, PG_BYTEA_OID);
+    pg_put32(h + PG_BIN_DIM, 0);
+    pg_put32(h + 16, 1);
+    strbuf_init(b);
+    strbuf_append(b, h, sizeof(h));
+}
+
+void pg_bytea_array_add(strbuf_t *b, const uint8_t *data, size_t len)
+{
+    char n[4];
+    pg_put32(n, data ? (uint32_t)len : 0xffffffffu);
+    strbuf_append(b, n, 4);
+    if (data)
+        strbuf_append(b, (const char *)data, len);
+    else
+        pg_put32(b->s + PG_BIN_FLAGS, 1);
+    pg_put32(b->s + PG_BIN_DIM, pg_get32(b->s + PG_BIN_DIM) + 1);
+}
+
 int pg_rows_init(pg_rows_t *r, int ncols)
 {
     r->n = 0;
+    r->bin = 0;
     r->ncols = ncols > 0 && ncols <= PG_ROWS_MAX_COLS ? ncols : 0;
     r->col = r->ncols ? calloc((size_t)r->ncols, sizeof(*r->col)) : NULL;
     if (!r->col) {
@@ -470,7 +514,16 @@ void pg_rows_text(pg_rows_t *r, int c, const char *value)
 
 void pg_rows_bytea(pg_rows_t *r, int c, const uint8_t *data, size_t len)
 {
-    if (c >= 0 && c < r->ncols)
+    if (c < 0 || c >= r->ncols)
+        return;
+    if (!(r->bin & 1u << c) && r->col[c].len == 1) { /* still "{": the column goes binary */
+        strbuf_free(&r->col[c]);
+        pg_bytea_array_begin(&r->col[c]);
+        r->bin |= 1u << c;
+    }
+    if (r->bin & 1u << c)
+        pg_bytea_array_add(&r->col[c], data, len);
+    else
         pg_array_add_bytea(&r->col[c], data, len);
 }
 
@@ -478,7 +531,10 @@ void pg_rows_reset(pg_rows_t *r)
 {
     for (int c = 0; c < r->ncols; c++) {
         strbuf_free(&r->col[c]);
-        pg_array_begin(&r->col[c]);
+        if (r->bin & 1u << c)
+            pg_bytea_array_begin(&r->col[c]);
+        else
+            pg_array_begin(&r->col[c]);
     }
     r->n = 0;
 }
@@ -495,14 +551,20 @@ PGresult *pg_rows_exec(pg_t *pg, const pg_stmt_t *stmt, pg_rows_t *r, const char
                        ExecStatusType expect, char *errstr, size_t errstr_size)
 {
     const char *v[PG_ROWS_MAX_COLS + 1];
+    int len[PG_ROWS_MAX_COLS + 1] = {0}, fmt[PG_ROWS_MAX_COLS + 1] = {0};
     int o = 0;
     if (first)
         v[o++] = first;
     for (int c = 0; c < r->ncols; c++) {
-        pg_array_end(&r->col[c]);
+        if (r->bin & 1u << c) {
+            len[o + c] = (int)r->col[c].len;
+            fmt[o + c] = 1;
+        } else {
+            pg_array_end(&r->col[c]);
+        }
         v[o + c] = r->col[c].s;
     }
-    PGresult *res = pg_exec_stmt(pg, stmt, v, expect, errstr, errstr_size);
+    PGresult *res = pg_exec_stmt_bin(pg, stmt, v, len, fmt, 0, expect, errstr, errstr_size);
     pg_rows_reset(r);
     return res;
 }
@@ -514,5 +576,6 @@ void pg_rows_free(pg_rows_t *r)
     free(r->col);
     r->col = NULL;
     r->ncols = 0;
+    r->bin = 0;
     r->n = 0;
 }
