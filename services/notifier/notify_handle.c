@@ -15,6 +15,7 @@
  * be reached gets no notices at all; their reply is "sent" on channel none,
  * which is what moves the case on to replied.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,22 +25,34 @@
 #include "notify.h"
 #include "proto.h"
 
+/* what a notice needs of its case; DEPT: the department the event names
+ * ('' if none: the case's) — its code and name */
+#define NT_CASE_COLS(DEPT)                                                                        \
+    "c.case_no, c.reply, c.language, "                                                            \
+    "(c.urgency = 'emergency' OR 'public_safety' = ANY (c.flags)) AS emergency, "                 \
+    "p.webhook_url, (p.phone_enc IS NOT NULL AND p.purged_at IS NULL) AS has_phone, "             \
+    "(p.email_enc IS NOT NULL AND p.purged_at IS NULL) AS has_email, "                            \
+    "COALESCE((SELECT (EXTRACT(EPOCH FROM min(t.due_at)) * 1000)::bigint FROM sla_timers t "      \
+    "  WHERE t.case_id = c.id AND t.state = 'running'), 0) AS due_ms, "                           \
+    "(p.id IS NOT NULL AND p.purged_at IS NULL AND NOT c.anonymous AND "                          \
+    " (p.phone_enc IS NOT NULL OR p.email_enc IS NOT NULL OR p.webhook_url IS NOT NULL)) "        \
+    "AS reachable, "                                                                              \
+    "COALESCE(NULLIF(" DEPT ", ''), c.department, '') AS dept_code, "                             \
+    "(SELECT d.name FROM departments d WHERE d.code = COALESCE(NULLIF(" DEPT ", ''), "            \
+    "c.department)) AS dept_name "
+
 static const pg_stmt_t nt_case = {
     "nt_case",
-    "SELECT c.case_no, c.status, c.reply, c.department, c.language, "
-    "(c.urgency = 'emergency' OR 'public_safety' = ANY (c.flags)) AS emergency, "
-    "p.webhook_url, (p.phone_enc IS NOT NULL AND p.purged_at IS NULL) AS has_phone, "
-    "(p.email_enc IS NOT NULL AND p.purged_at IS NULL) AS has_email, "
-    "COALESCE((SELECT (EXTRACT(EPOCH FROM min(t.due_at)) * 1000)::bigint FROM sla_timers t "
-    "  WHERE t.case_id = c.id AND t.state = 'running'), 0) AS due_ms, "
-    "(p.id IS NOT NULL AND p.purged_at IS NULL AND NOT c.anonymous AND "
-    " (p.phone_enc IS NOT NULL OR p.email_enc IS NOT NULL OR p.webhook_url IS NOT NULL)) "
-    "AS reachable, "
-    /* the department the event is about ($2: the one it names, else the case's) and its name */
-    "COALESCE(NULLIF($2, ''), c.department, '') AS dept_code, "
-    "(SELECT d.name FROM departments d WHERE d.code = COALESCE(NULLIF($2, ''), c.department)) "
-    "AS dept_name "
-    "FROM cases c LEFT JOIN complainants p ON p.id = c.complainant_id WHERE c.id = $1::uuid",
+    "SELECT " NT_CASE_COLS("$2") "FROM cases c LEFT JOIN complainants p ON p.id = c.complainant_id "
+    "WHERE c.id = $1::uuid",
+    2};
+
+/* the same for a batch's events at once (KC_BATCH_CLAIMED): i is the event's place */
+static const pg_stmt_t nt_case_many = {
+    "nt_case_many",
+    "SELECT (r.ord - 1)::int AS i, " NT_CASE_COLS("r.dept")
+    "FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS r(id, dept, ord) "
+    "JOIN cases c ON c.id = r.id LEFT JOIN complainants p ON p.id = c.complainant_id",
     2};
 
 /* notices in the order they were queued: a batch's at once (decision 0027), or one */
@@ -60,10 +73,81 @@ static void notify_gather_reset(notify_t *nt)
     pg_rows_ready(&nt->rows, NOTIFY_GATHER_COLS);
 }
 
+static void notify_cases_forget(notify_t *nt)
+{
+    PQclear(nt->case_rows);
+    nt->case_rows = NULL;
+    nt->n_case_at = 0;
+}
+
 void notify_gather_free(notify_t *nt)
 {
     pg_rows_free(&nt->rows);
     nt->gather = 0;
+    notify_cases_forget(nt);
+    free(nt->case_at);
+    nt->case_at = NULL;
+    nt->case_at_cap = 0;
+}
+
+static int notify_case_at_cmp(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)((const notify_case_at_t *)a)->rkm;
+    uintptr_t y = (uintptr_t)((const notify_case_at_t *)b)->rkm;
+    return (x > y) - (x < y);
+}
+
+/* the case row of m read at the batch's claim, or -1 */
+static int notify_case_row(const notify_t *nt, const rd_kafka_message_t *rkm)
+{
+    notify_case_at_t key = {rkm, 0};
+    const notify_case_at_t *at =
+        nt->n_case_at ? bsearch(&key, nt->case_at, nt->n_case_at, sizeof(key), notify_case_at_cmp)
+                      : NULL;
+    return at ? at->row : -1;
+}
+
+static const char *notify_event_department(const Kesu__V1__Envelope *env);
+
+/* KC_BATCH_CLAIMED: the case rows of all the batch's events in one statement
+ * (nothing the notifier's handlers write changes what they read of a case);
+ * an event whose case is not there reads it itself and says so */
+static kc_result_t notify_cases_read(notify_t *nt, pg_t *pg, const kc_msg_t *msgs, size_t n,
+                                     char *errstr, size_t errstr_size)
+{
+    strbuf_t ids, depts;
+    notify_cases_forget(nt);
+    if (n > nt->case_at_cap) {
+        notify_case_at_t *p = realloc(nt->case_at, n * sizeof(*p));
+        if (!p) {
+            snprintf(errstr, errstr_size, "out of memory");
+            return KC_RETRY;
+        }
+        nt->case_at = p;
+        nt->case_at_cap = n;
+    }
+    pg_array_begin(&ids);
+    pg_array_begin(&depts);
+    for (size_t i = 0; i < n; i++) {
+        pg_array_add(&ids, msgs[i].env->case_id);
+        pg_array_add(&depts, notify_event_department(msgs[i].env));
+    }
+    pg_array_end(&ids);
+    pg_array_end(&depts);
+    const char *v[2] = {ids.s, depts.s};
+    PGresult *res = pg_exec_stmt(pg, &nt_case_many, v, PGRES_TUPLES_OK, errstr, errstr_size);
+    strbuf_free(&ids);
+    strbuf_free(&depts);
+    if (!res)
+        return pg_failure_transient(pg) ? KC_RETRY : KC_POISON;
+    for (int r = 0; r < PQntuples(res); r++) {
+        size_t i = strtoul(pg_get(res, r, "i"), NULL, 10);
+        if (i < n)
+            nt->case_at[nt->n_case_at++] = (notify_case_at_t){msgs[i].rkm, r};
+    }
+    qsort(nt->case_at, nt->n_case_at, sizeof(*nt->case_at), notify_case_at_cmp);
+    nt->case_rows = res;
+    return KC_OK;
 }
 
 /* write what is gathered, with one statement; 0 or -1 (errstr) */
@@ -86,10 +170,9 @@ kc_result_t notify_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, const k
                          size_t nmsgs, char *errstr, size_t errstr_size)
 {
     notify_t *nt = opaque;
-    (void)msgs;
-    (void)nmsgs;
     if (phase == KC_BATCH_CLAIMED)
-        return KC_OK;
+        return notify_cases_read(nt, pg, msgs, nmsgs, errstr, errstr_size);
+    notify_cases_forget(nt);
     if (phase != KC_BATCH_END) {
         notify_gather_reset(nt);
         nt->gather = phase == KC_BATCH_BEGIN;
@@ -213,7 +296,7 @@ kc_result_t notify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errst
 {
     notify_t *nt = opaque;
     const Kesu__V1__Envelope *env = m->env;
-    PGresult *res = NULL;
+    PGresult *res = NULL, *cases; /* res: read here, cases: where the row is */
     strbuf_t text, link;
     kc_result_t r = KC_SKIP;
     char deadline[32];
@@ -223,35 +306,42 @@ kc_result_t notify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errst
     if (!notify_wants(nt, env))
         goto out; /* no notice for this event type */
 
-    const char *cv[2] = {env->case_id, notify_event_department(env)};
-    res = pg_exec_stmt(pg, &nt_case, cv, PGRES_TUPLES_OK, errstr, errstr_size);
-    if (!res) {
+    /* read with the batch's claim (notify_cases_read), or now */
+    int row = notify_case_row(nt, m->rkm);
+    if (row >= 0) {
+        cases = nt->case_rows;
+    } else {
+        const char *cv[2] = {env->case_id, notify_event_department(env)};
+        cases = res = pg_exec_stmt(pg, &nt_case, cv, PGRES_TUPLES_OK, errstr, errstr_size);
+        row = 0;
+    }
+    if (!cases) {
         r = notify_db_failure(pg, "reading the case", errstr, errstr_size);
         goto out;
     }
-    if (PQntuples(res) == 0) {
+    if (PQntuples(cases) == 0) {
         /* the case row commits before its events are published: unknown is final */
         snprintf(errstr, errstr_size, "case %s does not exist", env->case_id);
         r = KC_POISON;
         goto out;
     }
-    const char *case_no = pg_get(res, 0, "case_no");
-    const char *webhook = pg_get(res, 0, "webhook_url");
-    int reachable = strcmp(pg_get(res, 0, "reachable"), "t") == 0;
-    const char *reply = pg_get(res, 0, "reply");
+    const char *case_no = pg_get(cases, row, "case_no");
+    const char *webhook = pg_get(cases, row, "webhook_url");
+    int reachable = strcmp(pg_get(cases, row, "reachable"), "t") == 0;
+    const char *reply = pg_get(cases, row, "reply");
     if (!*reply && env->payload_case == KESU__V1__ENVELOPE__PAYLOAD_CASE_RESOLVED &&
         env->case_resolved && env->case_resolved->reply)
         reply = env->case_resolved->reply;
     /* the department's name for the text; its code when the table does not know it */
-    const char *dept_name = pg_get(res, 0, pg_isnull(res, 0, "dept_name") ? "dept_code"
+    const char *dept_name = pg_get(cases, row, pg_isnull(cases, row, "dept_name") ? "dept_code"
                                                                          : "dept_name");
-    int emergency = notify_is_emergency(env, strcmp(pg_get(res, 0, "emergency"), "t") == 0);
-    int has_phone = strcmp(pg_get(res, 0, "has_phone"), "t") == 0 && nt->keys && nt->sms_url &&
+    int emergency = notify_is_emergency(env, strcmp(pg_get(cases, row, "emergency"), "t") == 0);
+    int has_phone = strcmp(pg_get(cases, row, "has_phone"), "t") == 0 && nt->keys && nt->sms_url &&
                     *nt->sms_url;
-    int has_email = strcmp(pg_get(res, 0, "has_email"), "t") == 0 && nt->keys && nt->smtp_url &&
+    int has_email = strcmp(pg_get(cases, row, "has_email"), "t") == 0 && nt->keys && nt->smtp_url &&
                     *nt->smtp_url;
-    const char *case_lang = pg_get(res, 0, "language");
-    notify_fmt_deadline(notify_event_due(env, strtoll(pg_get(res, 0, "due_ms"), NULL, 10)),
+    const char *case_lang = pg_get(cases, row, "language");
+    notify_fmt_deadline(notify_event_due(env, strtoll(pg_get(cases, row, "due_ms"), NULL, 10)),
                         nt->tz_offset_min, deadline, sizeof(deadline));
     strbuf_appendf(&link, "%s%s", nt->status_url ? nt->status_url : "", case_no);
     notify_var_t vars[NOTIFY_N_VARS];

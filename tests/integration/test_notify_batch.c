@@ -8,7 +8,9 @@
  *  - a notice the database refuses (a trigger raising for one event's
  *    notice) sends the batch round again event by event: that event goes to
  *    the DLQ alone, the others' notices are written once each (one INSERT
- *    per notice in the careful run), and a later batch gathers again.
+ *    per notice in the careful run), and a later batch gathers again;
+ *  - the cases of a fast batch's events are read at its claim, in one
+ *    statement, and their handlers render from those rows.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -141,6 +143,49 @@ static void test_gathered(void **state)
     }
     for (int i = 0; i < N_EV; i++)
         free(e[i].buf);
+}
+
+/* KC_BATCH_CLAIMED reads the cases of the claimed events in one statement and
+ * their handlers render from those rows: a case number changed after the
+ * claim does not reach their notices; an event that was not claimed with the
+ * batch reads its case itself and sees the change */
+static void test_cases_read_at_claim(void **state)
+{
+    (void)state;
+    ev_t e[3];
+    kc_msg_t m[3];
+    char err[512] = "", sql[512];
+    for (int i = 0; i < 3; i++) {
+        make(&e[i], 20 + i);
+        m[i] = (kc_msg_t){&e[i].rkm, proto_env_unpack(e[i].buf, e[i].rkm.len, err, sizeof(err)),
+                          "kesu.itest"};
+        assert_non_null(m[i].env);
+    }
+    assert_int_equal(pg_begin(pg, err, sizeof(err)), 0);
+    assert_int_equal(notify_batch(&nt, pg, KC_BATCH_BEGIN, NULL, 0, err, sizeof(err)), KC_OK);
+    assert_int_equal(notify_batch(&nt, pg, KC_BATCH_CLAIMED, m, 2, err, sizeof(err)), KC_OK);
+    assert_int_equal(nt.n_case_at, 2);
+    for (int i = 0; i < 3; i++) {
+        snprintf(sql, sizeof(sql), "UPDATE cases SET case_no = case_no || '-X' WHERE id = '%s'",
+                 e[i].case_id);
+        PQclear(PQexec(pg->conn, sql));
+    }
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(notify_handle(&nt, pg, &m[i], err, sizeof(err)), KC_OK);
+    assert_int_equal(notify_batch(&nt, pg, KC_BATCH_END, NULL, 0, err, sizeof(err)), KC_OK);
+    assert_null(nt.case_rows);
+    assert_int_equal(pg_commit(pg, err, sizeof(err)), 0);
+    for (int i = 0; i < 3; i++) {
+        long long changed = scalar("SELECT count(*) FROM notifications WHERE trigger_event_id = "
+                                   "'%s' AND body LIKE '%%-X%%'",
+                                   e[i].event_id);
+        assert_int_equal(notices_of(e[i].event_id), 1);
+        assert_int_equal(changed, i == 2 ? 1 : 0);
+    }
+    for (int i = 0; i < 3; i++) {
+        kesu__v1__envelope__free_unpacked((Kesu__V1__Envelope *)m[i].env, NULL);
+        free(e[i].buf);
+    }
 }
 
 static void test_refused_notice(void **state)
@@ -340,6 +385,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gathered),
+        cmocka_unit_test(test_cases_read_at_claim),
         cmocka_unit_test(test_refused_notice),
         cmocka_unit_test(test_send_records),
     };
