@@ -379,6 +379,27 @@ static int kc_batch_step(pg_t *pg, const kafka_consumer_opts_t *o, kc_batch_phas
     return r == KC_RETRY ? 2 : r == KC_POISON ? 1 : -1;
 }
 
+kc_result_t kc_cases_read(pg_t *pg, const pg_stmt_t *stmt, const kc_msg_t *msgs, size_t n,
+                          pg_keyed_t *out, char *errstr, size_t errstr_size)
+{
+    strbuf_t ids;
+    pg_keyed_clear(out);
+    pg_array_begin(&ids);
+    for (size_t i = 0; i < n; i++)
+        pg_array_add(&ids, msgs[i].env->case_id);
+    pg_array_end(&ids);
+    const char *v[1] = {ids.s};
+    PGresult *res = pg_exec_stmt(pg, stmt, v, PGRES_TUPLES_OK, errstr, errstr_size);
+    strbuf_free(&ids);
+    if (!res)
+        return pg_failure_transient(pg) ? KC_RETRY : KC_POISON;
+    if (pg_keyed_set(out, res) != 0) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return KC_RETRY;
+    }
+    return KC_OK;
+}
+
 /* KC_BATCH_CLAIMED: the stage's step for the batch's new events; as kc_batch_step */
 static int kc_claimed(pg_t *pg, const kafka_consumer_opts_t *o, rd_kafka_message_t **msgs,
                       Kesu__V1__Envelope **envs, const int *fresh, size_t n, char *errstr,

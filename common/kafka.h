@@ -166,6 +166,19 @@ typedef kc_result_t (*kc_batch_fn)(void *opaque, pg_t *pg, kc_batch_phase_t phas
                                    const kc_msg_t *msgs, size_t n, char *errstr,
                                    size_t errstr_size);
 
+/**
+ * @brief The case rows of a batch's events in one statement, for a stage's
+ *        KC_BATCH_CLAIMED: stmt gets the events' case ids as $1 (uuid[]) and
+ *        returns the id as text in its first column (SELECT id::text, ... FROM
+ *        cases WHERE id = ANY ($1::uuid[]) ORDER BY id FOR NO KEY UPDATE: the
+ *        rows locked in one order by every instance). Each handler then takes
+ *        its case's row (pg_keyed_take) or, for a later event of the same
+ *        case, reads its own.
+ * @returns KC_OK, KC_RETRY / KC_POISON (transient or not, errstr).
+ */
+kc_result_t kc_cases_read(pg_t *pg, const pg_stmt_t *stmt, const kc_msg_t *msgs, size_t n,
+                          pg_keyed_t *out, char *errstr, size_t errstr_size);
+
 /** How often a batch is run again at once for kc_batch_fn's KC_RETRY. */
 #define KC_RERUN_MAX 4
 

@@ -579,3 +579,65 @@ void pg_rows_free(pg_rows_t *r)
     r->bin = 0;
     r->n = 0;
 }
+
+/* the sort's result: qsort has no argument for it, and one thread sorts at a time per process
+ * (each service's consumer loop is its thread's own; the comparison only reads) */
+static __thread const PGresult *pg_keyed_sorting;
+
+static int pg_keyed_cmp(const void *a, const void *b)
+{
+    return strcmp(PQgetvalue(pg_keyed_sorting, *(const int *)a, 0),
+                  PQgetvalue(pg_keyed_sorting, *(const int *)b, 0));
+}
+
+int pg_keyed_set(pg_keyed_t *k, PGresult *res)
+{
+    pg_keyed_clear(k);
+    if (!res)
+        return 0;
+    int n = PQntuples(res);
+    k->rows = malloc((size_t)(n ? n : 1) * sizeof(*k->rows));
+    if (!k->rows) {
+        PQclear(res);
+        return -1;
+    }
+    for (int i = 0; i < n; i++)
+        k->rows[i] = i;
+    pg_keyed_sorting = res;
+    qsort(k->rows, (size_t)n, sizeof(*k->rows), pg_keyed_cmp);
+    pg_keyed_sorting = NULL;
+    k->res = res;
+    k->n = n;
+    return 0;
+}
+
+int pg_keyed_take(pg_keyed_t *k, const char *key)
+{
+    int lo = 0, hi = k->n;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        int r = k->rows[mid];
+        /* a taken row keeps its place: its key is still in the result */
+        int c = strcmp(PQgetvalue(k->res, r < 0 ? -r - 2 : r, 0), key);
+        if (c < 0)
+            lo = mid + 1;
+        else if (c > 0)
+            hi = mid;
+        else if (r < 0)
+            return -1;
+        else {
+            k->rows[mid] = -r - 2;
+            return r;
+        }
+    }
+    return -1;
+}
+
+void pg_keyed_clear(pg_keyed_t *k)
+{
+    PQclear(k->res);
+    free(k->rows);
+    k->res = NULL;
+    k->rows = NULL;
+    k->n = 0;
+}

@@ -151,6 +151,25 @@ typedef struct pg_rows {
     size_t n;     /**< rows added (the caller counts) */
 } pg_rows_t;
 
+/*
+ * A result's rows found by the text of their first column: the case rows a
+ * stage reads for a whole batch at once (KC_BATCH_CLAIMED), each taken by the
+ * first event of its case; a later event of the same case reads its own, as
+ * that first one may have changed the row.
+ */
+typedef struct pg_keyed {
+    PGresult *res; /**< owned; NULL when empty */
+    int *rows;     /**< row numbers sorted by key; a taken one as -row - 2 */
+    int n;
+} pg_keyed_t;
+
+/** @brief Own res (NULL: empty) and sort its rows by column 0. @returns 0, -1 out of memory (k empty). */
+int pg_keyed_set(pg_keyed_t *k, PGresult *res);
+/** @brief The row whose column 0 is key, marked taken, or -1 (none, or taken already). */
+int pg_keyed_take(pg_keyed_t *k, const char *key);
+/** @brief Clear the result and the rows. */
+void pg_keyed_clear(pg_keyed_t *k);
+
 /** @brief Start empty with ncols columns (<= PG_ROWS_MAX_COLS). @returns 0, -1 out of memory. */
 int pg_rows_init(pg_rows_t *r, int ncols);
 /** @brief A text (or NULL) value of column c of the row being added. */

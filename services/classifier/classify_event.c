@@ -21,6 +21,13 @@
 static const pg_stmt_t ce_lock = {
     "ce_lock", "SELECT status FROM cases WHERE id = $1::uuid FOR NO KEY UPDATE", 1};
 
+/* the same for a batch's cases at once, in id order (classify_batch) */
+static const pg_stmt_t ce_lock_many = {
+    "ce_lock_many",
+    "SELECT id::text AS id, status FROM cases WHERE id = ANY ($1::uuid[]) ORDER BY id "
+    "FOR NO KEY UPDATE",
+    1};
+
 /* the classification is written by the status change itself (one row version) */
 static const pg_stmt_t ce_bump = {
     "ce_bump",
@@ -33,6 +40,7 @@ void classify_ctx_init(classify_ctx_t *ctx, classify_t *cls, const dedup_opts_t 
 {
     ctx->cls = cls;
     ctx->dedup = *dedup;
+    memset(&ctx->cases, 0, sizeof(ctx->cases));
     ctx->m_duplicates =
         metrics_counter("kesu_classifier_duplicates_total",
                         "Cases linked to an open master case (并单 candidates)", NULL);
@@ -58,6 +66,17 @@ void classify_ctx_free(classify_ctx_t *ctx)
 {
     classify_free(ctx->cls);
     ctx->cls = NULL;
+    pg_keyed_clear(&ctx->cases);
+}
+
+kc_result_t classify_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, const kc_msg_t *msgs,
+                           size_t n, char *errstr, size_t errstr_size)
+{
+    classify_ctx_t *ctx = opaque;
+    if (phase == KC_BATCH_CLAIMED)
+        return kc_cases_read(pg, &ce_lock_many, msgs, n, &ctx->cases, errstr, errstr_size);
+    pg_keyed_clear(&ctx->cases);
+    return KC_OK;
 }
 
 /* HotspotDetected in the master case's history (and on kesu.classifier.v1) */
@@ -115,17 +134,23 @@ kc_result_t classify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *err
     snprintf(conf, sizeof(conf), "%.4f", res.confidence);
     const char *bv[7] = {res.domain, res.request_type, res.category, res.urgency, flags, conf,
                          res.needs_review ? "true" : "false"};
-    const char *lv[1] = {env->case_id};
-    pres = pg_exec_stmt(pg, &ce_lock, lv, PGRES_TUPLES_OK, errstr, errstr_size);
-    if (!pres)
-        return ce_db_failure(pg);
-    if (PQntuples(pres) == 0) {
+    /* locked and read with the batch's claim (classify_batch), or now */
+    const PGresult *cases = ctx->cases.res;
+    int row = pg_keyed_take(&ctx->cases, env->case_id);
+    if (row < 0) {
+        const char *lv[1] = {env->case_id};
+        cases = pres = pg_exec_stmt(pg, &ce_lock, lv, PGRES_TUPLES_OK, errstr, errstr_size);
+        if (!pres)
+            return ce_db_failure(pg);
+        row = 0;
+    }
+    if (PQntuples(cases) == 0) {
         snprintf(errstr, errstr_size, "case %s not found", env->case_id);
         rc = KC_POISON;
         goto out;
     }
-    if (strcmp(pg_get(pres, 0, "status"), "received") != 0) {
-        LOG_INFO("case is %s, no longer received: not classified", pg_get(pres, 0, "status"));
+    if (strcmp(pg_get(cases, row, "status"), "received") != 0) {
+        LOG_INFO("case is %s, no longer received: not classified", pg_get(cases, row, "status"));
         metrics_counter_add(ctx->m_skipped, 1);
         rc = KC_SKIP;
         goto out;

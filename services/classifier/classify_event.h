@@ -28,6 +28,7 @@ typedef struct classify_ctx {
     metrics_counter_t *m_duplicates; /**< cases linked to a master */
     metrics_counter_t *m_hotspots;   /**< hotspots raised */
     metrics_counter_t *m_emergency;  /**< cases classified as emergencies */
+    pg_keyed_t cases;                /**< the batch's case rows, read at its claim */
 } classify_ctx_t;
 
 /** @brief Set up ctx with a loaded classifier (ctx takes ownership) and metric handles. */
@@ -48,6 +49,15 @@ void classify_ctx_free(classify_ctx_t *ctx);
  */
 kc_result_t classify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errstr,
                             size_t errstr_size);
+
+/**
+ * @brief kc_batch_fn: at KC_BATCH_CLAIMED the batch's cases are locked in id
+ *        order and their status read in one statement; the handler of a
+ *        case's first event takes its row from there. Forgotten at every
+ *        other phase. @returns KC_OK, KC_RETRY / KC_POISON (the read failed).
+ */
+kc_result_t classify_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, const kc_msg_t *msgs,
+                           size_t n, char *errstr, size_t errstr_size);
 
 /** @brief kc_wants_fn: CaseReceived only (the handler's first test). */
 int classify_wants(void *opaque, const Kesu__V1__Envelope *env);

@@ -149,6 +149,7 @@ int main(int argc, char **argv)
         classify_ctx_free(&ctx);
         return 1;
     }
+    svc.batch = classify_batch;
     rc = service_consume(&svc, topics, classify_handle, classify_wants, classifier_tick, 200,
                          &ctx);
     int code = service_stop(&svc);

@@ -17,12 +17,19 @@
 #include "casestore.h"
 #include "log.h"
 
+#define DE_CASE_COLS                                                                              \
+    "status, district_code, title, body, COALESCE(domain, '') AS domain, "                        \
+    "COALESCE(category, '') AS category, COALESCE(urgency, '') AS urgency, "                      \
+    "array_to_string(flags, ',') AS flags, COALESCE(department, '') AS department, "              \
+    "COALESCE(handler, '') AS handler, dispatch_attempt "
+
 static const pg_stmt_t de_lock_case = {
-    "de_lock_case",
-    "SELECT status, district_code, title, body, COALESCE(domain, '') AS domain, "
-    "COALESCE(category, '') AS category, COALESCE(urgency, '') AS urgency, "
-    "array_to_string(flags, ',') AS flags, COALESCE(department, '') AS department, "
-    "COALESCE(handler, '') AS handler, dispatch_attempt FROM cases WHERE id = $1::uuid "
+    "de_lock_case", "SELECT " DE_CASE_COLS "FROM cases WHERE id = $1::uuid FOR NO KEY UPDATE", 1};
+
+/* the same for the cases a batch dispatches, at once, in id order (dispatch_batch) */
+static const pg_stmt_t de_lock_cases = {
+    "de_lock_cases",
+    "SELECT id::text AS id, " DE_CASE_COLS "FROM cases WHERE id = ANY ($1::uuid[]) ORDER BY id "
     "FOR NO KEY UPDATE",
     1};
 
@@ -139,6 +146,7 @@ void dispatch_ctx_free(dispatch_ctx_t *ctx)
     strbuf_free(&ctx->lit_deltas);
     ctx->loads = NULL;
     ctx->nloads = ctx->loads_cap = 0;
+    pg_keyed_clear(&ctx->cases);
 }
 
 /* change handler's load in the open batch by delta, remembered for undo
@@ -194,15 +202,41 @@ static size_t de_load_literals(dispatch_ctx_t *ctx)
     return n;
 }
 
+/* what the dispatcher does with an event type (de_route) */
+typedef enum { DE_NONE, DE_DISPATCH, DE_RELEASE } de_route_t;
+static de_route_t de_route(Kesu__V1__Envelope__PayloadCase pc);
+
+/* KC_BATCH_CLAIMED: the cases of the batch's dispatches locked and read at once
+ * (the releases read none) */
+static kc_result_t de_cases_read(dispatch_ctx_t *ctx, pg_t *pg, const kc_msg_t *msgs, size_t n,
+                                 char *errstr, size_t errstr_size)
+{
+    kc_msg_t *d = calloc(n ? n : 1, sizeof(*d));
+    size_t k = 0;
+    if (!d) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return KC_RETRY;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (de_route(msgs[i].env->payload_case) == DE_DISPATCH)
+            d[k++] = msgs[i];
+    kc_result_t rc = KC_OK;
+    if (k)
+        rc = kc_cases_read(pg, &de_lock_cases, d, k, &ctx->cases, errstr, errstr_size);
+    else
+        pg_keyed_clear(&ctx->cases);
+    free(d);
+    return rc;
+}
+
 kc_result_t dispatch_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, const kc_msg_t *msgs,
                            size_t nmsgs, char *errstr, size_t errstr_size)
 {
     dispatch_ctx_t *ctx = opaque;
     kc_result_t rc = KC_OK;
-    (void)msgs;
-    (void)nmsgs;
     if (phase == KC_BATCH_CLAIMED)
-        return KC_OK;
+        return de_cases_read(ctx, pg, msgs, nmsgs, errstr, errstr_size);
+    pg_keyed_clear(&ctx->cases);
     if (phase != KC_BATCH_END) {
         ctx->nloads = 0;
         return KC_OK;
@@ -444,27 +478,33 @@ static kc_result_t de_dispatch(dispatch_ctx_t *ctx, pg_t *pg, const Kesu__V1__En
     memset(&d, 0, sizeof(d));
     d.from = want;
 
-    const char *lv[1] = {env->case_id};
-    res = pg_exec_stmt(pg, &de_lock_case, lv, PGRES_TUPLES_OK, errstr, errstr_size);
-    if (!res)
-        return de_db_failure(pg);
-    if (PQntuples(res) == 0) {
+    /* locked and read with the batch's claim (dispatch_batch), or now */
+    const PGresult *crow = ctx->cases.res;
+    int row = pg_keyed_take(&ctx->cases, env->case_id);
+    if (row < 0) {
+        const char *lv[1] = {env->case_id};
+        crow = res = pg_exec_stmt(pg, &de_lock_case, lv, PGRES_TUPLES_OK, errstr, errstr_size);
+        if (!res)
+            return de_db_failure(pg);
+        row = 0;
+    }
+    if (PQntuples(crow) == 0) {
         snprintf(errstr, errstr_size, "case %s not found", env->case_id);
         goto out;
     }
-    if (strcmp(pg_get(res, 0, "status"), want) != 0) {
-        LOG_INFO("case is %s, not %s: not dispatched", pg_get(res, 0, "status"), want);
+    if (strcmp(pg_get(crow, row, "status"), want) != 0) {
+        LOG_INFO("case is %s, not %s: not dispatched", pg_get(crow, row, "status"), want);
         metrics_counter_add(ctx->m_skipped, 1);
         rc = KC_SKIP;
         goto out;
     }
-    d.attempt = atoi(pg_get(res, 0, "dispatch_attempt"));
-    snprintf(prev_dept, sizeof(prev_dept), "%s", pg_get(res, 0, "department"));
-    snprintf(prev_handler, sizeof(prev_handler), "%s", pg_get(res, 0, "handler"));
+    d.attempt = atoi(pg_get(crow, row, "dispatch_attempt"));
+    snprintf(prev_dept, sizeof(prev_dept), "%s", pg_get(crow, row, "department"));
+    snprintf(prev_handler, sizeof(prev_handler), "%s", pg_get(crow, row, "handler"));
     dispatch_input_t in = {
-        .district = pg_get(res, 0, "district_code"),
-        .title = pg_get(res, 0, "title"),
-        .body = pg_get(res, 0, "body"),
+        .district = pg_get(crow, row, "district_code"),
+        .title = pg_get(crow, row, "title"),
+        .body = pg_get(crow, row, "body"),
     };
     if (env->payload_case == KESU__V1__ENVELOPE__PAYLOAD_CASE_CLASSIFIED) {
         const Kesu__V1__CaseClassified *cc = env->case_classified;
@@ -474,10 +514,10 @@ static kc_result_t de_dispatch(dispatch_ctx_t *ctx, pg_t *pg, const Kesu__V1__En
         in.flags = (const char *const *)cc->flags;
         in.nflags = cc->n_flags;
     } else {
-        in.domain = pg_get(res, 0, "domain");
-        in.category = pg_get(res, 0, "category");
-        in.urgency = pg_get(res, 0, "urgency");
-        snprintf(flagbuf, sizeof(flagbuf), "%s", pg_get(res, 0, "flags"));
+        in.domain = pg_get(crow, row, "domain");
+        in.category = pg_get(crow, row, "category");
+        in.urgency = pg_get(crow, row, "urgency");
+        snprintf(flagbuf, sizeof(flagbuf), "%s", pg_get(crow, row, "flags"));
         in.nflags = (size_t)de_split_flags(flagbuf, flags, 16);
         in.flags = flags;
     }
@@ -497,7 +537,7 @@ static kc_result_t de_dispatch(dispatch_ctx_t *ctx, pg_t *pg, const Kesu__V1__En
         char when[24];
         const char *by = cr->department && *cr->department ? cr->department : prev_dept;
         snprintf(when, sizeof(when), "%lld", (long long)env->occurred_at_ms);
-        const char *rv[6] = {env->case_id, env->event_id, pg_get(res, 0, "dispatch_attempt"),
+        const char *rv[6] = {env->case_id, env->event_id, pg_get(crow, row, "dispatch_attempt"),
                              by, cr->reason ? cr->reason : "", when};
         rr = pg_exec_stmt(pg, &de_record_return, rv, PGRES_TUPLES_OK, errstr, errstr_size);
         if (!rr) {
@@ -566,7 +606,6 @@ out:
 
 /* what the dispatcher does with an event type: the one list both
  * dispatch_wants and dispatch_handle read */
-typedef enum { DE_NONE, DE_DISPATCH, DE_RELEASE } de_route_t;
 
 static de_route_t de_route(Kesu__V1__Envelope__PayloadCase pc)
 {

@@ -46,6 +46,7 @@ typedef struct dispatch_ctx {
     int64_t cat_version;             /**< dispatch_catalogue.version in use, 0 = the file */
     const char *const *domains;      /**< borrowed domain codes for checking a new version */
     int max_returns;                 /**< returns after which the supervision office decides */
+    pg_keyed_t cases;                /**< the batch's dispatched cases, read at its claim */
     metrics_counter_t *m_assigned;   /**< cases assigned */
     metrics_counter_t *m_emergency;  /**< of which to the emergency desk */
     metrics_counter_t *m_no_handler; /**< of which no handler had room: department only */

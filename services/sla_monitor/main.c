@@ -101,8 +101,10 @@ int main(int argc, char **argv)
         return 1;
     }
     sla_ctx_init(&ctx, policy, wake_relay, &svc);
+    svc.batch = sla_batch;
     rc = service_consume(&svc, topics, sla_handle, sla_wants, sla_tick, scan_ms, &ctx);
     int code = service_stop(&svc);
+    sla_ctx_free(&ctx);
     sla_policy_free(policy);
     calendar_free(cal);
     return rc != 0 ? 1 : code;

@@ -23,10 +23,16 @@
 #include "proto.h"
 #include "util.h"
 
+#define ST_CASE_COLS "status, request_type, urgency, department, dispatch_attempt "
+
 static const pg_stmt_t st_case = {
-    "st_case",
-    "SELECT status, request_type, urgency, department, dispatch_attempt FROM cases "
-    "WHERE id = $1::uuid FOR NO KEY UPDATE",
+    "st_case", "SELECT " ST_CASE_COLS "FROM cases WHERE id = $1::uuid FOR NO KEY UPDATE", 1};
+
+/* the same for a batch's cases at once, in id order (sla_batch) */
+static const pg_stmt_t st_case_many = {
+    "st_case_many",
+    "SELECT id::text AS id, " ST_CASE_COLS "FROM cases WHERE id = ANY ($1::uuid[]) ORDER BY id "
+    "FOR NO KEY UPDATE",
     1};
 
 #define ST_TIMER_COLS                                                                              \
@@ -313,24 +319,46 @@ static int st_save(pg_t *pg, const sla_ctx_t *ctx, const st_row_t *r, const char
     return 0;
 }
 
-/* lock the case; *status (>= 24 bytes) etc. filled. 0 ok, 1 no such case, -1 error */
-static int st_case_read(pg_t *pg, const char *case_id, char *status, char *rt, char *urg,
-                        char *dept, int *attempt, char *errstr, size_t errstr_size)
+kc_result_t sla_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, const kc_msg_t *msgs,
+                      size_t n, char *errstr, size_t errstr_size)
 {
-    const char *cv[1] = {case_id};
-    PGresult *res = pg_exec_stmt(pg, &st_case, cv, PGRES_TUPLES_OK, errstr, errstr_size);
-    if (!res)
-        return -1;
-    if (PQntuples(res) == 0) {
+    sla_ctx_t *ctx = opaque;
+    if (phase == KC_BATCH_CLAIMED)
+        return kc_cases_read(pg, &st_case_many, msgs, n, &ctx->cases, errstr, errstr_size);
+    pg_keyed_clear(&ctx->cases);
+    return KC_OK;
+}
+
+void sla_ctx_free(sla_ctx_t *ctx)
+{
+    pg_keyed_clear(&ctx->cases);
+}
+
+/* lock the case (or take its row locked with the batch's claim); *status (>= 24
+ * bytes) etc. filled. 0 ok, 1 no such case, -1 error */
+static int st_case_read(sla_ctx_t *ctx, pg_t *pg, const char *case_id, char *status, char *rt,
+                        char *urg, char *dept, int *attempt, char *errstr, size_t errstr_size)
+{
+    PGresult *res = NULL;
+    const PGresult *cases = ctx->cases.res;
+    int row = pg_keyed_take(&ctx->cases, case_id);
+    if (row < 0) {
+        const char *cv[1] = {case_id};
+        cases = res = pg_exec_stmt(pg, &st_case, cv, PGRES_TUPLES_OK, errstr, errstr_size);
+        if (!res)
+            return -1;
+        row = 0;
+    }
+    if (PQntuples(cases) == 0) {
         PQclear(res);
         snprintf(errstr, errstr_size, "case %s not found", case_id);
         return 1;
     }
-    snprintf(status, 24, "%s", pg_get(res, 0, "status"));
-    snprintf(rt, 24, "%s", pg_get(res, 0, "request_type"));
-    snprintf(urg, 16, "%s", pg_get(res, 0, "urgency"));
-    snprintf(dept, 64, "%s", pg_get(res, 0, "department"));
-    *attempt = atoi(pg_get(res, 0, "dispatch_attempt"));
+    snprintf(status, 24, "%s", pg_get(cases, row, "status"));
+    snprintf(rt, 24, "%s", pg_get(cases, row, "request_type"));
+    snprintf(urg, 16, "%s", pg_get(cases, row, "urgency"));
+    snprintf(dept, 64, "%s", pg_get(cases, row, "department"));
+    *attempt = atoi(pg_get(cases, row, "dispatch_attempt"));
     PQclear(res);
     return 0;
 }
@@ -562,7 +590,8 @@ static kc_result_t st_on_start(sla_ctx_t *ctx, pg_t *pg, const Kesu__V1__Envelop
     char status[24], rt[24], urg[16], dept[64];
     int attempt, started = 0, n;
     sla_limits_t lim;
-    int rc = st_case_read(pg, env->case_id, status, rt, urg, dept, &attempt, errstr, errstr_size);
+    int rc =
+        st_case_read(ctx, pg, env->case_id, status, rt, urg, dept, &attempt, errstr, errstr_size);
     if (rc < 0)
         return st_db_failure(pg);
     if (rc > 0)
@@ -702,7 +731,7 @@ kc_result_t sla_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errstr, 
     /* the case row first, as in every handler: see the lock order above */
     char status[24], req_type[24], urg[16], dept[64];
     int attempt;
-    int rc = st_case_read(pg, env->case_id, status, req_type, urg, dept, &attempt, errstr,
+    int rc = st_case_read(ctx, pg, env->case_id, status, req_type, urg, dept, &attempt, errstr,
                           errstr_size);
     if (rc < 0)
         return st_db_failure(pg);

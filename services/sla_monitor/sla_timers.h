@@ -53,6 +53,7 @@ typedef struct sla_ctx {
     metrics_counter_t *m_breached; /**< first breaches (the alert's numerator) */
     metrics_counter_t *m_scan_errors;
     metrics_gauge_t *m_pending[SLA__KINDS];
+    pg_keyed_t cases; /**< the batch's case rows, read at its claim (sla_batch) */
 } sla_ctx_t;
 
 /** @brief Fill ctx (policy borrowed; wake may be NULL). */
@@ -65,6 +66,19 @@ void sla_ctx_init(sla_ctx_t *ctx, const sla_policy_t *policy, void (*wake)(void 
  *          KC_POISON (unknown case) or KC_RETRY (transient database trouble).
  */
 kc_result_t sla_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errstr, size_t errstr_size);
+
+/**
+ * @brief kc_batch_fn: at KC_BATCH_CLAIMED the batch's cases are locked in id
+ *        order and read in one statement, each event's handler takes its
+ *        case's row from there (a later event of the same case reads its
+ *        own); forgotten at every other phase.
+ * @returns KC_OK, KC_RETRY / KC_POISON (the read failed).
+ */
+kc_result_t sla_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, const kc_msg_t *msgs,
+                      size_t n, char *errstr, size_t errstr_size);
+
+/** @brief Free what the batch step holds. */
+void sla_ctx_free(sla_ctx_t *ctx);
 
 /** @brief kc_wants_fn: the event types sla_handle acts on. */
 int sla_wants(void *opaque, const Kesu__V1__Envelope *env);

@@ -10,7 +10,9 @@
  *   and one HotspotDetected event in the master case's history; the
  *   (K+1)-th raises none (once per window);
  * - the same text in another district is no duplicate; a different text in
- *   the same district is none either; a redelivered case stays classified.
+ *   the same district is none either; a redelivered case stays classified;
+ * - a batch's cases are locked and read at its claim (classify_batch), each
+ *   handler takes its case's row, a second event of a case reads its own.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -182,10 +184,74 @@ static void test_duplicates_and_hotspot(void **state)
         1);
 }
 
+/* the cases of a batch locked and read at its claim (classify_batch): both
+ * rows are locked before any handler runs, each handler takes its case's
+ * row, and a second event of a case reads its own (now classified: skipped) */
+static void test_batch_claimed_cases(void **state)
+{
+    (void)state;
+    char err[1024], ids[2][37], nos[2][40];
+    Kesu__V1__CaseReceived cr[2];
+    Kesu__V1__Location loc[2];
+    proto_env_t pe[2];
+    kc_msg_t m[2];
+    for (int i = 0; i < 2; i++) {
+        util_uuid(ids[i]);
+        snprintf(nos[i], sizeof(nos[i]), "IB-%.12s", ids[i] + 24);
+        assert_int_equal(itest_insert_case(pg, ids[i], nos[i], "路灯不亮", "小区门口路灯坏了"), 0);
+        cr[i] = (Kesu__V1__CaseReceived)KESU__V1__CASE_RECEIVED__INIT;
+        loc[i] = (Kesu__V1__Location)KESU__V1__LOCATION__INIT;
+        loc[i].district_code = other_district;
+        cr[i].channel = "web";
+        cr[i].title = i ? "路灯不亮" : "噪音扰民";
+        cr[i].body = i ? "小区门口路灯坏了三天" : "楼下工地夜间施工";
+        cr[i].location = &loc[i];
+        proto_env_init(&pe[i], "intake");
+        proto_env_set_case(&pe[i], ids[i], nos[i], "itest-trace");
+        proto_env_set_payload(&pe[i], KESU__V1__ENVELOPE__PAYLOAD_CASE_RECEIVED,
+                              (const ProtobufCMessage *)&cr[i]);
+        m[i] = (kc_msg_t){NULL, &pe[i].env, KAFKA_TOPIC_INTAKE};
+    }
+    pg_t *other = pg_new(itest_pg());
+    assert_int_equal(pg_connect(other, 5000, err, sizeof(err)), 0);
+
+    assert_int_equal(pg_begin(pg, err, sizeof(err)), 0);
+    assert_int_equal(classify_batch(&ctx, pg, KC_BATCH_BEGIN, NULL, 0, err, sizeof(err)), KC_OK);
+    assert_int_equal(classify_batch(&ctx, pg, KC_BATCH_CLAIMED, m, 2, err, sizeof(err)), KC_OK);
+    assert_int_equal(ctx.cases.n, 2);
+    for (int i = 0; i < 2; i++) {
+        const char *v[1] = {ids[i]};
+        PGresult *r = PQexecParams(other->conn,
+                                   "SELECT 1 FROM cases WHERE id = $1 FOR NO KEY UPDATE NOWAIT", 1,
+                                   NULL, v, NULL, NULL, 0);
+        assert_int_not_equal(PQresultStatus(r), PGRES_TUPLES_OK); /* locked by the claim */
+        assert_string_equal(PQresultErrorField(r, PG_DIAG_SQLSTATE), "55P03");
+        PQclear(r);
+    }
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(classify_handle(&ctx, pg, &m[i], err, sizeof(err)), KC_OK);
+    assert_int_equal(classify_handle(&ctx, pg, &m[0], err, sizeof(err)), KC_SKIP);
+    assert_int_equal(classify_batch(&ctx, pg, KC_BATCH_END, NULL, 0, err, sizeof(err)), KC_OK);
+    assert_null(ctx.cases.res);
+    assert_int_equal(pg_commit(pg, err, sizeof(err)), 0);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(scalar1("SELECT count(*) FROM cases WHERE id = $1 AND status = "
+                                 "'classified'",
+                                 ids[i]),
+                         1);
+        assert_int_equal(scalar1("SELECT count(*) FROM case_events WHERE case_id = $1 AND "
+                                 "event_type = 'CaseClassified'",
+                                 ids[i]),
+                         1);
+    }
+    pg_destroy(other);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_duplicates_and_hotspot),
+        cmocka_unit_test(test_batch_claimed_cases),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

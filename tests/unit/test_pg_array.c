@@ -100,6 +100,38 @@ static void test_rows_binary_column(void **state)
     assert_int_equal(r.bin, 0u);
 }
 
+/* pg_keyed: rows found by their first column, each taken once */
+static void test_keyed(void **state)
+{
+    (void)state;
+    pg_keyed_t k;
+    memset(&k, 0, sizeof(k));
+    assert_int_equal(pg_keyed_take(&k, "a"), -1); /* empty */
+    PGresult *res = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
+    PGresAttDesc att[2] = {{"id", 0, 0, 0, 25, -1, -1}, {"v", 0, 0, 0, 25, -1, -1}};
+    assert_int_equal(PQsetResultAttrs(res, 2, att), 1);
+    const char *keys[5] = {"m", "c", "x", "a", "k"};
+    for (int i = 0; i < 5; i++) {
+        char v[8];
+        snprintf(v, sizeof(v), "v%d", i);
+        assert_int_equal(PQsetvalue(res, i, 0, (char *)keys[i], (int)strlen(keys[i])), 1);
+        assert_int_equal(PQsetvalue(res, i, 1, v, (int)strlen(v)), 1);
+    }
+    assert_int_equal(pg_keyed_set(&k, res), 0);
+    assert_int_equal(k.n, 5);
+    for (int i = 4; i >= 0; i--)
+        assert_int_equal(pg_keyed_take(&k, keys[i]), i);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(pg_keyed_take(&k, keys[i]), -1); /* taken */
+    assert_int_equal(pg_keyed_take(&k, "b"), -1);
+    assert_int_equal(pg_keyed_take(&k, "z"), -1);
+    pg_keyed_clear(&k);
+    assert_null(k.res);
+    assert_int_equal(pg_keyed_take(&k, "m"), -1);
+    assert_int_equal(pg_keyed_set(&k, NULL), 0);
+    assert_int_equal(k.n, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -107,6 +139,7 @@ int main(void)
         cmocka_unit_test(test_bytea),
         cmocka_unit_test(test_bytea_binary),
         cmocka_unit_test(test_rows_binary_column),
+        cmocka_unit_test(test_keyed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
