@@ -19,6 +19,8 @@
  * end a handler filled past capacity and asks for a re-run, which sees the
  * loads as they are. No handler ends past capacity, every open load equals
  * the handler's open cases, and a release is written at the batch's end.
+ * test_batch_claimed_cases: a batch's dispatched cases are locked and read
+ * at its claim (a release's case is not), and the dispatch uses that row.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -187,6 +189,57 @@ static void test_classified_co_handling(void **state)
     assert_non_null(strstr(m, "kesu_dispatcher_decisions_total{rule=\"tx-urban-construction-06\"}"));
     free(m);
     cleanup(id);
+}
+
+/* a batch's dispatched cases are locked and read at its claim
+ * (dispatch_batch): a release event's case is not; the dispatch takes its
+ * row from there */
+static void test_batch_claimed_cases(void **state)
+{
+    (void)state;
+    char a[37], b[37], buf[256], err[512] = "";
+    new_case(a, "房屋拆迁安置补偿不到位", "urban_construction");
+    new_case(b, "房屋拆迁安置补偿不到位", "urban_construction");
+    Kesu__V1__CaseClassified cc = KESU__V1__CASE_CLASSIFIED__INIT;
+    cc.domain = "urban_construction";
+    cc.category = "other";
+    cc.urgency = "normal";
+    cc.request_type = "complaint";
+    Kesu__V1__CaseResolved rs = KESU__V1__CASE_RESOLVED__INIT;
+    proto_env_t pe[2];
+    proto_env_init(&pe[0], "itest");
+    proto_env_set_case(&pe[0], a, "ITD", "itest");
+    proto_env_set_payload(&pe[0], KESU__V1__ENVELOPE__PAYLOAD_CASE_CLASSIFIED, &cc.base);
+    proto_env_init(&pe[1], "itest");
+    proto_env_set_case(&pe[1], b, "ITD", "itest");
+    proto_env_set_payload(&pe[1], KESU__V1__ENVELOPE__PAYLOAD_CASE_RESOLVED, &rs.base);
+    kc_msg_t m[2] = {{NULL, &pe[0].env, "kesu.itest"}, {NULL, &pe[1].env, "kesu.itest"}};
+    pg_t *other = pg_new(itest_pg());
+    assert_int_equal(pg_connect(other, 5000, err, sizeof(err)), 0);
+
+    batch_begin(pg, &ctx);
+    assert_int_equal(dispatch_batch(&ctx, pg, KC_BATCH_CLAIMED, m, 2, err, sizeof(err)), KC_OK);
+    assert_int_equal(ctx.cases.n, 1);
+    const char *ids[2] = {a, b};
+    for (int i = 0; i < 2; i++) {
+        const char *v[1] = {ids[i]};
+        PGresult *r = PQexecParams(other->conn,
+                                   "SELECT 1 FROM cases WHERE id = $1 FOR NO KEY UPDATE NOWAIT", 1,
+                                   NULL, v, NULL, NULL, 0);
+        /* the dispatched case is locked by the claim, the released one not */
+        assert_int_equal(PQresultStatus(r) == PGRES_TUPLES_OK, i == 1);
+        PQclear(r);
+    }
+    kc_result_t r = dispatch_handle(&ctx, pg, &m[0], err, sizeof(err));
+    assert_int_equal(r, KC_OK);
+    assert_int_equal(batch_end(pg, &ctx), KC_OK);
+    assert_null(ctx.cases.res);
+    assert_string_equal(val("SELECT status || ' ' || department FROM cases WHERE id = $1", a, buf,
+                            sizeof(buf)),
+                        "assigned housing");
+    pg_destroy(other);
+    cleanup(a);
+    cleanup(b);
 }
 
 static void test_returns(void **state)
@@ -448,6 +501,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_classified_co_handling),
+        cmocka_unit_test(test_batch_claimed_cases),
         cmocka_unit_test(test_returns),
         cmocka_unit_test(test_reopen),
         cmocka_unit_test(test_reload),

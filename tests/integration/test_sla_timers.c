@@ -13,6 +13,8 @@
  * timers' row locks in a "crashed" scanner's open transaction, checks a
  * second scanner skips them, then drops that connection (the crash) and
  * checks a restarted scanner fires each once, and a further restart none.
+ * test_batch_claimed_cases: the cases of a batch read at its claim
+ * (sla_batch) are what its handlers use; a case not claimed reads its own.
  *
  * The scan is given "now" and the timers live in March 2037 (the same
  * weekdays as 2026, no holidays listed: plain Monday-Friday), so a real
@@ -747,6 +749,49 @@ static void test_recompute(void **state)
 /* The open-timer gauge (every 10 s) reads the open timers, not every timer
  * ever started: a year of stopped ones beside them must not be scanned
  * (migration 0020's sla_timers_open; without it the plan is a Seq Scan). */
+/* a batch's cases are read at its claim (sla_batch): the timers of the
+ * claimed cases' CaseAssigned (no department in the event: the case's) take
+ * the department their row had then; a case not claimed reads its own */
+static void test_batch_claimed_cases(void **state)
+{
+    (void)state;
+    char ids[3][37], arr[160], err[512] = "";
+    Kesu__V1__CaseAssigned ca[3];
+    proto_env_t pe[3];
+    kc_msg_t m[3];
+    for (int i = 0; i < 3; i++) {
+        new_case(ids[i], "assigned");
+        ca[i] = (Kesu__V1__CaseAssigned)KESU__V1__CASE_ASSIGNED__INIT;
+        ca[i].attempt = 1;
+        proto_env_init(&pe[i], "itest");
+        proto_env_set_case(&pe[i], ids[i], "ITS", "itest");
+        proto_env_set_payload(&pe[i], KESU__V1__ENVELOPE__PAYLOAD_CASE_ASSIGNED, &ca[i].base);
+        pe[i].env.occurred_at_ms = at("2037-03-02 10:00");
+        pe[i].env.case_seq = 2;
+        m[i] = (kc_msg_t){NULL, &pe[i].env, "kesu.itest"};
+    }
+    snprintf(arr, sizeof(arr), "{%s,%s,%s}", ids[0], ids[1], ids[2]);
+    assert_int_equal(pg_begin(pg, err, sizeof(err)), 0);
+    assert_int_equal(sla_batch(&ctx, pg, KC_BATCH_BEGIN, NULL, 0, err, sizeof(err)), KC_OK);
+    assert_int_equal(sla_batch(&ctx, pg, KC_BATCH_CLAIMED, m, 2, err, sizeof(err)), KC_OK);
+    assert_int_equal(ctx.cases.n, 2);
+    PQclear(q("UPDATE cases SET department = 'd_later' WHERE id = ANY ($1::uuid[])", arr));
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(sla_handle(&ctx, pg, &m[i], err, sizeof(err)), KC_OK);
+    assert_int_equal(sla_batch(&ctx, pg, KC_BATCH_END, NULL, 0, err, sizeof(err)), KC_OK);
+    assert_null(ctx.cases.res);
+    assert_int_equal(pg_commit(pg, err, sizeof(err)), 0);
+    for (int i = 0; i < 3; i++) {
+        PGresult *res = q("SELECT department FROM sla_timers WHERE case_id = $1 AND kind = "
+                          "'accept'",
+                          ids[i]);
+        assert_int_equal(PQntuples(res), 1);
+        assert_string_equal(PQgetvalue(res, 0, 0), i < 2 ? "d_sla" : "d_later");
+        PQclear(res);
+    }
+    cleanup(arr);
+}
+
 static void test_gauge_plan(void **state)
 {
     char id[37], ids[64], plan[4096];
@@ -815,6 +860,7 @@ int main(void)
         cmocka_unit_test(test_reply_after_done),
         cmocka_unit_test(test_return_seen_late),
         cmocka_unit_test(test_gauge_plan),
+        cmocka_unit_test(test_batch_claimed_cases),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
