@@ -235,12 +235,19 @@ static const pg_stmt_t kc_inbox_claim = {
     "kc_inbox_claim",
     "INSERT INTO inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", 2};
 
-/* $2: the smallest id an event of the cut-off time can have (UUID v7) */
+/* $2: the smallest id an event of the cut-off time can have (UUID v7). A chunk
+ * is the range up to the $4-th purgeable id, deleted by one index range scan:
+ * "event_id IN (SELECT ... LIMIT $4)" let the planner, with statistics that
+ * had not seen a burst of new rows yet, run the subquery once per row of the
+ * consumer (12,000 rows: 25 s instead of 20 ms) */
+#define KC_PURGEABLE                                                                             \
+    "consumer = $1 AND event_id < $2::uuid AND applied_at < now() - make_interval(days => "    \
+    "$3::int)"
 static const pg_stmt_t kc_inbox_purge_chunk = {
     "kc_inbox_purge_chunk",
-    "DELETE FROM inbox WHERE consumer = $1 AND event_id IN (SELECT event_id FROM inbox "
-    "WHERE consumer = $1 AND event_id < $2::uuid "
-    "AND applied_at < now() - make_interval(days => $3::int) ORDER BY event_id LIMIT $4::int)",
+    "DELETE FROM inbox WHERE " KC_PURGEABLE " AND event_id <= (SELECT s.event_id FROM "
+    "(SELECT event_id FROM inbox WHERE " KC_PURGEABLE " ORDER BY event_id LIMIT $4::int) s "
+    "ORDER BY s.event_id DESC LIMIT 1)",
     4};
 
 static const pg_stmt_t kc_inbox_horizon = {
