@@ -407,6 +407,30 @@ kc_result_t kc_cases_read(pg_t *pg, const pg_stmt_t *stmt, const kc_msg_t *msgs,
     return KC_OK;
 }
 
+kc_result_t kc_cases_step(pg_t *pg, kc_batch_phase_t phase, const pg_stmt_t *stmt,
+                          const kc_msg_t *msgs, size_t n, pg_keyed_t *out, char *errstr,
+                          size_t errstr_size)
+{
+    if (phase == KC_BATCH_CLAIMED)
+        return kc_cases_read(pg, stmt, msgs, n, out, errstr, errstr_size);
+    pg_keyed_clear(out);
+    return KC_OK;
+}
+
+const PGresult *kc_case_row(pg_t *pg, pg_keyed_t *claimed, const pg_stmt_t *one,
+                            const char *case_id, PGresult **own, int *row, char *errstr,
+                            size_t errstr_size)
+{
+    *own = NULL;
+    *row = pg_keyed_take(claimed, case_id);
+    if (*row >= 0)
+        return claimed->res;
+    const char *v[1] = {case_id};
+    *own = pg_exec_stmt(pg, one, v, PGRES_TUPLES_OK, errstr, errstr_size);
+    *row = 0;
+    return *own;
+}
+
 /* KC_BATCH_CLAIMED: the stage's step for the batch's new events; as kc_batch_step */
 static int kc_claimed(pg_t *pg, const kafka_consumer_opts_t *o, rd_kafka_message_t **msgs,
                       Kesu__V1__Envelope **envs, const int *fresh, size_t n, char *errstr,

@@ -179,6 +179,27 @@ typedef kc_result_t (*kc_batch_fn)(void *opaque, pg_t *pg, kc_batch_phase_t phas
 kc_result_t kc_cases_read(pg_t *pg, const pg_stmt_t *stmt, const kc_msg_t *msgs, size_t n,
                           pg_keyed_t *out, char *errstr, size_t errstr_size);
 
+/**
+ * @brief kc_cases_read at KC_BATCH_CLAIMED, the rows forgotten at every other
+ *        phase: the whole kc_batch_fn of a stage that keeps nothing else per batch.
+ * @returns as kc_cases_read; KC_OK at the other phases.
+ */
+kc_result_t kc_cases_step(pg_t *pg, kc_batch_phase_t phase, const pg_stmt_t *stmt,
+                          const kc_msg_t *msgs, size_t n, pg_keyed_t *out, char *errstr,
+                          size_t errstr_size);
+
+/**
+ * @brief An event's case row: taken from the rows kc_cases_read locked at the
+ *        batch's claim, or locked and read now with `one` ($1 the case id, the
+ *        same columns) — a later event of the same case, a careful re-run.
+ * @returns the result that holds it, the row in *row (no rows: no such case),
+ *          or NULL (errstr, pg's failure); *own is the result the caller
+ *          PQclears (NULL when the row was claimed).
+ */
+const PGresult *kc_case_row(pg_t *pg, pg_keyed_t *claimed, const pg_stmt_t *one,
+                            const char *case_id, PGresult **own, int *row, char *errstr,
+                            size_t errstr_size);
+
 /** How often a batch is run again at once for kc_batch_fn's KC_RETRY. */
 #define KC_RERUN_MAX 4
 

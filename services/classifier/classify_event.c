@@ -73,10 +73,7 @@ kc_result_t classify_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, const
                            size_t n, char *errstr, size_t errstr_size)
 {
     classify_ctx_t *ctx = opaque;
-    if (phase == KC_BATCH_CLAIMED)
-        return kc_cases_read(pg, &ce_lock_many, msgs, n, &ctx->cases, errstr, errstr_size);
-    pg_keyed_clear(&ctx->cases);
-    return KC_OK;
+    return kc_cases_step(pg, phase, &ce_lock_many, msgs, n, &ctx->cases, errstr, errstr_size);
 }
 
 /* HotspotDetected in the master case's history (and on kesu.classifier.v1) */
@@ -135,15 +132,11 @@ kc_result_t classify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *err
     const char *bv[7] = {res.domain, res.request_type, res.category, res.urgency, flags, conf,
                          res.needs_review ? "true" : "false"};
     /* locked and read with the batch's claim (classify_batch), or now */
-    const PGresult *cases = ctx->cases.res;
-    int row = pg_keyed_take(&ctx->cases, env->case_id);
-    if (row < 0) {
-        const char *lv[1] = {env->case_id};
-        cases = pres = pg_exec_stmt(pg, &ce_lock, lv, PGRES_TUPLES_OK, errstr, errstr_size);
-        if (!pres)
-            return ce_db_failure(pg);
-        row = 0;
-    }
+    int row;
+    const PGresult *cases =
+        kc_case_row(pg, &ctx->cases, &ce_lock, env->case_id, &pres, &row, errstr, errstr_size);
+    if (!cases)
+        return ce_db_failure(pg);
     if (PQntuples(cases) == 0) {
         snprintf(errstr, errstr_size, "case %s not found", env->case_id);
         rc = KC_POISON;

@@ -479,15 +479,11 @@ static kc_result_t de_dispatch(dispatch_ctx_t *ctx, pg_t *pg, const Kesu__V1__En
     d.from = want;
 
     /* locked and read with the batch's claim (dispatch_batch), or now */
-    const PGresult *crow = ctx->cases.res;
-    int row = pg_keyed_take(&ctx->cases, env->case_id);
-    if (row < 0) {
-        const char *lv[1] = {env->case_id};
-        crow = res = pg_exec_stmt(pg, &de_lock_case, lv, PGRES_TUPLES_OK, errstr, errstr_size);
-        if (!res)
-            return de_db_failure(pg);
-        row = 0;
-    }
+    int row;
+    const PGresult *crow =
+        kc_case_row(pg, &ctx->cases, &de_lock_case, env->case_id, &res, &row, errstr, errstr_size);
+    if (!crow)
+        return de_db_failure(pg);
     if (PQntuples(crow) == 0) {
         snprintf(errstr, errstr_size, "case %s not found", env->case_id);
         goto out;

@@ -323,10 +323,7 @@ kc_result_t sla_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, const kc_m
                       size_t n, char *errstr, size_t errstr_size)
 {
     sla_ctx_t *ctx = opaque;
-    if (phase == KC_BATCH_CLAIMED)
-        return kc_cases_read(pg, &st_case_many, msgs, n, &ctx->cases, errstr, errstr_size);
-    pg_keyed_clear(&ctx->cases);
-    return KC_OK;
+    return kc_cases_step(pg, phase, &st_case_many, msgs, n, &ctx->cases, errstr, errstr_size);
 }
 
 void sla_ctx_free(sla_ctx_t *ctx)
@@ -339,16 +336,12 @@ void sla_ctx_free(sla_ctx_t *ctx)
 static int st_case_read(sla_ctx_t *ctx, pg_t *pg, const char *case_id, char *status, char *rt,
                         char *urg, char *dept, int *attempt, char *errstr, size_t errstr_size)
 {
-    PGresult *res = NULL;
-    const PGresult *cases = ctx->cases.res;
-    int row = pg_keyed_take(&ctx->cases, case_id);
-    if (row < 0) {
-        const char *cv[1] = {case_id};
-        cases = res = pg_exec_stmt(pg, &st_case, cv, PGRES_TUPLES_OK, errstr, errstr_size);
-        if (!res)
-            return -1;
-        row = 0;
-    }
+    PGresult *res;
+    int row;
+    const PGresult *cases =
+        kc_case_row(pg, &ctx->cases, &st_case, case_id, &res, &row, errstr, errstr_size);
+    if (!cases)
+        return -1;
     if (PQntuples(cases) == 0) {
         PQclear(res);
         snprintf(errstr, errstr_size, "case %s not found", case_id);
