@@ -351,6 +351,7 @@ kc_result_t archive_feed_claimed(archive_t *ar, pg_t *pg, const kc_msg_t *msgs, 
     size_t nc = 0, nrun = 0, published = 0;
     kc_result_t rc = KC_RETRY;
     PGresult *res = NULL;
+    pg_keyed_t done = {0};
     ar->nsent = 0;
     if (!c || pg_rows_ready(&ar->run_rows, 4) != 0) {
         snprintf(errstr, errstr_size, "out of memory");
@@ -401,26 +402,20 @@ kc_result_t archive_feed_claimed(archive_t *ar, pg_t *pg, const kc_msg_t *msgs, 
         rc = archive_db_failure(pg);
         goto out;
     }
-    /* the published cases' runs, in case order as c is */
-    for (int r = 0; r < PQntuples(res); r++) {
-        const char *k = PQgetvalue(res, r, 0);
-        ar_cand_t key = {0};
-        Kesu__V1__Envelope kenv = KESU__V1__ENVELOPE__INIT;
-        kenv.case_id = (char *)k;
-        kenv.case_seq = 0;
-        key.env = &kenv;
-        /* the first candidate of the case: the lowest position sorts first */
-        size_t lo = 0, hi = nc;
-        while (lo < hi) {
-            size_t mid = lo + (hi - lo) / 2;
-            if (ar_cand_cmp(&c[mid], &key) < 0)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        size_t end = lo;
-        while (end < nc && c[end].run && strcmp(c[end].env->case_id, k) == 0)
-            end++;
+    /* the published cases' runs: each starts at its case's first candidate */
+    if (pg_keyed_set(&done, res) != 0) {
+        res = NULL; /* cleared by pg_keyed_set */
+        snprintf(errstr, errstr_size, "out of memory");
+        rc = KC_RETRY;
+        goto out;
+    }
+    res = NULL; /* done owns it */
+    for (size_t lo = 0, end; lo < nc; lo = end) {
+        for (end = lo + 1; end < nc && c[end].run; end++)
+            if (strcmp(c[end].env->case_id, c[lo].env->case_id) != 0)
+                break;
+        if (!c[lo].run || pg_keyed_take(&done, c[lo].env->case_id) < 0)
+            continue;
         if (ar_runs_sent(ar, pg, c, lo, end, errstr, errstr_size) != 0) {
             rc = archive_db_failure(pg);
             goto out;
@@ -433,6 +428,7 @@ kc_result_t archive_feed_claimed(archive_t *ar, pg_t *pg, const kc_msg_t *msgs, 
     LOG_DEBUG("%zu of the batch's %zu events published at once", published, n);
 out:
     PQclear(res);
+    pg_keyed_clear(&done);
     for (size_t i = 0; i < nc; i++)
         kesu__v1__envelope__free_unpacked(c[i].env, NULL);
     free(c);

@@ -131,18 +131,9 @@ typedef struct notify {
     int gather;
     pg_rows_t rows; /**< NOTIFY_GATHER_COLS columns; made at the first reset */
     /* the case rows of a fast attempt's events, read for all of them at
-     * KC_BATCH_CLAIMED in one statement; the handler of a message in
-     * case_at finds its row there (sorted by message, for bsearch) */
-    PGresult *case_rows;
-    struct notify_case_at *case_at;
-    size_t n_case_at, case_at_cap;
+     * KC_BATCH_CLAIMED in one statement, found by event id */
+    pg_keyed_t cases;
 } notify_t;
-
-/** Where a message's case row is in notify_t.case_rows. */
-typedef struct notify_case_at {
-    const rd_kafka_message_t *rkm;
-    int row;
-} notify_case_at_t;
 
 /* ------------------------------------------------------------ templates */
 

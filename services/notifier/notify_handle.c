@@ -15,7 +15,6 @@
  * be reached gets no notices at all; their reply is "sent" on channel none,
  * which is what moves the case on to replied.
  */
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,13 +46,13 @@ static const pg_stmt_t nt_case = {
     "WHERE c.id = $1::uuid",
     2};
 
-/* the same for a batch's events at once (KC_BATCH_CLAIMED): i is the event's place */
+/* the same for a batch's events at once (KC_BATCH_CLAIMED), keyed by event id */
 static const pg_stmt_t nt_case_many = {
     "nt_case_many",
-    "SELECT (r.ord - 1)::int AS i, " NT_CASE_COLS("r.dept")
-    "FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS r(id, dept, ord) "
+    "SELECT r.event_id, " NT_CASE_COLS("r.dept")
+    "FROM unnest($1::uuid[], $2::text[], $3::text[]) AS r(id, dept, event_id) "
     "JOIN cases c ON c.id = r.id LEFT JOIN complainants p ON p.id = c.complainant_id",
-    2};
+    3};
 
 /* notices in the order they were queued: a batch's at once (decision 0027), or one */
 static const pg_stmt_t nt_insert = {
@@ -73,80 +72,42 @@ static void notify_gather_reset(notify_t *nt)
     pg_rows_ready(&nt->rows, NOTIFY_GATHER_COLS);
 }
 
-static void notify_cases_forget(notify_t *nt)
-{
-    PQclear(nt->case_rows);
-    nt->case_rows = NULL;
-    nt->n_case_at = 0;
-}
-
 void notify_gather_free(notify_t *nt)
 {
     pg_rows_free(&nt->rows);
     nt->gather = 0;
-    notify_cases_forget(nt);
-    free(nt->case_at);
-    nt->case_at = NULL;
-    nt->case_at_cap = 0;
-}
-
-static int notify_case_at_cmp(const void *a, const void *b)
-{
-    uintptr_t x = (uintptr_t)((const notify_case_at_t *)a)->rkm;
-    uintptr_t y = (uintptr_t)((const notify_case_at_t *)b)->rkm;
-    return (x > y) - (x < y);
-}
-
-/* the case row of m read at the batch's claim, or -1 */
-static int notify_case_row(const notify_t *nt, const rd_kafka_message_t *rkm)
-{
-    notify_case_at_t key = {rkm, 0};
-    const notify_case_at_t *at =
-        nt->n_case_at ? bsearch(&key, nt->case_at, nt->n_case_at, sizeof(key), notify_case_at_cmp)
-                      : NULL;
-    return at ? at->row : -1;
+    pg_keyed_clear(&nt->cases);
 }
 
 static const char *notify_event_department(const Kesu__V1__Envelope *env);
 
-/* KC_BATCH_CLAIMED: the case rows of all the batch's events in one statement
- * (nothing the notifier's handlers write changes what they read of a case);
- * an event whose case is not there reads it itself and says so */
+/* KC_BATCH_CLAIMED: the case rows of all the batch's events in one statement,
+ * found by event id (nothing the notifier's handlers write changes what they
+ * read of a case); an event whose case is not there reads it itself */
 static kc_result_t notify_cases_read(notify_t *nt, pg_t *pg, const kc_msg_t *msgs, size_t n,
                                      char *errstr, size_t errstr_size)
 {
-    strbuf_t ids, depts;
-    notify_cases_forget(nt);
-    if (n > nt->case_at_cap) {
-        notify_case_at_t *p = realloc(nt->case_at, n * sizeof(*p));
-        if (!p) {
-            snprintf(errstr, errstr_size, "out of memory");
-            return KC_RETRY;
-        }
-        nt->case_at = p;
-        nt->case_at_cap = n;
-    }
-    pg_array_begin(&ids);
-    pg_array_begin(&depts);
+    strbuf_t a[3];
+    pg_keyed_clear(&nt->cases);
+    for (int k = 0; k < 3; k++)
+        pg_array_begin(&a[k]);
     for (size_t i = 0; i < n; i++) {
-        pg_array_add(&ids, msgs[i].env->case_id);
-        pg_array_add(&depts, notify_event_department(msgs[i].env));
+        pg_array_add(&a[0], msgs[i].env->case_id);
+        pg_array_add(&a[1], notify_event_department(msgs[i].env));
+        pg_array_add(&a[2], msgs[i].env->event_id);
     }
-    pg_array_end(&ids);
-    pg_array_end(&depts);
-    const char *v[2] = {ids.s, depts.s};
+    for (int k = 0; k < 3; k++)
+        pg_array_end(&a[k]);
+    const char *v[3] = {a[0].s, a[1].s, a[2].s};
     PGresult *res = pg_exec_stmt(pg, &nt_case_many, v, PGRES_TUPLES_OK, errstr, errstr_size);
-    strbuf_free(&ids);
-    strbuf_free(&depts);
+    for (int k = 0; k < 3; k++)
+        strbuf_free(&a[k]);
     if (!res)
         return pg_failure_transient(pg) ? KC_RETRY : KC_POISON;
-    for (int r = 0; r < PQntuples(res); r++) {
-        size_t i = strtoul(pg_get(res, r, "i"), NULL, 10);
-        if (i < n)
-            nt->case_at[nt->n_case_at++] = (notify_case_at_t){msgs[i].rkm, r};
+    if (pg_keyed_set(&nt->cases, res) != 0) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return KC_RETRY;
     }
-    qsort(nt->case_at, nt->n_case_at, sizeof(*nt->case_at), notify_case_at_cmp);
-    nt->case_rows = res;
     return KC_OK;
 }
 
@@ -172,7 +133,7 @@ kc_result_t notify_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, const k
     notify_t *nt = opaque;
     if (phase == KC_BATCH_CLAIMED)
         return notify_cases_read(nt, pg, msgs, nmsgs, errstr, errstr_size);
-    notify_cases_forget(nt);
+    pg_keyed_clear(&nt->cases);
     if (phase != KC_BATCH_END) {
         notify_gather_reset(nt);
         nt->gather = phase == KC_BATCH_BEGIN;
@@ -307,9 +268,9 @@ kc_result_t notify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errst
         goto out; /* no notice for this event type */
 
     /* read with the batch's claim (notify_cases_read), or now */
-    int row = notify_case_row(nt, m->rkm);
+    int row = pg_keyed_take(&nt->cases, env->event_id);
     if (row >= 0) {
-        cases = nt->case_rows;
+        cases = nt->cases.res;
     } else {
         const char *cv[2] = {env->case_id, notify_event_department(env)};
         cases = res = pg_exec_stmt(pg, &nt_case, cv, PGRES_TUPLES_OK, errstr, errstr_size);

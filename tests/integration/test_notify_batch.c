@@ -164,7 +164,7 @@ static void test_cases_read_at_claim(void **state)
     assert_int_equal(pg_begin(pg, err, sizeof(err)), 0);
     assert_int_equal(notify_batch(&nt, pg, KC_BATCH_BEGIN, NULL, 0, err, sizeof(err)), KC_OK);
     assert_int_equal(notify_batch(&nt, pg, KC_BATCH_CLAIMED, m, 2, err, sizeof(err)), KC_OK);
-    assert_int_equal(nt.n_case_at, 2);
+    assert_int_equal(nt.cases.n, 2);
     for (int i = 0; i < 3; i++) {
         snprintf(sql, sizeof(sql), "UPDATE cases SET case_no = case_no || '-X' WHERE id = '%s'",
                  e[i].case_id);
@@ -173,7 +173,7 @@ static void test_cases_read_at_claim(void **state)
     for (int i = 0; i < 3; i++)
         assert_int_equal(notify_handle(&nt, pg, &m[i], err, sizeof(err)), KC_OK);
     assert_int_equal(notify_batch(&nt, pg, KC_BATCH_END, NULL, 0, err, sizeof(err)), KC_OK);
-    assert_null(nt.case_rows);
+    assert_null(nt.cases.res);
     assert_int_equal(pg_commit(pg, err, sizeof(err)), 0);
     for (int i = 0; i < 3; i++) {
         long long changed = scalar("SELECT count(*) FROM notifications WHERE trigger_event_id = "
