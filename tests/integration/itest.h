@@ -196,6 +196,20 @@ static inline pg_t *itest_pg_connect(void)
     return pg;
 }
 
+/* 1 if another transaction holds the case row's lock (a NOWAIT lock from
+ * this connection fails with 55P03), 0 if it could be taken */
+static inline int itest_case_locked(pg_t *pg, const char *case_id)
+{
+    const char *v[1] = {case_id};
+    PGresult *r = PQexecParams(pg->conn,
+                               "SELECT 1 FROM cases WHERE id = $1 FOR NO KEY UPDATE NOWAIT", 1,
+                               NULL, v, NULL, NULL, 0);
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    int locked = PQresultStatus(r) != PGRES_TUPLES_OK && state && strcmp(state, "55P03") == 0;
+    PQclear(r);
+    return locked;
+}
+
 /* A connection that reads as intake's staff API does: role kesu_api under
  * row-level security, as `role` of `department` (NULL: none). NULL (the
  * reason on stderr) on failure. */

@@ -212,22 +212,15 @@ static void test_batch_claimed_cases(void **state)
                               (const ProtobufCMessage *)&cr[i]);
         m[i] = (kc_msg_t){NULL, &pe[i].env, KAFKA_TOPIC_INTAKE};
     }
-    pg_t *other = pg_new(itest_pg());
-    assert_int_equal(pg_connect(other, 5000, err, sizeof(err)), 0);
+    pg_t *other = itest_pg_connect();
+    assert_non_null(other);
 
     assert_int_equal(pg_begin(pg, err, sizeof(err)), 0);
     assert_int_equal(classify_batch(&ctx, pg, KC_BATCH_BEGIN, NULL, 0, err, sizeof(err)), KC_OK);
     assert_int_equal(classify_batch(&ctx, pg, KC_BATCH_CLAIMED, m, 2, err, sizeof(err)), KC_OK);
     assert_int_equal(ctx.cases.n, 2);
-    for (int i = 0; i < 2; i++) {
-        const char *v[1] = {ids[i]};
-        PGresult *r = PQexecParams(other->conn,
-                                   "SELECT 1 FROM cases WHERE id = $1 FOR NO KEY UPDATE NOWAIT", 1,
-                                   NULL, v, NULL, NULL, 0);
-        assert_int_not_equal(PQresultStatus(r), PGRES_TUPLES_OK); /* locked by the claim */
-        assert_string_equal(PQresultErrorField(r, PG_DIAG_SQLSTATE), "55P03");
-        PQclear(r);
-    }
+    for (int i = 0; i < 2; i++)
+        assert_true(itest_case_locked(other, ids[i])); /* locked by the claim */
     for (int i = 0; i < 2; i++)
         assert_int_equal(classify_handle(&ctx, pg, &m[i], err, sizeof(err)), KC_OK);
     assert_int_equal(classify_handle(&ctx, pg, &m[0], err, sizeof(err)), KC_SKIP);

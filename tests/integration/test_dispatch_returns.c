@@ -214,22 +214,15 @@ static void test_batch_claimed_cases(void **state)
     proto_env_set_case(&pe[1], b, "ITD", "itest");
     proto_env_set_payload(&pe[1], KESU__V1__ENVELOPE__PAYLOAD_CASE_RESOLVED, &rs.base);
     kc_msg_t m[2] = {{NULL, &pe[0].env, "kesu.itest"}, {NULL, &pe[1].env, "kesu.itest"}};
-    pg_t *other = pg_new(itest_pg());
-    assert_int_equal(pg_connect(other, 5000, err, sizeof(err)), 0);
+    pg_t *other = itest_pg_connect();
+    assert_non_null(other);
 
     batch_begin(pg, &ctx);
     assert_int_equal(dispatch_batch(&ctx, pg, KC_BATCH_CLAIMED, m, 2, err, sizeof(err)), KC_OK);
     assert_int_equal(ctx.cases.n, 1);
-    const char *ids[2] = {a, b};
-    for (int i = 0; i < 2; i++) {
-        const char *v[1] = {ids[i]};
-        PGresult *r = PQexecParams(other->conn,
-                                   "SELECT 1 FROM cases WHERE id = $1 FOR NO KEY UPDATE NOWAIT", 1,
-                                   NULL, v, NULL, NULL, 0);
-        /* the dispatched case is locked by the claim, the released one not */
-        assert_int_equal(PQresultStatus(r) == PGRES_TUPLES_OK, i == 1);
-        PQclear(r);
-    }
+    /* the dispatched case is locked by the claim, the released one not */
+    assert_true(itest_case_locked(other, a));
+    assert_false(itest_case_locked(other, b));
     kc_result_t r = dispatch_handle(&ctx, pg, &m[0], err, sizeof(err));
     assert_int_equal(r, KC_OK);
     assert_int_equal(batch_end(pg, &ctx), KC_OK);

@@ -87,14 +87,9 @@ static void test_binary_bytea_round_trip(void **state)
 static int setup(void **state)
 {
     (void)state;
-    char err[512];
     log_init("itest", LOG_LVL_WARN);
-    pg = pg_new(itest_pg());
-    if (pg_connect(pg, 5000, err, sizeof(err)) != 0) {
-        fprintf(stderr, "PostgreSQL: %s\n", err);
-        return -1;
-    }
-    return 0;
+    pg = itest_pg_connect();
+    return pg ? 0 : -1;
 }
 
 static int teardown(void **state)
