@@ -180,37 +180,194 @@ static int cs_rows_write(pg_t *pg, cs_rows_t *r, char *errstr, size_t errstr_siz
     return CASESTORE_OK;
 }
 
+/* a case this transaction holds locked, as it stands with the changes kept
+ * for it so far (casestore_defer_know): its next change is decided here */
+typedef struct cs_known {
+    char id[40];
+    char status[24];
+    char case_no[64];
+    char trace_id[64];
+    int64_t version;
+    int64_t seq;
+    int pending; /**< a change of it waits in cs_defer_t.bumps */
+} cs_known_t;
+
+/* what a batch gathers (pg->defer): its history and outbox rows, the cases
+ * it knows, and their status changes, for one statement each */
+typedef struct cs_defer {
+    cs_rows_t rows;            /**< history + outbox rows */
+    cs_known_t *known;         /**< the cases known, in the order made known */
+    size_t nknown, cap;
+    const pg_stmt_t *bump;     /**< the statement of the kept changes (bump_many) */
+    pg_rows_t bumps;           /**< its columns: id, status, version, seq, the caller's */
+    size_t npending;           /**< rows in bumps */
+} cs_defer_t;
+
+static void cs_defer_free(cs_defer_t *d)
+{
+    if (!d)
+        return;
+    cs_rows_free(&d->rows);
+    pg_rows_free(&d->bumps);
+    free(d->known);
+    free(d);
+}
+
 void casestore_defer_begin(pg_t *pg)
 {
     casestore_defer_discard(pg);
-    cs_rows_t *r = malloc(sizeof(*r));
-    if (!r || cs_rows_init(r) != 0) {
-        free(r);
+    cs_defer_t *d = calloc(1, sizeof(*d));
+    if (!d || cs_rows_init(&d->rows) != 0) {
+        cs_defer_free(d);
         return; /* no gathering: every append is written at once */
     }
-    pg->defer = r;
+    pg->defer = d;
+}
+
+static cs_known_t *cs_known_find(cs_defer_t *d, const char *case_id)
+{
+    for (size_t i = 0; d && i < d->nknown; i++)
+        if (strcasecmp(d->known[i].id, case_id) == 0)
+            return &d->known[i];
+    return NULL;
+}
+
+int casestore_defer_know(pg_t *pg, const PGresult *res, int row)
+{
+    cs_defer_t *d = pg->defer;
+    static const char *const cols[6] = {"id", "status", "version", "event_seq", "case_no",
+                                        "trace_id"};
+    if (!d)
+        return -1;
+    for (int c = 0; c < 6; c++)
+        if (PQfnumber(res, cols[c]) < 0 || PQgetisnull(res, row, PQfnumber(res, cols[c])))
+            return -1;
+    const char *id = pg_get(res, row, "id");
+    cs_known_t *k = cs_known_find(d, id);
+    if (k)
+        return k->pending ? -1 : 0; /* known already: what it knows is newer */
+    cs_known_t *nk = util_grow(d->known, &d->cap, d->nknown + 1, sizeof(*nk), 64);
+    if (!nk)
+        return -1;
+    d->known = nk;
+    k = &d->known[d->nknown];
+    memset(k, 0, sizeof(*k));
+    const char *v[4] = {id, pg_get(res, row, "status"), pg_get(res, row, "case_no"),
+                        pg_get(res, row, "trace_id")};
+    char *dst[4] = {k->id, k->status, k->case_no, k->trace_id};
+    size_t sz[4] = {sizeof(k->id), sizeof(k->status), sizeof(k->case_no), sizeof(k->trace_id)};
+    for (int i = 0; i < 4; i++)
+        if ((size_t)snprintf(dst[i], sz[i], "%s", v[i]) >= sz[i])
+            return -1; /* longer than kept: this case's changes go at once */
+    k->version = strtoll(pg_get(res, row, "version"), NULL, 10);
+    k->seq = strtoll(pg_get(res, row, "event_seq"), NULL, 10);
+    d->nknown++;
+    return 0;
+}
+
+/* write the kept status changes; the cases stay known (the rows now hold
+ * what they knew) */
+static int cs_bumps_write(pg_t *pg, cs_defer_t *d, char *errstr, size_t errstr_size)
+{
+    if (!d || d->npending == 0)
+        return CASESTORE_OK;
+    size_t n = d->npending;
+    d->npending = 0;
+    for (size_t i = 0; i < d->nknown; i++)
+        d->known[i].pending = 0;
+    PGresult *res =
+        pg_rows_exec(pg, d->bump, &d->bumps, NULL, PGRES_TUPLES_OK, errstr, errstr_size);
+    if (!res)
+        return CASESTORE_ERROR;
+    int got = PQntuples(res);
+    PQclear(res);
+    if ((size_t)got != n) {
+        /* cannot happen while the rows stay locked; the careful re-run finds out */
+        snprintf(errstr, errstr_size, "%s changed %d of %zu cases", d->bump->name, got, n);
+        return CASESTORE_CONFLICT;
+    }
+    return CASESTORE_OK;
+}
+
+int casestore_defer_sync(pg_t *pg, const char *case_id, char *errstr, size_t errstr_size)
+{
+    cs_defer_t *d = pg->defer;
+    if (!d || d->npending == 0)
+        return CASESTORE_OK;
+    if (case_id) {
+        cs_known_t *k = cs_known_find(d, case_id);
+        if (!k || !k->pending)
+            return CASESTORE_OK;
+    }
+    return cs_bumps_write(pg, d, errstr, errstr_size);
 }
 
 int casestore_defer_flush(pg_t *pg, char *errstr, size_t errstr_size)
 {
-    cs_rows_t *r = pg->defer;
-    if (!r)
+    cs_defer_t *d = pg->defer;
+    if (!d)
         return CASESTORE_OK;
     pg->defer = NULL;
-    int rc = cs_rows_write(pg, r, errstr, errstr_size);
-    cs_rows_free(r);
-    free(r);
+    int rc = cs_bumps_write(pg, d, errstr, errstr_size);
+    if (rc == CASESTORE_OK)
+        rc = cs_rows_write(pg, &d->rows, errstr, errstr_size);
+    cs_defer_free(d);
     return rc;
 }
 
 void casestore_defer_discard(pg_t *pg)
 {
-    cs_rows_t *r = pg->defer;
-    if (!r)
-        return;
+    cs_defer_t *d = pg->defer;
     pg->defer = NULL;
-    cs_rows_free(r);
-    free(r);
+    cs_defer_free(d);
+}
+
+/* the change kept for the batch's statement instead of run now: the case is
+ * known, its status allowed, its version as expected. @returns 1 kept, 0
+ * not (run it now), -1 out of memory */
+static int cs_keep(pg_t *pg, cs_known_t *k, const casestore_change_t *ch,
+                   const char *const *allowed, proto_env_t *pe, casestore_result_t *out)
+{
+    cs_defer_t *d = pg->defer;
+    const pg_stmt_t *st = ch->bump_many;
+    int ok = !allowed;
+    for (const char *const *f = allowed; f && *f; f++)
+        ok |= strcmp(*f, k->status) == 0;
+    if (!ok || (ch->expect_version > 0 && ch->expect_version != k->version))
+        return 0; /* refused: the statement now says why, as without a batch */
+    if (st->nparams < 4 || st->nparams > PG_ROWS_MAX_COLS)
+        return 0;
+    if (d->npending && d->bump != st)
+        return 0; /* the caller syncs first (cs_run) */
+    if (d->npending == 0) {
+        if (d->bumps.ncols != st->nparams)
+            pg_rows_free(&d->bumps);
+        if (pg_rows_ready(&d->bumps, st->nparams) != 0)
+            return -1;
+    }
+    d->bump = st;
+    snprintf(out->status_before, sizeof(out->status_before), "%s", k->status);
+    if (ch->to)
+        snprintf(k->status, sizeof(k->status), "%s", ch->to);
+    snprintf(out->status_after, sizeof(out->status_after), "%s", k->status);
+    k->version += (ch->to || ch->bump_version) ? 1 : 0;
+    k->seq += 1;
+    out->version = k->version;
+    out->seq = k->seq;
+    char ver[24], seq[24];
+    snprintf(ver, sizeof(ver), "%" PRId64, k->version);
+    snprintf(seq, sizeof(seq), "%" PRId64, k->seq);
+    pg_rows_text(&d->bumps, 0, k->id);
+    pg_rows_text(&d->bumps, 1, k->status);
+    pg_rows_text(&d->bumps, 2, ver);
+    pg_rows_text(&d->bumps, 3, seq);
+    for (int c = 4; c < st->nparams; c++)
+        pg_rows_text(&d->bumps, c, ch->bump_values[c - 4]);
+    d->bumps.n++;
+    d->npending++;
+    k->pending = 1;
+    proto_env_set_case(pe, ch->case_id, k->case_no, k->trace_id);
+    return 1;
 }
 
 static int cs_run(pg_t *pg, const casestore_change_t *ch, int change, proto_env_t *pe,
@@ -228,10 +385,26 @@ static int cs_run(pg_t *pg, const casestore_change_t *ch, int change, proto_env_
         out = &local;
     memset(out, 0, sizeof(*out));
 
+    /* a case known to the batch: a change kept for it is written before
+     * anything else reads or changes its row (one row per case a statement) */
+    cs_defer_t *d = pg->defer;
+    cs_known_t *k = cs_known_find(d, ch->case_id);
+    int keep = change && k && ch->bump_many;
+    if ((k && k->pending) || (keep && d->npending && d->bump != ch->bump_many)) {
+        rc = cs_bumps_write(pg, d, errstr, errstr_size);
+        if (rc != CASESTORE_OK)
+            return rc;
+        rc = CASESTORE_ERROR;
+    }
+
     /* a status change without a from-list: learn the status first, so that a
      * refused transition is our clear error and not the trigger's exception */
     const char *single[2] = {NULL, NULL};
-    if (to && !allowed) {
+    if (to && !allowed && k) {
+        snprintf(out->status_before, sizeof(out->status_before), "%s", k->status);
+        single[0] = out->status_before;
+        allowed = single;
+    } else if (to && !allowed) {
         const char *lv[1] = {ch->case_id};
         res = pg_exec_stmt(pg, &cs_lock, lv, PGRES_TUPLES_OK, errstr, errstr_size);
         if (!res)
@@ -261,6 +434,15 @@ static int cs_run(pg_t *pg, const casestore_change_t *ch, int change, proto_env_
         allowed = filtered;
     }
 
+    if (keep) { /* the batch's one statement makes the change (casestore_defer_flush) */
+        int kept = cs_keep(pg, k, ch, allowed, pe, out);
+        if (kept < 0) {
+            snprintf(errstr, errstr_size, "out of memory");
+            goto out;
+        }
+        if (kept)
+            goto gathered;
+    }
     from = cs_array(allowed);
     snprintf(expect, sizeof(expect), "%" PRId64, change ? ch->expect_version : 0);
     const char *bv[5 + CASESTORE_BUMP_MAX_EXTRA] = {
@@ -292,11 +474,17 @@ static int cs_run(pg_t *pg, const casestore_change_t *ch, int change, proto_env_
     proto_env_set_case(pe, ch->case_id, pg_get(res, 0, "case_no"), pg_get(res, 0, "trace_id"));
     PQclear(res);
     res = NULL;
+    if (k) { /* what the row holds now */
+        snprintf(k->status, sizeof(k->status), "%s", out->status_after);
+        k->version = out->version;
+        k->seq = out->seq;
+    }
 
+gathered:
     pe->env.case_version = out->version;
     pe->env.case_seq = out->seq;
-    if (pg->defer) { /* the batch writes the rows at its end (casestore_defer_flush) */
-        if (cs_rows_add(pg->defer, ch->case_id, out->status_after, ch->producer, ch->actor,
+    if (d) { /* the batch writes the rows at its end (casestore_defer_flush) */
+        if (cs_rows_add(&d->rows, ch->case_id, out->status_after, ch->producer, ch->actor,
                         ch->topic, pe) != 0) {
             snprintf(errstr, errstr_size, "out of memory packing %s", pe->event_type);
             goto out;

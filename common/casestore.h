@@ -38,6 +38,21 @@ typedef enum {
     "AND ($5::bigint = 0 OR c.version = $5::bigint) "                                             \
     "RETURNING old.old_status, c.version, c.event_seq, c.status, c.case_no, c.trace_id"
 
+/*
+ * The same change for many cases in one statement, the form a batch keeps a
+ * stage's changes in until its end (casestore_change_t.bump_many):
+ * CASESTORE_BUMP_MANY_SQL(", $5::text[], $6::text[]", ", v5, v6",
+ * ", domain = u.v5, flags = u.v6::text[]") — $1..$4 are casestore's (id,
+ * status, version and seq as they become, decided in C from the locked row
+ * the batch knows), the caller's columns follow from $5, one text[] each, in
+ * bump_values order, cast where they are set.
+ */
+#define CASESTORE_BUMP_MANY_SQL(extra_arrays, extra_names, extra_set)                              \
+    "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[]"          \
+    extra_arrays ") AS u(id, status, version, seq" extra_names ")) "                              \
+    "UPDATE cases c SET status = u.status, version = u.version, event_seq = u.seq, "              \
+    "updated_at = now()" extra_set " FROM u WHERE c.id = u.id RETURNING c.id"
+
 /** the most values a caller's bump may add */
 #define CASESTORE_BUMP_MAX_EXTRA 12
 
@@ -54,6 +69,10 @@ typedef struct casestore_change {
      *  case's own fields change in the same row version as its status */
     const pg_stmt_t *bump;
     const char *const *bump_values; /**< its values from $6 on (bump->nparams - 5 of them) */
+    /** optional, with bump: the same change for many cases (CASESTORE_BUMP_MANY_SQL, the
+     *  same bump_values from $5 on). While a batch gathers, a change of a case it knows
+     *  (casestore_defer_know) is decided here and kept for that one statement */
+    const pg_stmt_t *bump_many;
 } casestore_change_t;
 
 typedef struct casestore_result {
@@ -116,7 +135,38 @@ int casestore_append_many(pg_t *pg, casestore_event_t *ev, size_t n, char *errst
  */
 void casestore_defer_begin(pg_t *pg);
 
-/** @brief Write the gathered rows and stop gathering. @returns CASESTORE_OK or CASESTORE_ERROR. */
+/**
+ * Kept status changes (decision 0038). A stage that locked its batch's case
+ * rows at the claim makes each one known with casestore_defer_know (the
+ * consumer loop does, in kc_case_row); casestore_apply with a bump_many then
+ * checks the expected status, the transition and the version against what it
+ * knows, decides the new version and seq, and keeps the change: one
+ * statement writes every kept change, before the history rows, at the flush.
+ * A kept change is written earlier when anything is to read or change that
+ * case's row: a later casestore call for the case does it itself, the
+ * consumer loop calls casestore_defer_sync before each event's handler. A
+ * refused change is not kept: it runs at once and explains itself as it
+ * would without a batch.
+ */
+
+/**
+ * @brief Make a locked case known to the gathering batch: row of res with the
+ *        columns id, status, version, event_seq, case_no and trace_id.
+ * @returns 0, -1 not known (no gathering, a column missing, a value too long):
+ *          its changes then run at once.
+ */
+int casestore_defer_know(pg_t *pg, const PGresult *res, int row);
+
+/**
+ * @brief Write the kept changes now if case_id (NULL: any case) has one, so
+ *        that a statement about to read or change that case sees them.
+ * @returns CASESTORE_OK, CASESTORE_ERROR (pg's failure) or CASESTORE_CONFLICT
+ *          (a case did not take its change: run the batch carefully).
+ */
+int casestore_defer_sync(pg_t *pg, const char *case_id, char *errstr, size_t errstr_size);
+
+/** @brief Write the kept changes and the gathered rows, and stop gathering.
+ *  @returns CASESTORE_OK, CASESTORE_ERROR or CASESTORE_CONFLICT (as casestore_defer_sync). */
 int casestore_defer_flush(pg_t *pg, char *errstr, size_t errstr_size);
 
 /** @brief Drop the gathered rows (the batch is rolled back) and stop gathering. */

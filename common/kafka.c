@@ -404,6 +404,10 @@ kc_result_t kc_cases_read(pg_t *pg, const pg_stmt_t *stmt, const kc_msg_t *msgs,
         snprintf(errstr, errstr_size, "out of memory");
         return KC_RETRY;
     }
+    /* locked now: their changes may wait for the batch's one statement, and
+     * casestore keeps what each becomes from here on */
+    for (int r = 0; r < PQntuples(res); r++)
+        casestore_defer_know(pg, res, r);
     return KC_OK;
 }
 
@@ -520,6 +524,11 @@ static int kc_apply(pg_t *pg, const kafka_consumer_opts_t *o, rd_kafka_message_t
             continue;
         }
 
+        /* an earlier event's kept change of this case is in its row before this one reads it */
+        if (casestore_defer_sync(pg, env->case_id, errstr, errstr_size) != CASESTORE_OK) {
+            undo = pg_failure_transient(pg) ? -1 : 1;
+            goto fail;
+        }
         kc_msg_t m = {rkm, env, topic};
         why[0] = '\0';
         r = o->handler(o->opaque, pg, &m, why, sizeof(why));

@@ -173,7 +173,10 @@ typedef kc_result_t (*kc_batch_fn)(void *opaque, pg_t *pg, kc_batch_phase_t phas
  *        cases WHERE id = ANY ($1::uuid[]) ORDER BY id FOR NO KEY UPDATE: the
  *        rows locked in one order by every instance). Each handler then takes
  *        its case's row (pg_keyed_take) or, for a later event of the same
- *        case, reads its own.
+ *        case, reads its own. Rows with the columns version, event_seq,
+ *        case_no and trace_id too are made known to casestore
+ *        (casestore_defer_know): their changes with a bump_many wait for
+ *        the batch's one statement (decision 0038).
  * @returns KC_OK, KC_RETRY / KC_POISON (transient or not, errstr).
  */
 kc_result_t kc_cases_read(pg_t *pg, const pg_stmt_t *stmt, const kc_msg_t *msgs, size_t n,

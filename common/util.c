@@ -182,6 +182,19 @@ int util_unhex(const char *hex, uint8_t *out, size_t out_size)
     return (int)(n / 2);
 }
 
+void *util_grow(void *items, size_t *cap, size_t need, size_t size, size_t first)
+{
+    if (need <= *cap && items)
+        return items;
+    size_t n = *cap ? *cap : (first ? first : 1);
+    while (n < need)
+        n *= 2;
+    void *p = realloc(items, n * size);
+    if (p)
+        *cap = n;
+    return p;
+}
+
 void strbuf_init(strbuf_t *b)
 {
     b->cap = 256;

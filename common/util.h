@@ -55,6 +55,14 @@ void util_hex(const uint8_t *in, size_t n, char *out);
 /** @brief Parse hex into out; @returns number of bytes or -1. */
 int util_unhex(const char *hex, uint8_t *out, size_t out_size);
 
+/**
+ * @brief Room for at least `need` items of `size` bytes in an array of
+ *        capacity *cap: doubled (from `first`) until it fits.
+ * @returns the array to use (items itself when it fits already, *cap as it
+ *          was), or NULL out of memory (items and *cap unchanged).
+ */
+void *util_grow(void *items, size_t *cap, size_t need, size_t size, size_t first);
+
 /** @brief A growable NUL-terminated buffer. */
 typedef struct strbuf {
     char *s;    /**< always NUL-terminated once strbuf_init ran */

@@ -324,18 +324,13 @@ void archive_feed_reset(archive_t *ar)
 static int ar_runs_sent(archive_t *ar, pg_t *pg, ar_cand_t *c, size_t from, size_t to,
                         char *errstr, size_t errstr_size)
 {
-    if (ar->nsent + (to - from) > ar->sent_cap) {
-        size_t cap = ar->sent_cap ? ar->sent_cap * 2 : 256;
-        while (cap < ar->nsent + (to - from))
-            cap *= 2;
-        const rd_kafka_message_t **p = realloc(ar->sent, cap * sizeof(*p));
-        if (!p) {
-            snprintf(errstr, errstr_size, "out of memory");
-            return -1;
-        }
-        ar->sent = p;
-        ar->sent_cap = cap;
+    const rd_kafka_message_t **p =
+        util_grow(ar->sent, &ar->sent_cap, ar->nsent + (to - from), sizeof(*p), 256);
+    if (!p) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
     }
+    ar->sent = p;
     for (size_t i = from; i < to; i++) {
         ar->sent[ar->nsent++] = c[i].rkm;
         if (archive_stats_apply(ar, pg, c[i].env, errstr, errstr_size) != 0)

@@ -101,14 +101,10 @@ static int al_add(alert_rules_t *r, const char *text, int en, al_entry_t e, cons
             return -1;
         }
     }
-    if (r->nentries == r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 256;
-        al_entry_t *p = realloc(r->entries, cap * sizeof(*p));
-        if (!p)
-            goto oom;
-        r->entries = p;
-        r->cap = cap;
-    }
+    al_entry_t *p = util_grow(r->entries, &r->cap, r->nentries + 1, sizeof(*p), 256);
+    if (!p)
+        goto oom;
+    r->entries = p;
     if (acmatch_add(r->ac, buf, (uint32_t)r->nentries, flags) != 0)
         goto oom;
     r->entries[r->nentries++] = e;

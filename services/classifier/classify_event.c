@@ -24,8 +24,8 @@ static const pg_stmt_t ce_lock = {
 /* the same for a batch's cases at once, in id order (classify_batch) */
 static const pg_stmt_t ce_lock_many = {
     "ce_lock_many",
-    "SELECT id::text AS id, status FROM cases WHERE id = ANY ($1::uuid[]) ORDER BY id "
-    "FOR NO KEY UPDATE",
+    "SELECT id::text AS id, status, version, event_seq, case_no, trace_id FROM cases "
+    "WHERE id = ANY ($1::uuid[]) ORDER BY id FOR NO KEY UPDATE",
     1};
 
 /* the classification is written by the status change itself (one row version) */
@@ -35,6 +35,18 @@ static const pg_stmt_t ce_bump = {
                        "flags = $10::text[], confidence = $11::double precision, "
                        "needs_review = $12::boolean, classified_at = now()"),
     12};
+
+/* the same for the batch's cases at once (decision 0038); ce_bump's values from $5 */
+static const pg_stmt_t ce_bump_many = {
+    "ce_bump_many",
+    CASESTORE_BUMP_MANY_SQL(", $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], "
+                            "$10::text[], $11::text[]",
+                            ", v5, v6, v7, v8, v9, v10, v11",
+                            ", domain = u.v5, request_type = u.v6, category = u.v7, "
+                            "urgency = u.v8, flags = u.v9::text[], "
+                            "confidence = u.v10::double precision, "
+                            "needs_review = u.v11::boolean, classified_at = now()"),
+    11};
 
 void classify_ctx_init(classify_ctx_t *ctx, classify_t *cls, const dedup_opts_t *dedup)
 {
@@ -187,6 +199,7 @@ kc_result_t classify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *err
         .topic = KAFKA_TOPIC_CLASSIFIER,
         .bump = &ce_bump,
         .bump_values = bv,
+        .bump_many = &ce_bump_many,
     };
     switch (casestore_apply(pg, &ch, &pe, NULL, errstr, errstr_size)) {
     case CASESTORE_OK:

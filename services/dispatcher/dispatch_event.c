@@ -16,6 +16,7 @@
 
 #include "casestore.h"
 #include "log.h"
+#include "util.h"
 
 #define DE_CASE_COLS                                                                              \
     "status, district_code, title, body, COALESCE(domain, '') AS domain, "                        \
@@ -29,8 +30,8 @@ static const pg_stmt_t de_lock_case = {
 /* the same for the cases a batch dispatches, at once, in id order (dispatch_batch) */
 static const pg_stmt_t de_lock_cases = {
     "de_lock_cases",
-    "SELECT id::text AS id, " DE_CASE_COLS "FROM cases WHERE id = ANY ($1::uuid[]) ORDER BY id "
-    "FOR NO KEY UPDATE",
+    "SELECT id::text AS id, " DE_CASE_COLS ", version, event_seq, case_no, trace_id "
+    "FROM cases WHERE id = ANY ($1::uuid[]) ORDER BY id FOR NO KEY UPDATE",
     1};
 
 /* $3: a handler to prefer (a reopened case's previous one), may be NULL;
@@ -70,6 +71,16 @@ static const pg_stmt_t de_bump = {
                        "assigned_at = now(), dispatch_attempt = $9::integer, "
                        "load_released = ($7::text IS NULL), dispatch_priority = $10::boolean"),
     10};
+
+/* the same for the batch's cases at once (decision 0038); de_bump's values from $5 */
+static const pg_stmt_t de_bump_many = {
+    "de_bump_many",
+    CASESTORE_BUMP_MANY_SQL(", $5::text[], $6::text[], $7::text[], $8::text[], $9::text[]",
+                            ", v5, v6, v7, v8, v9",
+                            ", department = u.v5, handler = u.v6, co_departments = u.v7::text[], "
+                            "assigned_at = now(), dispatch_attempt = u.v8::integer, "
+                            "load_released = (u.v6 IS NULL), dispatch_priority = u.v9::boolean"),
+    9};
 
 static const pg_stmt_t de_supersede = {
     "de_supersede",
@@ -159,14 +170,11 @@ static int de_load_add(dispatch_ctx_t *ctx, const char *handler, int delta)
     if (i == ctx->nloads) {
         if (strlen(handler) >= sizeof(ctx->loads[0].id))
             return -1;
-        if (ctx->nloads == ctx->loads_cap) {
-            size_t cap = ctx->loads_cap ? ctx->loads_cap * 2 : 16;
-            dispatch_load_t *l = realloc(ctx->loads, cap * sizeof(*l));
-            if (!l)
-                return -1;
-            ctx->loads = l;
-            ctx->loads_cap = cap;
-        }
+        dispatch_load_t *l =
+            util_grow(ctx->loads, &ctx->loads_cap, ctx->nloads + 1, sizeof(*l), 16);
+        if (!l)
+            return -1;
+        ctx->loads = l;
         snprintf(ctx->loads[i].id, sizeof(ctx->loads[i].id), "%s", handler);
         ctx->loads[i].delta = 0;
         ctx->nloads++;
@@ -398,6 +406,7 @@ static kc_result_t de_commit(dispatch_ctx_t *ctx, pg_t *pg, const Kesu__V1__Enve
         .topic = KAFKA_TOPIC_DISPATCHER,
         .bump = &de_bump,
         .bump_values = bv,
+        .bump_many = &de_bump_many,
     };
     switch (casestore_apply(pg, &ch, &pe, NULL, errstr, errstr_size)) {
     case CASESTORE_OK:

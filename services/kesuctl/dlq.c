@@ -229,14 +229,10 @@ static int dlq_collect(void *opaque, const rd_kafka_message_t *rkm)
     rd_kafka_headers_t *hdrs = NULL;
     if (ts < s->since_ms || !dlq_id_selected(s->ids, rkm->partition, rkm->offset))
         return 0;
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 64;
-        dlq_entry_t *v = realloc(s->v, cap * sizeof(*v));
-        if (!v)
-            return 1;
-        s->v = v;
-        s->cap = cap;
-    }
+    dlq_entry_t *v = util_grow(s->v, &s->cap, s->n + 1, sizeof(*v), 64);
+    if (!v)
+        return 1;
+    s->v = v;
     dlq_entry_t *e = &s->v[s->n];
     memset(e, 0, sizeof(*e));
     e->partition = rkm->partition;

@@ -223,16 +223,12 @@ static int verify_feed_collect(void *opaque, const rd_kafka_message_t *rkm)
         f->undecodable++;
         return 0;
     }
-    if (f->n == f->cap) {
-        size_t cap = f->cap ? f->cap * 2 : 1024;
-        verify_feed_msg_t *v = realloc(f->v, cap * sizeof(*v));
-        if (!v) {
-            kesu__v1__envelope__free_unpacked(env, NULL);
-            return 1;
-        }
-        f->v = v;
-        f->cap = cap;
+    verify_feed_msg_t *v = util_grow(f->v, &f->cap, f->n + 1, sizeof(*v), 1024);
+    if (!v) {
+        kesu__v1__envelope__free_unpacked(env, NULL);
+        return 1;
     }
+    f->v = v;
     verify_feed_msg_t *m = &f->v[f->n++];
     snprintf(m->case_id, sizeof(m->case_id), "%s", env->case_id);
     snprintf(m->event_id, sizeof(m->event_id), "%s", env->event_id);

@@ -58,11 +58,10 @@ static inline long long itest_scalar(pg_t *pg, const char *sql)
     return v;
 }
 
-/* one integer from a query with one parameter ($1), -1 if none */
-static inline long long itest_scalar1(pg_t *pg, const char *sql, const char *p1)
+/* one integer from a query with n text parameters ($1..$n), -1 if none */
+static inline long long itest_scalarv(pg_t *pg, const char *sql, int nv, const char *const *v)
 {
-    const char *v[1] = {p1};
-    PGresult *res = PQexecParams(pg->conn, sql, 1, NULL, v, NULL, NULL, 0);
+    PGresult *res = PQexecParams(pg->conn, sql, nv, NULL, v, NULL, NULL, 0);
     long long n = -1;
     if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
         n = atoll(PQgetvalue(res, 0, 0));
@@ -70,6 +69,13 @@ static inline long long itest_scalar1(pg_t *pg, const char *sql, const char *p1)
         fprintf(stderr, "itest scalar failed: %s: %s\n", sql, PQresultErrorMessage(res));
     PQclear(res);
     return n;
+}
+
+/* the same with one parameter ($1) */
+static inline long long itest_scalar1(pg_t *pg, const char *sql, const char *p1)
+{
+    const char *v[1] = {p1};
+    return itest_scalarv(pg, sql, 1, v);
 }
 
 #ifdef cmocka_unit_test

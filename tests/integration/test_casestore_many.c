@@ -17,6 +17,14 @@
  * appended; casestore_append_many flushes the gathered ones first (their
  * outbox rows stay ahead); a discard writes nothing.
  *
+ * Kept changes (decision 0038): changes of cases made known
+ * (casestore_defer_know) are decided from what is known (status before and
+ * after, version, seq, case number) and leave the rows as they are until a
+ * sync of that case, a later call for it, or the flush writes them in one
+ * statement; a change the known state refuses (status, version) is not kept
+ * and explains itself; after an append the case stays known; the history
+ * rows carry the seqs, versions and statuses decided.
+ *
  * Everything runs in one transaction that is rolled back at the end.
  */
 #include <setjmp.h>
@@ -232,6 +240,127 @@ static void test_deferred(void **state)
     assert_int_equal(casestore_defer_flush(pg, err, sizeof(err)), CASESTORE_OK);
 }
 
+static int insert_case(const char *id);
+
+static const pg_stmt_t kept_bump = {"itest_kept_bump", CASESTORE_BUMP_SQL(", domain = $6"), 6};
+static const pg_stmt_t kept_bump_many = {
+    "itest_kept_bump_many", CASESTORE_BUMP_MANY_SQL(", $5::text[]", ", v5", ", domain = u.v5"), 5};
+
+static int kept_apply(const char *id, const char *from, const char *to, int64_t expect,
+                      proto_env_t *pe, Kesu__V1__NotificationFailed *nf, casestore_result_t *r,
+                      char *err, size_t n)
+{
+    const char *const fl[2] = {from, NULL};
+    const char *bv[1] = {to};
+    casestore_change_t ch = {.case_id = id, .from = fl, .to = to, .expect_version = expect,
+                             .producer = "itest", .actor = "itest", .topic = TOPIC,
+                             .bump = &kept_bump, .bump_values = bv, .bump_many = &kept_bump_many};
+    failed_event(pe, nf, to);
+    return casestore_apply(pg, &ch, pe, r, err, n);
+}
+
+static long long kept_at(const char *id, const char *status)
+{
+    const char *v[2] = {id, status};
+    return itest_scalarv(pg,
+                         "SELECT count(*) FROM cases WHERE id = $1 AND status = $2 AND "
+                         "domain IS NOT DISTINCT FROM NULLIF($2, 'received')",
+                         2, v);
+}
+
+/* changes of known cases kept for one statement (decision 0038) */
+static void test_kept(void **state)
+{
+    (void)state;
+    char err[512], c[2][37];
+    proto_env_t pe[6];
+    Kesu__V1__NotificationFailed nf[6];
+    casestore_result_t r[6];
+    for (int i = 0; i < 2; i++) {
+        util_uuid(c[i]);
+        assert_int_equal(insert_case(c[i]), 0);
+    }
+    casestore_defer_begin(pg);
+    const char *both[2] = {c[0], c[1]};
+    PGresult *rows = itest_qv(pg,
+                              "SELECT id::text AS id, status, version, event_seq, case_no, "
+                              "trace_id FROM cases WHERE id IN ($1, $2) ORDER BY id "
+                              "FOR NO KEY UPDATE",
+                              2, both);
+    assert_int_equal(PQntuples(rows), 2);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(casestore_defer_know(pg, rows, i), 0);
+    PQclear(rows);
+    PGresult *partial = itest_q(pg, "SELECT id::text AS id, status FROM cases WHERE id = $1", c[0]);
+    assert_int_equal(casestore_defer_know(pg, partial, 0), -1); /* columns missing */
+    PQclear(partial);
+
+    /* both kept: decided here, the rows not changed yet */
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(kept_apply(c[i], "received", "classified", 0, &pe[i], &nf[i], &r[i], err,
+                                    sizeof(err)),
+                         CASESTORE_OK);
+        assert_string_equal(r[i].status_before, "received");
+        assert_string_equal(r[i].status_after, "classified");
+        assert_int_equal(r[i].version, 2);
+        assert_int_equal(r[i].seq, 1);
+        assert_int_equal(pe[i].env.case_seq, 1);
+        assert_int_equal(pe[i].env.case_version, 2);
+        char no[48];
+        snprintf(no, sizeof(no), "ITM-%.8s", c[i] + 28);
+        assert_string_equal(pe[i].env.case_no, no); /* from what is known */
+        assert_int_equal(kept_at(c[i], "received"), 1);
+    }
+    /* refused against what is known: not kept, explained as without a batch */
+    assert_int_equal(kept_apply(c[0], "received", "classified", 0, &pe[2], &nf[2], &r[2], err,
+                                sizeof(err)),
+                     CASESTORE_CONFLICT);
+    assert_non_null(strstr(err, "is classified"));
+    /* a stale version: not kept either */
+    assert_int_equal(kept_apply(c[1], "classified", "assigned", 1, &pe[2], &nf[2], &r[2], err,
+                                sizeof(err)),
+                     CASESTORE_STALE);
+    /* that refusal wrote the kept changes first: the rows hold them */
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(kept_at(c[i], "classified"), 1);
+
+    /* kept again, then an append to the case: written first, the seq follows on */
+    assert_int_equal(kept_apply(c[0], "classified", "assigned", 2, &pe[3], &nf[3], &r[3], err,
+                                sizeof(err)),
+                     CASESTORE_OK);
+    assert_int_equal(r[3].seq, 2);
+    assert_int_equal(kept_at(c[0], "classified"), 1);
+    assert_int_equal(casestore_defer_sync(pg, c[1], err, sizeof(err)), CASESTORE_OK); /* not c[0] */
+    assert_int_equal(kept_at(c[0], "classified"), 1);
+    failed_event(&pe[4], &nf[4], "append");
+    assert_int_equal(casestore_append(pg, c[0], "itest", "itest", TOPIC, &pe[4], &r[4], err,
+                                      sizeof(err)),
+                     CASESTORE_OK);
+    assert_int_equal(r[4].seq, 3);
+    assert_int_equal(kept_at(c[0], "assigned"), 1);
+    /* known after the append too: the next change is kept with seq 4 */
+    assert_int_equal(kept_apply(c[0], "assigned", "accepted", 0, &pe[5], &nf[5], &r[5], err,
+                                sizeof(err)),
+                     CASESTORE_OK);
+    assert_int_equal(r[5].seq, 4);
+    assert_int_equal(r[5].version, 4);
+    assert_int_equal(kept_at(c[0], "assigned"), 1);
+    assert_int_equal(casestore_defer_flush(pg, err, sizeof(err)), CASESTORE_OK);
+    assert_int_equal(kept_at(c[0], "accepted"), 1);
+    assert_int_equal(q("SELECT event_seq FROM cases WHERE id = $1", c[0]), 4);
+    assert_int_equal(q("SELECT version FROM cases WHERE id = $1", c[0]), 4);
+
+    /* the history as decided: seq, version, status of every event */
+    static const char *const hist = "SELECT string_agg(seq || ':' || version || ':' || status, "
+                                    "' ' ORDER BY seq) FROM case_events WHERE case_id = $1";
+    PGresult *h = itest_q(pg, hist, c[0]);
+    assert_string_equal(PQgetvalue(h, 0, 0), "1:2:classified 2:3:assigned 3:3:assigned 4:4:accepted");
+    PQclear(h);
+    h = itest_q(pg, hist, c[1]);
+    assert_string_equal(PQgetvalue(h, 0, 0), "1:2:classified");
+    PQclear(h);
+}
+
 static int insert_case(const char *id)
 {
     char no[48];
@@ -270,6 +399,7 @@ int main(void)
         cmocka_unit_test(test_many_in_order),
         cmocka_unit_test(test_missing_case),
         cmocka_unit_test(test_deferred),
+        cmocka_unit_test(test_kept),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "casestore.h"
 #include "classify_event.h"
 #include "itest.h"
 #include "kafka.h"
@@ -217,13 +218,23 @@ static void test_batch_claimed_cases(void **state)
 
     assert_int_equal(pg_begin(pg, err, sizeof(err)), 0);
     assert_int_equal(classify_batch(&ctx, pg, KC_BATCH_BEGIN, NULL, 0, err, sizeof(err)), KC_OK);
+    casestore_defer_begin(pg); /* as the consumer loop's fast attempt */
     assert_int_equal(classify_batch(&ctx, pg, KC_BATCH_CLAIMED, m, 2, err, sizeof(err)), KC_OK);
     assert_int_equal(ctx.cases.n, 2);
     for (int i = 0; i < 2; i++)
         assert_true(itest_case_locked(other, ids[i])); /* locked by the claim */
     for (int i = 0; i < 2; i++)
         assert_int_equal(classify_handle(&ctx, pg, &m[i], err, sizeof(err)), KC_OK);
+    /* the changes are kept for the batch's one statement (decision 0038) ... */
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(scalar1("SELECT count(*) FROM cases WHERE id = $1 AND status = "
+                                 "'received' AND domain IS NULL",
+                                 ids[i]),
+                         1);
+    /* ... written before a later event of the case is handled (the loop does this) */
+    assert_int_equal(casestore_defer_sync(pg, ids[0], err, sizeof(err)), CASESTORE_OK);
     assert_int_equal(classify_handle(&ctx, pg, &m[0], err, sizeof(err)), KC_SKIP);
+    assert_int_equal(casestore_defer_flush(pg, err, sizeof(err)), CASESTORE_OK);
     assert_int_equal(classify_batch(&ctx, pg, KC_BATCH_END, NULL, 0, err, sizeof(err)), KC_OK);
     assert_null(ctx.cases.res);
     assert_int_equal(pg_commit(pg, err, sizeof(err)), 0);
@@ -233,9 +244,23 @@ static void test_batch_claimed_cases(void **state)
                                  ids[i]),
                          1);
         assert_int_equal(scalar1("SELECT count(*) FROM case_events WHERE case_id = $1 AND "
-                                 "event_type = 'CaseClassified'",
+                                 "event_type = 'CaseClassified' AND seq = 1 AND version = 2",
                                  ids[i]),
                          1);
+        /* every column of ce_bump_many where it belongs: as the event says */
+        PGresult *r = itest_q(pg,
+                              "SELECT c.domain = e.summary->>'domain' AND c.request_type = "
+                              "e.summary->>'request_type' AND c.category = e.summary->>'category' "
+                              "AND c.urgency = e.summary->>'urgency' AND c.flags::text = "
+                              "translate(COALESCE(e.summary->'flags', '[]')::text, '[]\" ', '{}') "
+                              "AND abs(c.confidence - (e.summary->>'confidence')::float8) < 1e-4 "
+                              "AND c.needs_review = COALESCE((e.summary->>'needs_review')::bool, "
+                              "false) AND c.classified_at IS NOT NULL AND c.version = 2 "
+                              "AND c.event_seq = 1 FROM cases c JOIN case_events e ON "
+                              "e.case_id = c.id WHERE c.id = $1",
+                              ids[i]);
+        assert_string_equal(PQgetvalue(r, 0, 0), "t");
+        PQclear(r);
     }
     pg_destroy(other);
 }

@@ -18,6 +18,9 @@
  *     end (casestore_defer_*); when that statement is refused (here: an
  *     event id already in the history), the batch runs again event by event
  *     and only the refused event goes to the DLQ;
+ *   - a status change of a case the batch locked at its claim is kept for
+ *     the batch's one statement (decision 0038) and written before a later
+ *     event of the same case is handled: that handler reads the changed row;
  *   - kc_inbox_purge deletes the rows whose event and claim are both past
  *     the retention, in chunks (each one index range, no join), keeps every
  *     other, records the horizon, and a redelivered recent event is still a
@@ -70,13 +73,18 @@ typedef struct ev {
     char event_id[37];
 } ev_t;
 
-static void make(ev_t *e, Kesu__V1__Envelope__PayloadCase pc, int64_t offset)
+/* an event of a case (a new one when case_id is NULL) */
+static void make_for(ev_t *e, Kesu__V1__Envelope__PayloadCase pc, const char *case_id,
+                     int64_t offset)
 {
     proto_env_t pe;
     Kesu__V1__CaseAssigned a = KESU__V1__CASE_ASSIGNED__INIT;
     Kesu__V1__NotificationSent s = KESU__V1__NOTIFICATION_SENT__INIT;
-    char case_id[37];
-    util_uuid(case_id);
+    char fresh[37];
+    if (!case_id) {
+        util_uuid(fresh);
+        case_id = fresh;
+    }
     proto_env_init(&pe, "itest");
     proto_env_set_case(&pe, case_id, "KS-ITEST", "trace");
     assert_int_equal(proto_env_set_payload(&pe, pc,
@@ -92,6 +100,11 @@ static void make(ev_t *e, Kesu__V1__Envelope__PayloadCase pc, int64_t offset)
     e->rkm.payload = e->buf;
     e->rkm.len = len;
     e->rkm.offset = offset;
+}
+
+static void make(ev_t *e, Kesu__V1__Envelope__PayloadCase pc, int64_t offset)
+{
+    make_for(e, pc, NULL, offset);
 }
 
 typedef struct steps {
@@ -384,6 +397,16 @@ static kc_result_t append_handler(void *opaque, pg_t *p, const kc_msg_t *m, char
     return pg_failure_transient(p) ? KC_RETRY : KC_POISON;
 }
 
+/* a test's case and its history, gone */
+static void drop_case(const char *id)
+{
+    char sql[160];
+    snprintf(sql, sizeof(sql), "DELETE FROM case_events WHERE case_id = '%s'", id);
+    itest_sql(pg, sql);
+    snprintf(sql, sizeof(sql), "DELETE FROM cases WHERE id = '%s'", id);
+    itest_sql(pg, sql);
+}
+
 static void test_gathered_history_refused(void **state)
 {
     (void)state;
@@ -434,10 +457,108 @@ static void test_gathered_history_refused(void **state)
     assert_int_equal(itest_scalar(pg, sql), dlq0 + 1);
     for (int i = 0; i < 3; i++)
         free(e[i].buf);
-    snprintf(sql, sizeof(sql), "DELETE FROM case_events WHERE case_id = '%s'", hist_case);
-    itest_sql(pg, sql);
-    snprintf(sql, sizeof(sql), "DELETE FROM cases WHERE id = '%s'", hist_case);
-    itest_sql(pg, sql);
+    drop_case(hist_case);
+}
+
+/* kept status changes (decision 0038): the batch step locks and reads its
+ * cases at the claim (kc_cases_read makes them known to casestore); the
+ * handler reads its case's row and moves a received case to classified, a
+ * change kept for the batch's one statement; a later event of the same case
+ * reads its own row, which must show that change already */
+static const pg_stmt_t kept_claim = {
+    "itest_kept_claim",
+    "SELECT id::text AS id, status, version, event_seq, case_no, trace_id FROM cases "
+    "WHERE id = ANY ($1::uuid[]) ORDER BY id FOR NO KEY UPDATE",
+    1};
+static const pg_stmt_t kept_one = {
+    "itest_kept_one", "SELECT status FROM cases WHERE id = $1::uuid FOR NO KEY UPDATE", 1};
+static const pg_stmt_t kept_bump = {"itest_kept_bump", CASESTORE_BUMP_SQL(", domain = $6"), 6};
+static const pg_stmt_t kept_bump_many = {
+    "itest_kept_bump_many", CASESTORE_BUMP_MANY_SQL(", $5::text[]", ", v5", ", domain = u.v5"), 5};
+static pg_keyed_t kept_rows;
+static int kept_careful;
+static char kept_seen[4][24];
+static int kept_nseen;
+
+static kc_result_t kept_step(void *opaque, pg_t *p, kc_batch_phase_t phase, const kc_msg_t *msgs,
+                             size_t nmsgs, char *errstr, size_t n)
+{
+    (void)opaque;
+    kept_careful += phase == KC_BATCH_BEGIN_CAREFUL;
+    return kc_cases_step(p, phase, &kept_claim, msgs, nmsgs, &kept_rows, errstr, n);
+}
+
+static kc_result_t kept_handler(void *opaque, pg_t *p, const kc_msg_t *m, char *errstr, size_t n)
+{
+    (void)opaque;
+    PGresult *own = NULL;
+    int row, rc;
+    const PGresult *res =
+        kc_case_row(p, &kept_rows, &kept_one, m->env->case_id, &own, &row, errstr, n);
+    if (!res || PQntuples(res) == 0) {
+        PQclear(own);
+        return KC_POISON;
+    }
+    int received = strcmp(pg_get(res, row, "status"), "received") == 0;
+    if (kept_nseen < 4)
+        snprintf(kept_seen[kept_nseen++], 24, "%s", pg_get(res, row, "status"));
+    PQclear(own);
+    proto_env_t pe;
+    Kesu__V1__NotificationFailed nf;
+    failed_env(&pe, &nf);
+    if (received) {
+        static const char *const from[] = {"received", NULL};
+        const char *bv[1] = {"itest_domain"};
+        casestore_change_t ch = {.case_id = m->env->case_id, .from = from, .to = "classified",
+                                 .producer = "itest", .actor = "itest", .bump = &kept_bump,
+                                 .bump_values = bv, .bump_many = &kept_bump_many};
+        rc = casestore_apply(p, &ch, &pe, NULL, errstr, n);
+    } else {
+        rc = casestore_append(p, m->env->case_id, "itest", "itest", NULL, &pe, NULL, errstr, n);
+    }
+    return rc == CASESTORE_OK ? KC_OK : pg_failure_transient(p) ? KC_RETRY : KC_POISON;
+}
+
+static void test_kept_changes(void **state)
+{
+    (void)state;
+    char err[512] = "", id[37], no[32], sql[256];
+    util_uuid(id);
+    snprintf(no, sizeof(no), "ITK-%.8s", id + 28);
+    assert_int_equal(itest_insert_case(pg, id, no, "t", "b"), 0);
+    ev_t e[2];
+    rd_kafka_message_t *msgs[2];
+    kc_outcome_t out[2];
+    for (int i = 0; i < 2; i++) {
+        make_for(&e[i], KESU__V1__ENVELOPE__PAYLOAD_CASE_ASSIGNED, id, 70 + i);
+        msgs[i] = &e[i].rkm;
+    }
+    kafka_consumer_opts_t o = opts();
+    o.handler = kept_handler;
+    o.batch = kept_step;
+    kept_careful = kept_nseen = 0;
+    assert_int_equal(kc_apply_batch(pg, &o, msgs, 2, out, err, sizeof(err)), 0);
+    assert_int_equal(kept_careful, 0); /* the fast attempt committed */
+    assert_int_equal(out[0], KC_APPLIED);
+    assert_int_equal(out[1], KC_APPLIED);
+    assert_int_equal(kept_nseen, 2);
+    assert_string_equal(kept_seen[0], "received");
+    assert_string_equal(kept_seen[1], "classified"); /* written before its handler read it */
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM cases WHERE id = '%s' AND status = 'classified' AND "
+             "domain = 'itest_domain' AND version = 2 AND event_seq = 2",
+             id);
+    assert_int_equal(itest_scalar(pg, sql), 1);
+    snprintf(sql, sizeof(sql),
+             "SELECT string_agg(seq || ':' || version || ':' || status, ' ' ORDER BY seq) "
+             "FROM case_events WHERE case_id = '%s'",
+             id);
+    PGresult *res = PQexec(pg->conn, sql);
+    assert_string_equal(PQgetvalue(res, 0, 0), "1:2:classified 2:2:classified");
+    PQclear(res);
+    for (int i = 0; i < 2; i++)
+        free(e[i].buf);
+    drop_case(id);
 }
 
 static long long count_sql(const char *fmt)
@@ -548,6 +669,7 @@ int main(void)
         cmocka_unit_test(test_batch_step_reruns),
         cmocka_unit_test(test_batch_claimed),
         cmocka_unit_test(test_gathered_history_refused),
+        cmocka_unit_test(test_kept_changes),
         cmocka_unit_test(test_inbox_purge),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -218,6 +218,7 @@ static void test_batch_claimed_cases(void **state)
     assert_non_null(other);
 
     batch_begin(pg, &ctx);
+    casestore_defer_begin(pg); /* as the consumer loop's fast attempt */
     assert_int_equal(dispatch_batch(&ctx, pg, KC_BATCH_CLAIMED, m, 2, err, sizeof(err)), KC_OK);
     assert_int_equal(ctx.cases.n, 1);
     /* the dispatched case is locked by the claim, the released one not */
@@ -225,11 +226,28 @@ static void test_batch_claimed_cases(void **state)
     assert_false(itest_case_locked(other, b));
     kc_result_t r = dispatch_handle(&ctx, pg, &m[0], err, sizeof(err));
     assert_int_equal(r, KC_OK);
+    /* the change is kept for the batch's one statement (decision 0038) */
+    assert_string_equal(val("SELECT status || ' ' || COALESCE(department, '-') FROM cases "
+                            "WHERE id = $1",
+                            a, buf, sizeof(buf)),
+                        "classified -");
+    assert_int_equal(casestore_defer_flush(pg, err, sizeof(err)), CASESTORE_OK);
     assert_int_equal(batch_end(pg, &ctx), KC_OK);
     assert_null(ctx.cases.res);
     assert_string_equal(val("SELECT status || ' ' || department FROM cases WHERE id = $1", a, buf,
                             sizeof(buf)),
                         "assigned housing");
+    /* every column of de_bump_many where it belongs: as the event says */
+    assert_string_equal(val("SELECT c.handler IS NOT DISTINCT FROM NULLIF(e.summary->>'handler', '') "
+                            "AND c.dispatch_attempt = 1 AND c.assigned_at IS NOT NULL "
+                            "AND c.load_released = (c.handler IS NULL) AND NOT c.dispatch_priority "
+                            "AND c.co_departments::text = translate(COALESCE("
+                            "e.summary->'co_departments', '[]')::text, '[]\" ', '{}') "
+                            "AND e.seq = c.event_seq AND e.version = c.version "
+                            "FROM cases c JOIN case_events e ON e.case_id = c.id "
+                            "AND e.event_type = 'CaseAssigned' WHERE c.id = $1",
+                            a, buf, sizeof(buf)),
+                        "t");
     pg_destroy(other);
     cleanup(a);
     cleanup(b);

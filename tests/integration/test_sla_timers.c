@@ -156,13 +156,8 @@ static int scan(sla_ctx_t *c, pg_t *p, int64_t now)
 static long long events(const char *id, const char *type)
 {
     const char *v[2] = {id, type};
-    PGresult *res = PQexecParams(pg->conn,
-                                 "SELECT count(*) FROM case_events WHERE case_id = $1 AND "
-                                 "event_type = $2",
-                                 2, NULL, v, NULL, NULL, 0);
-    long long n = atoll(PQgetvalue(res, 0, 0));
-    PQclear(res);
-    return n;
+    return itest_scalarv(pg, "SELECT count(*) FROM case_events WHERE case_id = $1 AND event_type = $2",
+                         2, v);
 }
 
 /* due_at of a timer as local time text */
