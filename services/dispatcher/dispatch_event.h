@@ -63,6 +63,8 @@ typedef struct dispatch_ctx {
     } undo[4];                       /**< the current event's changes, undone if it fails */
     size_t nundo;
     strbuf_t lit_ids, lit_deltas;    /**< loads as array literals for the statements */
+    int gather;                      /**< a fast attempt: assignment rows wait for its end */
+    pg_rows_t assign;                /**< those rows (de_add_assignments' 8 columns) */
 } dispatch_ctx_t;
 
 /** @brief Fill the metric handles of ctx (max_returns 2, version 0). */
@@ -81,7 +83,9 @@ kc_result_t dispatch_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *err
                             size_t errstr_size);
 
 /**
- * @brief kc_batch_fn: at the batch's end, write the handler loads its events
+ * @brief kc_batch_fn: at the batch's end, write the assignment rows a fast
+ *        attempt gathered (one statement; a careful re-run writes each event's
+ *        own) and the handler loads its events
  *        took and gave back — every instance locks them in id order, so
  *        instances never deadlock on handlers. KC_RETRY when a handler went
  *        past capacity because another instance filled it meanwhile: the

@@ -20,7 +20,11 @@
  * loads as they are. No handler ends past capacity, every open load equals
  * the handler's open cases, and a release is written at the batch's end.
  * test_batch_claimed_cases: a batch's dispatched cases are locked and read
- * at its claim (a release's case is not), and the dispatch uses that row.
+ * at its claim (a release's case is not), and the dispatch uses that row; its
+ * status change is kept for the batch's one statement (decision 0038).
+ * test_returned_in_one_batch: a fast batch's assignment rows are written at
+ * its end, but a return of the same case in the batch writes them first, so
+ * that the re-dispatch supersedes them.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -308,6 +312,39 @@ static void test_returns(void **state)
     cleanup(id);
 }
 
+/* a fast batch's assignment rows wait for its end, but a re-dispatch of the
+ * same case in that batch writes them first, so that it supersedes them */
+static void test_returned_in_one_batch(void **state)
+{
+    (void)state;
+    char id[37], b[256], ev[37];
+    static const char *const rows =
+        "SELECT COALESCE(string_agg(attempt || role || department || state, ',' "
+        "ORDER BY attempt, role DESC), '') FROM case_assignments WHERE case_id = $1";
+    new_case(id, "房屋拆迁安置补偿不到位", "urban_construction");
+    batch_begin(pg, &ctx);
+    classified_in(pg, &ctx, id, "urban_construction");
+    assert_string_equal(val(rows, id, b, sizeof(b)), ""); /* gathered */
+    set_status(id, "returned");
+    Kesu__V1__CaseReturned cr = KESU__V1__CASE_RETURNED__INIT;
+    cr.department = "housing";
+    cr.reason = "非我局职责";
+    util_uuid(ev);
+    assert_int_equal(feed_in(pg, &ctx, id, KESU__V1__ENVELOPE__PAYLOAD_CASE_RETURNED, &cr.base, ev),
+                     KC_OK);
+    assert_string_equal(val(rows, id, b, sizeof(b)),
+                        "1leadhousingsuperseded,1coplanningsuperseded");
+    assert_int_equal(batch_end(pg, &ctx), KC_OK);
+    assert_string_equal(val(rows, id, b, sizeof(b)),
+                        "1leadhousingsuperseded,1coplanningsuperseded,2leadplanningopen");
+    assert_string_equal(val("SELECT handler IS NOT DISTINCT FROM (SELECT handler FROM cases "
+                            "WHERE id = $1) FROM case_assignments WHERE case_id = $1 AND "
+                            "attempt = 2 AND role = 'lead'",
+                            id, b, sizeof(b)),
+                        "t");
+    cleanup(id);
+}
+
 static void test_reopen(void **state)
 {
     char id[37], b[256], handler[64];
@@ -514,6 +551,7 @@ int main(void)
         cmocka_unit_test(test_classified_co_handling),
         cmocka_unit_test(test_batch_claimed_cases),
         cmocka_unit_test(test_returns),
+        cmocka_unit_test(test_returned_in_one_batch),
         cmocka_unit_test(test_reopen),
         cmocka_unit_test(test_reload),
         cmocka_unit_test(test_two_instances),
