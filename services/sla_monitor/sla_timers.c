@@ -45,7 +45,7 @@ static const pg_stmt_t st_case_many = {
     "(extract(epoch FROM t.started_at) * 1000)::bigint AS started_ms "
 
 /*
- * Start the timers an event starts (one row each in $7..$17, the rows of one
+ * Start the timers an event starts (one row each in $7..$18, the rows of one
  * case) and log each start. A timer exists once per case, kind and cycle: a
  * redelivered or repeated CaseAssigned does not restart it. Each timer
  * started now comes back with the instant the case already did what it waits
@@ -53,14 +53,22 @@ static const pg_stmt_t st_case_many = {
  * closed_at at or after the start, or the first history event of the kind's
  * stopping types (stops) after the starting event (seq $3; without one, at or
  * after the start) - the monitor may see CaseAssigned (another topic) after
- * the accept and the resolve.
+ * the accept and the resolve. A row with `unless_open` ($18) starts only if
+ * no resolve timer of the case was open at the start instant $2 (started by
+ * then and not stopped before it): a return keeps the clock of the resolve
+ * timer open at assignment, a reopen stopped it — judged at the event's
+ * time, not now, so the monitor's lag changes nothing. The statement's
+ * snapshot is taken before its insert: the timer it starts does not count.
  */
 static const pg_stmt_t st_start = {
     "st_start",
     "WITH r AS (SELECT * FROM unnest($7::text[], $8::integer[], $9::bigint[], $10::text[], "
     "$11::boolean[], $12::bigint[], $13::bigint[], $14::bigint[], $15::text[], $16::text[], "
-    "$17::text[]) WITH ORDINALITY AS r(kind, cycle, due_ms, spec, work, total_ms, esc_ms, "
-    "next_ms, dept, note, stops, ord)), "
+    "$17::text[], $18::boolean[]) WITH ORDINALITY AS r(kind, cycle, due_ms, spec, work, "
+    "total_ms, esc_ms, next_ms, dept, note, stops, unless_open, ord) "
+    "WHERE NOT (r.unless_open AND EXISTS (SELECT 1 FROM sla_timers o WHERE o.case_id = $1::uuid "
+    "AND o.kind = 'resolve' AND o.started_at <= to_timestamp($2::double precision / 1000) "
+    "AND (o.state <> 'stopped' OR o.stopped_at > to_timestamp($2::double precision / 1000))))), "
     "t AS (INSERT INTO sla_timers (case_id, kind, cycle, started_at, due_at, limit_spec, work, "
     "total_ms, used_ms, anchor_at, escalate_ms, next_at, department, request_type, urgency) "
     "SELECT $1::uuid, r.kind, r.cycle, to_timestamp($2::double precision / 1000), "
@@ -82,7 +90,7 @@ static const pg_stmt_t st_start = {
     "$3::bigint ELSE e.occurred_at >= t.started_at END ORDER BY e.seq LIMIT 1))) * 1000)::bigint, "
     "0) AS done_ms FROM t JOIN r ON r.kind = t.kind AND r.cycle = t.cycle "
     "JOIN cases c ON c.id = t.case_id ORDER BY r.ord",
-    17};
+    18};
 
 static const pg_stmt_t st_open = {
     "st_open",
@@ -97,16 +105,6 @@ static const pg_stmt_t st_timer = {
     "SELECT " ST_TIMER_COLS "FROM sla_timers t WHERE t.case_id = $1::uuid AND t.kind = $2 "
     "AND t.cycle = $3::integer FOR UPDATE",
     3};
-
-/* a resolve timer open at instant $2: started by then and not stopped before it. A return
- * keeps it open for the next dispatch, a reopen stopped it at resolve time - whatever the
- * monitor's lag, since stopped_at is the real time */
-static const pg_stmt_t st_resolve_open_at = {
-    "st_resolve_open_at",
-    "SELECT 1 FROM sla_timers WHERE case_id = $1::uuid AND kind = 'resolve' "
-    "AND started_at <= to_timestamp($2::double precision / 1000) "
-    "AND (state <> 'stopped' OR stopped_at > to_timestamp($2::double precision / 1000)) LIMIT 1",
-    2};
 
 static const pg_stmt_t st_due = {
     "st_due",
@@ -499,6 +497,7 @@ typedef struct st_new {
     int cycle;
     const char *dept;
     const char *why;
+    int unless_open; /**< only if no resolve timer was open at the event (st_start) */
 } st_new_t;
 
 /*
@@ -512,10 +511,10 @@ static int st_start_timers(pg_t *pg, sla_ctx_t *ctx, const Kesu__V1__Envelope *e
 {
     const calendar_t *cal = ctx->policy->cal;
     int64_t start = env->occurred_at_ms;
-    strbuf_t a[11];
+    strbuf_t a[12];
     char s_start[24], s_seq[24], num[24], note[256], spec[16];
     int started = -1;
-    for (int i = 0; i < 11; i++)
+    for (int i = 0; i < 12; i++)
         pg_array_begin(&a[i]);
     for (int i = 0; i < n; i++) {
         const sla_limit_t *l = &lim->limit[nt[i].kind];
@@ -548,16 +547,17 @@ static int st_start_timers(pg_t *pg, sla_ctx_t *ctx, const Kesu__V1__Envelope *e
                  cal ? calendar_name(cal) : "none");
         pg_array_add(&a[9], note);
         pg_array_add(&a[10], st_stopped_by[nt[i].kind]);
+        pg_array_add(&a[11], nt[i].unless_open ? "true" : "false");
     }
-    for (int i = 0; i < 11; i++)
+    for (int i = 0; i < 12; i++)
         pg_array_end(&a[i]);
     snprintf(s_start, sizeof(s_start), "%" PRId64, start);
     snprintf(s_seq, sizeof(s_seq), "%" PRId64, env->case_seq);
-    const char *v[17] = {env->case_id, s_start, s_seq,    rt,       urg,      SLA_PRODUCER,
-                         a[0].s,       a[1].s,  a[2].s,   a[3].s,   a[4].s,   a[5].s,
-                         a[6].s,       a[7].s,  a[8].s,   a[9].s,   a[10].s};
+    const char *v[18] = {env->case_id, s_start, s_seq,  rt,     urg,     SLA_PRODUCER,
+                         a[0].s,       a[1].s,  a[2].s, a[3].s, a[4].s,  a[5].s,
+                         a[6].s,       a[7].s,  a[8].s, a[9].s, a[10].s, a[11].s};
     PGresult *res = pg_exec_stmt(pg, &st_start, v, PGRES_TUPLES_OK, errstr, errstr_size);
-    for (int i = 0; i < 11; i++)
+    for (int i = 0; i < 12; i++)
         strbuf_free(&a[i]);
     if (!res)
         return -1;
@@ -590,7 +590,6 @@ static kc_result_t st_on_start(sla_ctx_t *ctx, pg_t *pg, const Kesu__V1__Envelop
     if (rc > 0)
         return KC_POISON;
     sla_policy_lookup(ctx->policy, rt, urg, &lim);
-    int64_t at = env->occurred_at_ms;
 
     st_new_t nt[SLA__KINDS];
     int nn = 0;
@@ -600,21 +599,10 @@ static kc_result_t st_on_start(sla_ctx_t *ctx, pg_t *pg, const Kesu__V1__Envelop
         const char *adept = env->case_assigned->department && *env->case_assigned->department
                                 ? env->case_assigned->department
                                 : dept;
-        nt[nn++] = (st_new_t){SLA_ACCEPT, cycle, adept, "CaseAssigned"};
-        /* a return keeps the clock of the resolve timer open at assignment; a reopen
-         * stopped it. Judged at the event's time, not now, so lag changes nothing */
-        char s_at[24];
-        snprintf(s_at, sizeof(s_at), "%" PRId64, at);
-        const char *ov[2] = {env->case_id, s_at};
-        PGresult *res = pg_exec_stmt(pg, &st_resolve_open_at, ov, PGRES_TUPLES_OK, errstr,
-                                     errstr_size);
-        if (!res)
-            return st_db_failure(pg);
-        int open = PQntuples(res);
-        PQclear(res);
-        if (!open)
-            nt[nn++] = (st_new_t){SLA_RESOLVE, cycle, adept,
-                                  cycle > 1 ? "CaseAssigned (new cycle)" : "CaseAssigned"};
+        nt[nn++] = (st_new_t){SLA_ACCEPT, cycle, adept, "CaseAssigned", 0};
+        /* the resolve timer only if none was open at assignment (st_start's unless_open) */
+        nt[nn++] = (st_new_t){SLA_RESOLVE, cycle, adept,
+                              cycle > 1 ? "CaseAssigned (new cycle)" : "CaseAssigned", 1};
         break;
     }
     case KESU__V1__ENVELOPE__PAYLOAD_CASE_RESOLVED:
@@ -622,7 +610,7 @@ static kc_result_t st_on_start(sla_ctx_t *ctx, pg_t *pg, const Kesu__V1__Envelop
         if (n < 0)
             return st_db_failure(pg);
         started += n;
-        nt[nn++] = (st_new_t){SLA_REPLY, attempt, dept, "CaseResolved"};
+        nt[nn++] = (st_new_t){SLA_REPLY, attempt, dept, "CaseResolved", 0};
         break;
     case KESU__V1__ENVELOPE__PAYLOAD_REPLY_SENT:
         n = st_apply(pg, ctx, env, "{reply}", ST_OP_STOP, 0, errstr, errstr_size);
@@ -630,7 +618,7 @@ static kc_result_t st_on_start(sla_ctx_t *ctx, pg_t *pg, const Kesu__V1__Envelop
             return st_db_failure(pg);
         started += n;
         for (int k = SLA_FOLLOW_UP; k <= SLA_AUTO_CLOSE; k++)
-            nt[nn++] = (st_new_t){(sla_kind_t)k, attempt, dept, "ReplySent"};
+            nt[nn++] = (st_new_t){(sla_kind_t)k, attempt, dept, "ReplySent", 0};
         break;
     default:
         return KC_SKIP;
