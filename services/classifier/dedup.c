@@ -12,10 +12,14 @@
 
 #include "textfeat.h"
 
-/* open cases of the district within the window, nearest first; a case that is
- * itself a duplicate stands for its master */
+/* this case's fingerprint ($1, $2, $6 domain, $3 simhash), and the open cases
+ * of the district within the window, nearest first, in one round trip (the
+ * search does not see the row the statement inserts, and leaves this case out
+ * anyway); a case that is itself a duplicate stands for its master */
 static const pg_stmt_t dd_candidates = {
     "dd_candidates",
+    "WITH fp AS (INSERT INTO case_fingerprints (case_id, district_code, domain, simhash) "
+    "VALUES ($1::uuid, $2, $6, $3::bigint) ON CONFLICT (case_id) DO NOTHING) "
     "SELECT f.case_id, COALESCE(d.master_id, f.case_id) AS master, "
     "bit_count((f.simhash # $3::bigint)::bit(64)) AS dist, "
     "(extract(epoch FROM now() - f.received_at) * 1000)::bigint AS age_ms "
@@ -30,8 +34,9 @@ static const pg_stmt_t dd_candidates = {
     "AND c.status NOT IN ('closed', 'merged', 'rejected', 'withdrawn') "
     "AND bit_count((f.simhash # $3::bigint)::bit(64)) <= $5::int "
     "ORDER BY dist, f.received_at, f.case_id LIMIT 1000",
-    5};
+    6};
 
+/* the fingerprint alone: a case without a district is compared with nothing */
 static const pg_stmt_t dd_fingerprint = {
     "dd_fingerprint",
     "INSERT INTO case_fingerprints (case_id, district_code, domain, simhash) "
@@ -118,19 +123,15 @@ int dedup_check(pg_t *pg, const dedup_opts_t *o, const char *case_id, const char
     snprintf(maxd, sizeof(maxd), "%d",
              o->similar_distance > o->dup_distance ? o->similar_distance : o->dup_distance);
 
-    const char *fv[4] = {case_id, district, domain, hs};
-    res = pg_exec_stmt(pg, &dd_fingerprint, fv, PGRES_COMMAND_OK, errstr, errstr_size);
-    if (!res)
-        goto out;
-    PQclear(res);
-    res = NULL;
     if (!district[0]) {
         /* without a district there is no "same place": no duplicate or hotspot
          * judgement (and no scan of every case without one) */
-        rc = 0;
+        const char *fv[4] = {case_id, district, domain, hs};
+        res = pg_exec_stmt(pg, &dd_fingerprint, fv, PGRES_COMMAND_OK, errstr, errstr_size);
+        rc = res ? 0 : -1;
         goto out;
     }
-    const char *cv[5] = {case_id, district, hs, win, maxd};
+    const char *cv[6] = {case_id, district, hs, win, maxd, domain};
     res = pg_exec_stmt(pg, &dd_candidates, cv, PGRES_TUPLES_OK, errstr, errstr_size);
     if (!res)
         goto out;

@@ -247,6 +247,15 @@ static void test_batch_claimed_cases(void **state)
                                  "event_type = 'CaseClassified' AND seq = 1 AND version = 2",
                                  ids[i]),
                          1);
+        /* the fingerprint written with the duplicate search (one statement), its domain the
+         * classification's */
+        const char *fp[2] = {ids[i], other_district};
+        assert_int_equal(itest_scalarv(pg,
+                                       "SELECT count(*) FROM case_fingerprints f JOIN cases c ON "
+                                       "c.id = f.case_id WHERE f.case_id = $1 AND "
+                                       "f.domain = c.domain AND f.district_code = $2",
+                                       2, fp),
+                         1);
         /* every column of ce_bump_many where it belongs: as the event says */
         PGresult *r = itest_q(pg,
                               "SELECT c.domain = e.summary->>'domain' AND c.request_type = "
