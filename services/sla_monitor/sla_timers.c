@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "casestore.h"
 #include "log.h"
@@ -45,52 +46,59 @@ static const pg_stmt_t st_case_many = {
     "(extract(epoch FROM t.started_at) * 1000)::bigint AS started_ms "
 
 /*
- * Start the timers an event starts (one row each in $7..$18, the rows of one
- * case) and log each start. A timer exists once per case, kind and cycle: a
- * redelivered or repeated CaseAssigned does not restart it. Each timer
- * started now comes back with the instant the case already did what it waits
- * for (done_ms, 0 = not yet): the case row's accepted_at / resolved_at /
- * closed_at at or after the start, or the first history event of the kind's
- * stopping types (stops) after the starting event (seq $3; without one, at or
- * after the start) - the monitor may see CaseAssigned (another topic) after
- * the accept and the resolve. A row with `unless_open` ($18) starts only if
- * no resolve timer of the case was open at the start instant $2 (started by
- * then and not stopped before it): a return keeps the clock of the resolve
- * timer open at assignment, a reopen stopped it — judged at the event's
- * time, not now, so the monitor's lag changes nothing. The statement's
- * snapshot is taken before its insert: the timer it starts does not count.
+ * Start timers (one row each in $2..$19; the rows of an event, or of a fast
+ * batch's events, of one case each) and log each start; $1 is the actor. A
+ * timer exists once per case, kind and cycle: a redelivered or repeated
+ * CaseAssigned does not restart it. Each timer started now comes back with
+ * the instant the case already did what it waits for (done_ms, 0 = not yet):
+ * the case row's accepted_at / resolved_at / closed_at at or after the
+ * start, or the first history event of the kind's stopping types (stops)
+ * after the starting event (its seq; without one, at or after the start) -
+ * the monitor may see CaseAssigned (another topic) after the accept and the
+ * resolve. A row with `unless_open` starts only if no resolve timer of its
+ * case was open at its start (started by then and not stopped before it): a
+ * return keeps the clock of the resolve timer open at assignment, a reopen
+ * stopped it — judged at the event's time, not now, so the monitor's lag
+ * changes nothing. The statement's snapshot is taken before its insert: a
+ * timer it starts does not count (and a case's rows come from one event).
  */
+#define ST_START_COLS 18
 static const pg_stmt_t st_start = {
     "st_start",
-    "WITH r AS (SELECT * FROM unnest($7::text[], $8::integer[], $9::bigint[], $10::text[], "
-    "$11::boolean[], $12::bigint[], $13::bigint[], $14::bigint[], $15::text[], $16::text[], "
-    "$17::text[], $18::boolean[]) WITH ORDINALITY AS r(kind, cycle, due_ms, spec, work, "
-    "total_ms, esc_ms, next_ms, dept, note, stops, unless_open, ord) "
-    "WHERE NOT (r.unless_open AND EXISTS (SELECT 1 FROM sla_timers o WHERE o.case_id = $1::uuid "
-    "AND o.kind = 'resolve' AND o.started_at <= to_timestamp($2::double precision / 1000) "
-    "AND (o.state <> 'stopped' OR o.stopped_at > to_timestamp($2::double precision / 1000))))), "
+    "WITH r AS (SELECT * FROM unnest($2::uuid[], $3::bigint[], $4::bigint[], $5::text[], "
+    "$6::text[], $7::text[], $8::integer[], $9::bigint[], $10::text[], $11::boolean[], "
+    "$12::bigint[], $13::bigint[], $14::bigint[], $15::text[], $16::text[], $17::text[], "
+    "$18::boolean[], $19::text[]) WITH ORDINALITY AS r(case_id, start_ms, seq, rt, urg, kind, "
+    "cycle, due_ms, spec, work, total_ms, esc_ms, next_ms, dept, note, stops, unless_open, "
+    "event_type, ord) "
+    "WHERE NOT (r.unless_open AND EXISTS (SELECT 1 FROM sla_timers o WHERE o.case_id = r.case_id "
+    "AND o.kind = 'resolve' AND o.started_at <= to_timestamp(r.start_ms::double precision / 1000) "
+    "AND (o.state <> 'stopped' OR "
+    "o.stopped_at > to_timestamp(r.start_ms::double precision / 1000))))), "
     "t AS (INSERT INTO sla_timers (case_id, kind, cycle, started_at, due_at, limit_spec, work, "
     "total_ms, used_ms, anchor_at, escalate_ms, next_at, department, request_type, urgency) "
-    "SELECT $1::uuid, r.kind, r.cycle, to_timestamp($2::double precision / 1000), "
+    "SELECT r.case_id, r.kind, r.cycle, to_timestamp(r.start_ms::double precision / 1000), "
     "to_timestamp(r.due_ms::double precision / 1000), r.spec, r.work, r.total_ms, 0, "
-    "to_timestamp($2::double precision / 1000), r.esc_ms, "
-    "to_timestamp(r.next_ms::double precision / 1000), NULLIF(r.dept, ''), NULLIF($4, ''), "
-    "NULLIF($5, '') FROM r ORDER BY r.ord ON CONFLICT (case_id, kind, cycle) DO NOTHING "
+    "to_timestamp(r.start_ms::double precision / 1000), r.esc_ms, "
+    "to_timestamp(r.next_ms::double precision / 1000), NULLIF(r.dept, ''), NULLIF(r.rt, ''), "
+    "NULLIF(r.urg, '') FROM r ORDER BY r.ord ON CONFLICT (case_id, kind, cycle) DO NOTHING "
     "RETURNING case_id, kind, cycle, started_at, due_at), "
     "l AS (INSERT INTO sla_timer_log (case_id, kind, cycle, action, at, due_at, used_ms, note, "
-    "actor) SELECT t.case_id, t.kind, t.cycle, 'start', t.started_at, t.due_at, 0, r.note, $6 "
-    "FROM t JOIN r ON r.kind = t.kind AND r.cycle = t.cycle ORDER BY r.ord) "
-    "SELECT t.kind, t.cycle, COALESCE((extract(epoch FROM LEAST("
+    "actor) SELECT t.case_id, t.kind, t.cycle, 'start', t.started_at, t.due_at, 0, r.note, $1 "
+    "FROM t JOIN r ON r.case_id = t.case_id AND r.kind = t.kind AND r.cycle = t.cycle "
+    "ORDER BY r.ord) "
+    "SELECT t.case_id::text AS case_id, t.kind, t.cycle, r.event_type, "
+    "COALESCE((extract(epoch FROM LEAST("
     "CASE WHEN t.kind = 'accept' AND c.accepted_at >= t.started_at THEN c.accepted_at END, "
     "CASE WHEN t.kind IN ('accept', 'resolve') AND c.resolved_at >= t.started_at "
     "THEN c.resolved_at END, "
     "CASE WHEN c.closed_at >= t.started_at THEN c.closed_at END, "
     "(SELECT GREATEST(e.occurred_at, t.started_at) FROM case_events e WHERE e.case_id = c.id "
-    "AND e.event_type = ANY (r.stops::text[]) AND CASE WHEN $3::bigint > 0 THEN e.seq > "
-    "$3::bigint ELSE e.occurred_at >= t.started_at END ORDER BY e.seq LIMIT 1))) * 1000)::bigint, "
-    "0) AS done_ms FROM t JOIN r ON r.kind = t.kind AND r.cycle = t.cycle "
-    "JOIN cases c ON c.id = t.case_id ORDER BY r.ord",
-    18};
+    "AND e.event_type = ANY (r.stops::text[]) AND CASE WHEN r.seq > 0 THEN e.seq > r.seq "
+    "ELSE e.occurred_at >= t.started_at END ORDER BY e.seq LIMIT 1))) * 1000)::bigint, "
+    "0) AS done_ms FROM t JOIN r ON r.case_id = t.case_id AND r.kind = t.kind "
+    "AND r.cycle = t.cycle JOIN cases c ON c.id = t.case_id ORDER BY r.ord",
+    1 + ST_START_COLS};
 
 static const pg_stmt_t st_open = {
     "st_open",
@@ -317,16 +325,31 @@ static int st_save(pg_t *pg, const sla_ctx_t *ctx, const st_row_t *r, const char
     return 0;
 }
 
+static int st_starts_write(pg_t *pg, sla_ctx_t *ctx, char *errstr, size_t errstr_size);
+
 kc_result_t sla_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, const kc_msg_t *msgs,
                       size_t n, char *errstr, size_t errstr_size)
 {
     sla_ctx_t *ctx = opaque;
+    if (phase == KC_BATCH_END) {
+        int w = st_starts_write(pg, ctx, errstr, errstr_size);
+        ctx->gather = 0;
+        if (w < 0)
+            return st_db_failure(pg);
+    } else if (phase == KC_BATCH_BEGIN || phase == KC_BATCH_BEGIN_CAREFUL) {
+        /* a fast attempt gathers its timer starts for one statement at its end; a
+         * careful one writes each event's own, so that a savepoint undoes them */
+        ctx->nstart_cases = 0;
+        ctx->gather =
+            phase == KC_BATCH_BEGIN && pg_rows_ready(&ctx->starts, ST_START_COLS) == 0;
+    }
     return kc_cases_step(pg, phase, &st_case_many, msgs, n, &ctx->cases, errstr, errstr_size);
 }
 
 void sla_ctx_free(sla_ctx_t *ctx)
 {
     pg_keyed_clear(&ctx->cases);
+    pg_rows_free(&ctx->starts);
 }
 
 /* lock the case (or take its row locked with the batch's claim); *status (>= 24
@@ -457,11 +480,12 @@ static const char *const st_stopped_by[SLA__KINDS] = {
  * fires it. Done after the deadline, the breach is recorded at the deadline
  * first but not sent: the work it would escalate is finished.
  */
-static int st_settle(pg_t *pg, sla_ctx_t *ctx, const Kesu__V1__Envelope *env, const char *kind,
-                     const char *cycle, int64_t done, char *errstr, size_t errstr_size)
+static int st_settle(pg_t *pg, sla_ctx_t *ctx, const char *case_id, const char *event_type,
+                     const char *kind, const char *cycle, int64_t done, char *errstr,
+                     size_t errstr_size)
 {
     char note[160];
-    const char *tv[3] = {env->case_id, kind, cycle};
+    const char *tv[3] = {case_id, kind, cycle};
     PGresult *res = pg_exec_stmt(pg, &st_timer, tv, PGRES_TUPLES_OK, errstr, errstr_size);
     if (!res)
         return -1;
@@ -483,7 +507,7 @@ static int st_settle(pg_t *pg, sla_ctx_t *ctx, const Kesu__V1__Envelope *env, co
             return -1;
     }
     snprintf(r.state, sizeof(r.state), "stopped");
-    snprintf(note, sizeof(note), "already done when %s was processed (%s)", env->event_type,
+    snprintf(note, sizeof(note), "already done when %s was processed (%s)", event_type,
              done > due ? "late" : "in time");
     if (st_save(pg, ctx, &r, "stop", done, 0, note, SLA_PRODUCER, errstr, errstr_size) != 0)
         return -1;
@@ -501,9 +525,49 @@ typedef struct st_new {
 } st_new_t;
 
 /*
- * Start the n timers of one case from the event's own time, with one
- * statement, and settle those the case has already done. Returns the
- * timers started now (a redelivery starts none), -1 on error.
+ * Write the timer starts gathered (one statement), and settle those the case
+ * has already done. @returns the timers started, -1 on error.
+ */
+static int st_starts_write(pg_t *pg, sla_ctx_t *ctx, char *errstr, size_t errstr_size)
+{
+    ctx->nstart_cases = 0;
+    if (ctx->starts.n == 0)
+        return 0;
+    PGresult *res = pg_rows_exec(pg, &st_start, &ctx->starts, SLA_PRODUCER, PGRES_TUPLES_OK,
+                                 errstr, errstr_size);
+    if (!res)
+        return -1;
+    int started = PQntuples(res);
+    metrics_counter_add(ctx->m_started, (uint64_t)started);
+    for (int i = 0; i < PQntuples(res); i++) {
+        int64_t done = st_i64(res, i, "done_ms");
+        if (done && st_settle(pg, ctx, pg_get(res, i, "case_id"), pg_get(res, i, "event_type"),
+                              pg_get(res, i, "kind"), pg_get(res, i, "cycle"), done, errstr,
+                              errstr_size) < 0) {
+            started = -1;
+            break;
+        }
+    }
+    PQclear(res);
+    return started;
+}
+
+/* the starts of this case gathered earlier in the batch: written before its
+ * next event reads or changes its timers. 0, -1 on error */
+static int st_starts_sync(pg_t *pg, sla_ctx_t *ctx, const char *case_id, char *errstr,
+                          size_t errstr_size)
+{
+    for (size_t i = 0; i < ctx->nstart_cases; i++)
+        if (strcasecmp(ctx->start_cases[i], case_id) == 0)
+            return st_starts_write(pg, ctx, errstr, errstr_size) < 0 ? -1 : 0;
+    return 0;
+}
+
+/*
+ * Start the n timers of one case from the event's own time: in a fast batch
+ * gathered for one statement at its end (sla_batch), else written now; those
+ * the case has already done are settled then. Returns the timers started
+ * now, or gathered (a redelivery starts none when written), -1 on error.
  */
 static int st_start_timers(pg_t *pg, sla_ctx_t *ctx, const Kesu__V1__Envelope *env,
                            const st_new_t *nt, int n, const sla_limits_t *lim, const char *rt,
@@ -511,11 +575,14 @@ static int st_start_timers(pg_t *pg, sla_ctx_t *ctx, const Kesu__V1__Envelope *e
 {
     const calendar_t *cal = ctx->policy->cal;
     int64_t start = env->occurred_at_ms;
-    strbuf_t a[12];
     char s_start[24], s_seq[24], num[24], note[256], spec[16];
-    int started = -1;
-    for (int i = 0; i < 12; i++)
-        pg_array_begin(&a[i]);
+    pg_rows_t *w = &ctx->starts;
+    if (!ctx->gather && pg_rows_ready(w, ST_START_COLS) != 0) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+    }
+    snprintf(s_start, sizeof(s_start), "%" PRId64, start);
+    snprintf(s_seq, sizeof(s_seq), "%" PRId64, env->case_seq);
     for (int i = 0; i < n; i++) {
         const sla_limit_t *l = &lim->limit[nt[i].kind];
         sla_clock_t c = {.work = sla_limit_is_work(l),
@@ -528,51 +595,44 @@ static int st_start_timers(pg_t *pg, sla_ctx_t *ctx, const Kesu__V1__Envelope *e
         sla_clock_next(cal, &c, ctx->policy->warn_percent,
                        nt[i].kind == SLA_AUTO_CLOSE ? 0 : ctx->policy->nwarn, &next, &pct);
         sla_limit_fmt(l, spec, sizeof(spec));
-        pg_array_add(&a[0], sla_kind_name(nt[i].kind));
+        pg_rows_text(w, 0, env->case_id);
+        pg_rows_text(w, 1, s_start);
+        pg_rows_text(w, 2, s_seq);
+        pg_rows_text(w, 3, rt);
+        pg_rows_text(w, 4, urg);
+        pg_rows_text(w, 5, sla_kind_name(nt[i].kind));
         snprintf(num, sizeof(num), "%d", nt[i].cycle > 0 ? nt[i].cycle : 1);
-        pg_array_add(&a[1], num);
+        pg_rows_text(w, 6, num);
         snprintf(num, sizeof(num), "%" PRId64, sla_clock_due(cal, &c));
-        pg_array_add(&a[2], num);
-        pg_array_add(&a[3], spec);
-        pg_array_add(&a[4], c.work ? "true" : "false");
+        pg_rows_text(w, 7, num);
+        pg_rows_text(w, 8, spec);
+        pg_rows_text(w, 9, c.work ? "true" : "false");
         snprintf(num, sizeof(num), "%" PRId64, c.total_ms);
-        pg_array_add(&a[5], num);
+        pg_rows_text(w, 10, num);
         snprintf(num, sizeof(num), "%" PRId64, c.escalate_ms);
-        pg_array_add(&a[6], num);
+        pg_rows_text(w, 11, num);
         snprintf(num, sizeof(num), "%" PRId64, next);
-        pg_array_add(&a[7], num);
-        pg_array_add(&a[8], nt[i].dept);
+        pg_rows_text(w, 12, num);
+        pg_rows_text(w, 13, nt[i].dept);
         snprintf(note, sizeof(note), "%s limit=%s request_type=%s urgency=%s scale=%g calendar=%s",
                  nt[i].why, spec, *rt ? rt : "-", *urg ? urg : "-", lim->time_scale,
                  cal ? calendar_name(cal) : "none");
-        pg_array_add(&a[9], note);
-        pg_array_add(&a[10], st_stopped_by[nt[i].kind]);
-        pg_array_add(&a[11], nt[i].unless_open ? "true" : "false");
+        pg_rows_text(w, 14, note);
+        pg_rows_text(w, 15, st_stopped_by[nt[i].kind]);
+        pg_rows_text(w, 16, nt[i].unless_open ? "true" : "false");
+        pg_rows_text(w, 17, env->event_type);
+        w->n++;
     }
-    for (int i = 0; i < 12; i++)
-        pg_array_end(&a[i]);
-    snprintf(s_start, sizeof(s_start), "%" PRId64, start);
-    snprintf(s_seq, sizeof(s_seq), "%" PRId64, env->case_seq);
-    const char *v[18] = {env->case_id, s_start, s_seq,  rt,     urg,     SLA_PRODUCER,
-                         a[0].s,       a[1].s,  a[2].s, a[3].s, a[4].s,  a[5].s,
-                         a[6].s,       a[7].s,  a[8].s, a[9].s, a[10].s, a[11].s};
-    PGresult *res = pg_exec_stmt(pg, &st_start, v, PGRES_TUPLES_OK, errstr, errstr_size);
-    for (int i = 0; i < 12; i++)
-        strbuf_free(&a[i]);
-    if (!res)
-        return -1;
-    started = PQntuples(res);
-    metrics_counter_add(ctx->m_started, (uint64_t)started);
-    for (int i = 0; i < PQntuples(res); i++) {
-        int64_t done = st_i64(res, i, "done_ms");
-        if (done && st_settle(pg, ctx, env, pg_get(res, i, "kind"), pg_get(res, i, "cycle"), done,
-                              errstr, errstr_size) < 0) {
-            started = -1;
-            break;
-        }
+    if (!ctx->gather)
+        return st_starts_write(pg, ctx, errstr, errstr_size);
+    if (n > 0 && ctx->nstart_cases < ST_START_CASES_MAX &&
+        strlen(env->case_id) < sizeof(ctx->start_cases[0])) {
+        snprintf(ctx->start_cases[ctx->nstart_cases++], sizeof(ctx->start_cases[0]), "%s",
+                 env->case_id);
+        return n;
     }
-    PQclear(res);
-    return started;
+    /* no room to remember the case: write what is gathered now */
+    return n > 0 ? st_starts_write(pg, ctx, errstr, errstr_size) : 0;
 }
 
 /* CaseAssigned, CaseResolved, ReplySent: start the timers from the event's
@@ -699,6 +759,9 @@ kc_result_t sla_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *errstr, 
     int64_t extra = 0;
     if (!st_route(env->payload_case, &rt))
         return KC_SKIP;
+    /* the case's timers an earlier event of the batch started are there first */
+    if (st_starts_sync(pg, ctx, env->case_id, errstr, errstr_size) != 0)
+        return st_db_failure(pg);
     if (rt.start)
         return st_on_start(ctx, pg, env, errstr, errstr_size);
     if (rt.op == ST_OP_EXTEND) {

@@ -41,6 +41,9 @@
 #define SLA_PRODUCER   "sla-monitor"
 #define SLA_SCAN_BATCH 200
 
+/** cases a batch gathers timer starts for before it writes them (at most a batch's) */
+#define ST_START_CASES_MAX 512
+
 typedef struct sla_ctx {
     const sla_policy_t *policy; /**< borrowed, read-only; policy->cal is the calendar */
     void (*wake)(void *arg);    /**< called after a scan committed events (wake the relay) */
@@ -54,6 +57,11 @@ typedef struct sla_ctx {
     metrics_counter_t *m_scan_errors;
     metrics_gauge_t *m_pending[SLA__KINDS];
     pg_keyed_t cases; /**< the batch's case rows, read at its claim (sla_batch) */
+    /* a fast batch's timer starts, written in one statement at its end (sla_batch) */
+    int gather;       /**< gathering (a fast attempt) */
+    pg_rows_t starts; /**< the rows of st_start */
+    char start_cases[ST_START_CASES_MAX][40]; /**< the cases they are of */
+    size_t nstart_cases;
 } sla_ctx_t;
 
 /** @brief Fill ctx (policy borrowed; wake may be NULL). */

@@ -354,7 +354,8 @@ static void test_kept(void **state)
     static const char *const hist = "SELECT string_agg(seq || ':' || version || ':' || status, "
                                     "' ' ORDER BY seq) FROM case_events WHERE case_id = $1";
     PGresult *h = itest_q(pg, hist, c[0]);
-    assert_string_equal(PQgetvalue(h, 0, 0), "1:2:classified 2:3:assigned 3:3:assigned 4:4:accepted");
+    assert_string_equal(PQgetvalue(h, 0, 0),
+                        "1:2:classified 2:3:assigned 3:3:assigned 4:4:accepted");
     PQclear(h);
     h = itest_q(pg, hist, c[1]);
     assert_string_equal(PQgetvalue(h, 0, 0), "1:2:classified");

@@ -242,8 +242,8 @@ static void test_batch_claimed_cases(void **state)
                             sizeof(buf)),
                         "assigned housing");
     /* every column of de_bump_many where it belongs: as the event says */
-    assert_string_equal(val("SELECT c.handler IS NOT DISTINCT FROM NULLIF(e.summary->>'handler', '') "
-                            "AND c.dispatch_attempt = 1 AND c.assigned_at IS NOT NULL "
+    assert_string_equal(val("SELECT c.handler IS NOT DISTINCT FROM "
+                            "NULLIF(e.summary->>'handler', '') AND c.dispatch_attempt = 1 AND c.assigned_at IS NOT NULL "
                             "AND c.load_released = (c.handler IS NULL) AND NOT c.dispatch_priority "
                             "AND c.co_departments::text = translate(COALESCE("
                             "e.summary->'co_departments', '[]')::text, '[]\" ', '{}') "

@@ -156,8 +156,8 @@ static int scan(sla_ctx_t *c, pg_t *p, int64_t now)
 static long long events(const char *id, const char *type)
 {
     const char *v[2] = {id, type};
-    return itest_scalarv(pg, "SELECT count(*) FROM case_events WHERE case_id = $1 AND event_type = $2",
-                         2, v);
+    return itest_scalarv(
+        pg, "SELECT count(*) FROM case_events WHERE case_id = $1 AND event_type = $2", 2, v);
 }
 
 /* due_at of a timer as local time text */
@@ -746,7 +746,9 @@ static void test_recompute(void **state)
  * (migration 0020's sla_timers_open; without it the plan is a Seq Scan). */
 /* a batch's cases are read at its claim (sla_batch): the timers of the
  * claimed cases' CaseAssigned (no department in the event: the case's) take
- * the department their row had then; a case not claimed reads its own */
+ * the department their row had then; a case not claimed reads its own. The
+ * fast batch's starts are written in one statement at its end, or before a
+ * later event of one of their cases (its CaseAccepted stops the accept timer) */
 static void test_batch_claimed_cases(void **state)
 {
     (void)state;
@@ -766,6 +768,8 @@ static void test_batch_claimed_cases(void **state)
         m[i] = (kc_msg_t){NULL, &pe[i].env, "kesu.itest"};
     }
     snprintf(arr, sizeof(arr), "{%s,%s,%s}", ids[0], ids[1], ids[2]);
+    static const char *const timers_of =
+        "SELECT count(*) FROM sla_timers WHERE case_id = ANY ($1::uuid[])";
     assert_int_equal(pg_begin(pg, err, sizeof(err)), 0);
     assert_int_equal(sla_batch(&ctx, pg, KC_BATCH_BEGIN, NULL, 0, err, sizeof(err)), KC_OK);
     assert_int_equal(sla_batch(&ctx, pg, KC_BATCH_CLAIMED, m, 2, err, sizeof(err)), KC_OK);
@@ -773,9 +777,28 @@ static void test_batch_claimed_cases(void **state)
     PQclear(q("UPDATE cases SET department = 'd_later' WHERE id = ANY ($1::uuid[])", arr));
     for (int i = 0; i < 3; i++)
         assert_int_equal(sla_handle(&ctx, pg, &m[i], err, sizeof(err)), KC_OK);
+    /* a fast batch's timer starts wait for its end ... */
+    assert_int_equal(itest_scalar1(pg, timers_of, arr),
+                     0);
+    /* ... but a later event of one of the cases finds its timers: written before it */
+    Kesu__V1__CaseAccepted acc = KESU__V1__CASE_ACCEPTED__INIT;
+    proto_env_t pa;
+    proto_env_init(&pa, "itest");
+    proto_env_set_case(&pa, ids[0], "ITS", "itest");
+    proto_env_set_payload(&pa, KESU__V1__ENVELOPE__PAYLOAD_CASE_ACCEPTED, &acc.base);
+    pa.env.occurred_at_ms = at("2037-03-02 10:20");
+    kc_msg_t ma = {NULL, &pa.env, "kesu.itest"};
+    assert_int_equal(sla_handle(&ctx, pg, &ma, err, sizeof(err)), KC_OK);
+    assert_int_equal(itest_scalar1(pg, timers_of, arr),
+                     6); /* every start gathered so far was written with it */
+    assert_string_equal(state_of(ids[0], "accept", 1), "stopped");
     assert_int_equal(sla_batch(&ctx, pg, KC_BATCH_END, NULL, 0, err, sizeof(err)), KC_OK);
     assert_null(ctx.cases.res);
     assert_int_equal(pg_commit(pg, err, sizeof(err)), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_string_equal(state_of(ids[i], "accept", 1), i ? "running" : "stopped");
+        assert_string_equal(state_of(ids[i], "resolve", 1), "running");
+    }
     for (int i = 0; i < 3; i++) {
         PGresult *res = q("SELECT department FROM sla_timers WHERE case_id = $1 AND kind = "
                           "'accept'",
