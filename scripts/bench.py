@@ -23,6 +23,9 @@ RATE = int(os.environ.get("KESU_BENCH_RATE", "1000"))
 RATE_S = int(os.environ.get("KESU_BENCH_RATE_SECONDS", "20"))
 CONN = os.environ.get("KESU_BENCH_CONNECTIONS", "64")
 CHANNELS = os.environ.get("KESU_BENCH_CHANNELS", "web,app,phone,letter,walk_in")
+# the data's messages name no district; a province's cases do, and only a case with one
+# is compared with its neighbours (duplicates, hotspots): spread them over N codes
+DISTRICTS = os.environ.get("KESU_BENCH_DISTRICTS", "16")
 HZ = os.sysconf("SC_CLK_TCK")
 
 
@@ -92,7 +95,8 @@ def peak_rss_mb(pid):
 
 def load(stack, token, *args):
     cmd = [os.path.join(kc.BIN, "kesuctl"), "load", "--api", stack.api.base, "--token", token,
-           "--connections", CONN, "--channels", CHANNELS, "--data_dir", kc.DATA] + list(args)
+           "--connections", CONN, "--channels", CHANNELS, "--data_dir", kc.DATA,
+           "--districts", DISTRICTS] + list(args)
     out = subprocess.run(cmd, capture_output=True, text=True,
                          env=dict(os.environ, KESU_KAFKA_BOOTSTRAP_SERVERS=kc.KAFKA),
                          check=False)

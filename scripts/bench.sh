@@ -11,15 +11,16 @@
 # one run's cases do not slow the next and the demo's database stays as it was;
 # pg_stat_statements is reset there, so afterwards it shows this run's statements.
 # Settings: KESU_BENCH_COUNT (20000), KESU_BENCH_WARMUP (2000), KESU_BENCH_RATE (1000),
-# KESU_BENCH_RATE_SECONDS (20), KESU_BENCH_CONNECTIONS (64), KESU_BENCH_WRK (1: intake alone
-# under wrk at 1/16/64 connections), KESU_BENCH_INSTANCES ("classifier=3,dispatcher=3": scale
+# KESU_BENCH_RATE_SECONDS (20), KESU_BENCH_CONNECTIONS (64), KESU_BENCH_DISTRICTS (16: district
+# codes the messages are spread over, so duplicates are searched; 0: none), KESU_BENCH_WRK
+# (1: intake alone under wrk at 1/16/64 connections), KESU_BENCH_INSTANCES ("classifier=3,dispatcher=3": scale
 # out), KESU_BENCH_SOAK_SECONDS (0; e.g. 600: a steady soak with RSS samples, then a 5x burst
 # and the seconds until consumer lag is zero again). Durability stays on:
 # fsync and synchronous_commit on, acks=all.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-[[ "${1:-}" == -h || "${1:-}" == --help ]] && { sed -n '2,18p' "$0"; exit 0; }
+[[ "${1:-}" == -h || "${1:-}" == --help ]] && { sed -n '2,19p' "$0"; exit 0; }
 
 kesu_install_packages >&2
 KESU_BUILD_DIR="${KESU_BENCH_BUILD_DIR:-$KESU_ROOT/build-release}" \

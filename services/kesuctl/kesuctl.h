@@ -34,6 +34,7 @@ typedef struct kesuctl {
     char *load_data;      /**< JSONL files, comma-separated ("" = the shared data) */
     char *data_dir;       /**< the shared data folder */
     char *load_channels;  /**< channels to cycle through, comma-separated */
+    int load_districts;   /**< district codes to spread the messages over (0: none) */
     int load_rate;        /**< cases per second, 0 = as fast as possible */
     int load_count;       /**< stop after N submissions (0: by duration) */
     int load_connections; /**< concurrent keep-alive connections */

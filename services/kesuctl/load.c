@@ -428,6 +428,12 @@ static int load_messages(load_t *l, const char *files, char *errstr, size_t n)
                 json_t *req = json_pack("{s:s, s:s, s:s, s:{s:s, s:s}}", "channel", ch, "title",
                                         t, "body", body, "complainant", "name", "测试", "phone",
                                         ph);
+                if (l->k->load_districts > 0) { /* 110101, 110102, ... in turn */
+                    char dc[16];
+                    snprintf(dc, sizeof(dc), "%d",
+                             110101 + (int)(l->nmsgs % (size_t)l->k->load_districts));
+                    json_object_set_new(req, "location", json_pack("{s:s}", "district_code", dc));
+                }
                 /* each channel's own required fields (docs/api/openapi.yaml) */
                 if (strcmp(ch, "phone") == 0) {
                     json_object_set_new(req, "call_id", json_string("load-call"));
@@ -502,6 +508,10 @@ int kesuctl_load(kesuctl_t *k)
     }
     if (k->load_connections < 1 || k->load_connections > LOAD_MAX_CONN) {
         fprintf(stderr, "kesuctl load: --connections must be 1..%d\n", LOAD_MAX_CONN);
+        return 2;
+    }
+    if (k->load_districts < 0 || k->load_districts > 99) {
+        fprintf(stderr, "kesuctl load: --districts must be 0..99 (codes 110101..110199)\n");
         return 2;
     }
     l.token = k->load_token;

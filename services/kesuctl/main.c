@@ -38,6 +38,7 @@ static const char kesuctl_usage[] =
     "                          follow them on kesu.public.v1; one JSON line of figures\n"
     "                          --token T [--api URL] [--rate N/s|0] [--count N | --duration S]\n"
     "                          [--warmup S] [--connections C] [--data a.jsonl,b.jsonl]\n"
+    "                          [--districts N: spread them over N district codes]\n"
     "  events tail             print envelopes of a topic as JSON lines\n"
     "                          [--topic kesu.public.v1] [--from-beginning] [--max N]\n"
     "                          [--timeout_ms MS: stop when idle that long]\n"
@@ -127,6 +128,10 @@ int main(int argc, char **argv)
          "the shared data folder", 0},
         {"channels", CONFIG_STR, &k.load_channels, "web,app,phone,letter,walk_in",
          "load: channels to cycle through", 0},
+        {"districts", CONFIG_INT, &k.load_districts, "0",
+         "load: spread the messages over this many district codes (110101 on; 0: none, as in "
+         "the data), so the duplicate and hotspot search runs",
+         0},
         {"rate", CONFIG_INT, &k.load_rate, "0", "load: cases per second (0: as fast as possible)",
          0},
         {"count", CONFIG_INT, &k.load_count, "0", "load: submissions in all (0: by duration)", 0},

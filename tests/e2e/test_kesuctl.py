@@ -202,7 +202,8 @@ def run(stack):
           "a handler lists only its department: %s" % out.stdout)
 
     # --- load: real messages, followed on the public feed to their acknowledgement ---------
-    for args in (["--count", "60", "--connections", "4"],
+    before = int(kc.psql("SELECT count(*) FROM cases")[0][0])
+    for args in (["--count", "60", "--connections", "4", "--districts", "3"],
                  ["--rate", "20", "--duration", "3", "--connections", "2"]):
         out = ctl("load", "--data_dir", kc.DATA, "--channels", "web,phone,letter", *args,
                   token=agent, api=base)
@@ -223,6 +224,16 @@ def run(stack):
         check(res.get("intake_p50_ms", 0) <= res.get("intake_p99_ms", -1)
               and res.get("assign_p50_ms", 0) <= res.get("assign_p99_ms", -1),
               "p50 <= p99: %s" % res)
+        if "--districts" in args:  # spread over 110101..110103, so duplicates are searched
+            rows = kc.psql("SELECT COALESCE(district_code, '-'), count(*) FROM (SELECT "
+                           "district_code FROM cases ORDER BY created_at OFFSET %d) c "
+                           "GROUP BY 1 ORDER BY 1" % before)
+            check([r[0] for r in rows] == ["110101", "110102", "110103"]
+                  and all(int(r[1]) >= 20 for r in rows),
+                  "load --districts 3: every case in one of three districts: %s" % rows)
+    out = ctl("load", "--districts", "100", token=agent, api=base)
+    check(out.returncode == 2 and "--districts" in out.stderr,
+          "a bad --districts is named: %s" % out.stderr[-300:])
     out = ctl("load", "--count", "5", "--data_dir", "/nonexistent", token=agent, api=base)
     check(out.returncode != 0 and "/nonexistent" in out.stderr,
           "load without data names the path: %s" % out.stderr[-300:])
