@@ -20,7 +20,10 @@ static const pg_stmt_t dd_candidates = {
     "dd_candidates",
     "WITH fp AS (INSERT INTO case_fingerprints (case_id, district_code, domain, simhash) "
     "VALUES ($1::uuid, $2, $6, $3::bigint) ON CONFLICT (case_id) DO NOTHING) "
-    "SELECT f.case_id, COALESCE(d.master_id, f.case_id) AS master, "
+    /* the master of a candidate looked up by its key for the few rows near enough, not
+     * joined: a hash join read all of case_duplicates for every case classified */
+    "SELECT f.case_id, COALESCE((SELECT d.master_id FROM case_duplicates d "
+    "WHERE d.case_id = f.case_id), f.case_id) AS master, "
     "bit_count((f.simhash # $3::bigint)::bit(64)) AS dist, "
     "(extract(epoch FROM now() - f.received_at) * 1000)::bigint AS age_ms "
     /* the newest DEDUP_SCAN fingerprints of the district only: the cost per case
@@ -29,7 +32,6 @@ static const pg_stmt_t dd_candidates = {
     "FROM (SELECT * FROM case_fingerprints WHERE district_code = $2 AND case_id <> $1::uuid "
     "AND received_at > now() - $4::bigint * interval '1 millisecond' "
     "ORDER BY received_at DESC LIMIT 500) f JOIN cases c ON c.id = f.case_id "
-    "LEFT JOIN case_duplicates d ON d.case_id = f.case_id "
     "WHERE true "
     "AND c.status NOT IN ('closed', 'merged', 'rejected', 'withdrawn') "
     "AND bit_count((f.simhash # $3::bigint)::bit(64)) <= $5::int "

@@ -12,7 +12,11 @@
  * - the same text in another district is no duplicate; a different text in
  *   the same district is none either; a redelivered case stays classified;
  * - a batch's cases are locked and read at its claim (classify_batch), each
- *   handler takes its case's row, a second event of a case reads its own.
+ *   handler takes its case's row, a second event of a case reads its own;
+ *   its status changes are kept for one statement (decision 0038) and the
+ *   fingerprint is written with the search;
+ * - the search looks a candidate's master up per row, never reading all of
+ *   case_duplicates (its plan).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -188,6 +192,21 @@ static void test_duplicates_and_hotspot(void **state)
 /* the cases of a batch locked and read at its claim (classify_batch): both
  * rows are locked before any handler runs, each handler takes its case's
  * row, and a second event of a case reads its own (now classified: skipped) */
+/* a candidate's master is looked up by its key for the rows near enough: the search
+ * must not join (and so read) all of case_duplicates, which grows with every duplicate */
+static void test_candidates_plan(void **state)
+{
+    (void)state;
+    char plan[8192], what[256], id[37];
+    util_uuid(id);
+    snprintf(what, sizeof(what), "EXECUTE dd_candidates('%s', '%s', 0, 86400000, 18, 'x')", id,
+             district);
+    itest_plan(pg, what, plan, sizeof(plan));
+    const char *sub = strstr(plan, "SubPlan"), *dup = strstr(plan, "case_duplicates");
+    if (!sub || !dup || dup < sub)
+        fail_msg("case_duplicates outside a per-row lookup:\n%s", plan);
+}
+
 static void test_batch_claimed_cases(void **state)
 {
     (void)state;
@@ -278,6 +297,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_duplicates_and_hotspot),
+        cmocka_unit_test(test_candidates_plan),
         cmocka_unit_test(test_batch_claimed_cases),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
