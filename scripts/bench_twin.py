@@ -9,7 +9,8 @@ same host at the same time, and twice the load of one.
 
 Run: python3 scripts/bench_twin.py A_BIN_DIR B_BIN_DIR   (e.g. a worktree's build-release/bin
 and this tree's). Settings: KESU_TWIN_RATE (cases/s on each, 50), KESU_TWIN_SECONDS (90),
-KESU_TWIN_WARMUP (500).
+KESU_TWIN_WARMUP (500), KESU_TWIN_DISTRICTS (0; N: `kesuctl load --districts N`, which an older
+build's kesuctl does not know — copy this tree's kesuctl into its bin).
 """
 import json
 import os
@@ -23,6 +24,7 @@ import kesu_client as kc  # noqa: E402
 RATE = os.environ.get("KESU_TWIN_RATE", "50")
 SECONDS = os.environ.get("KESU_TWIN_SECONDS", "90")
 WARM = os.environ.get("KESU_TWIN_WARMUP", "500")
+DISTRICTS = os.environ.get("KESU_TWIN_DISTRICTS", "0")
 KEYS = ["intake_p50_ms", "intake_p99_ms", "assign_p50_ms", "assign_p99_ms", "ack_p99_ms",
         "failed"]
 
@@ -36,6 +38,8 @@ def load(bindir, stack, tok, *args):
     cmd = [os.path.join(bindir, "kesuctl"), "load", "--api", stack.api.base, "--token", tok,
            "--connections", "64", "--channels", "web,app,phone,letter,walk_in",
            "--data_dir", kc.DATA] + list(args)
+    if DISTRICTS != "0":  # as bench.py: the duplicate search runs (both kesuctl need --districts)
+        cmd += ["--districts", DISTRICTS]
     env = dict(os.environ, KESU_KAFKA_BOOTSTRAP_SERVERS=kc.KAFKA,
                KESU_TOPICS_PREFIX=stack.prefix, KESU_PG=stack.env["KESU_PG"])
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
