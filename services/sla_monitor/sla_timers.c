@@ -98,7 +98,8 @@ static const pg_stmt_t st_start = {
     "ELSE e.occurred_at >= t.started_at END ORDER BY e.seq LIMIT 1))) * 1000)::bigint, "
     "0) AS done_ms FROM t JOIN r ON r.case_id = t.case_id AND r.kind = t.kind "
     "AND r.cycle = t.cycle JOIN cases c ON c.id = t.case_id ORDER BY r.ord",
-    1 + ST_START_COLS};
+    19}; /* $1 and the ST_START_COLS arrays (a literal: scripts/scale_audit.py reads it) */
+_Static_assert(1 + ST_START_COLS == 19, "st_start: $1 and one array per column");
 
 static const pg_stmt_t st_open = {
     "st_open",
