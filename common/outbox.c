@@ -24,11 +24,14 @@ static const pg_stmt_t outbox_insert = {
  * One relay per producer at a time keeps each case's events in commit order
  * on its topic (decision 0001): the rows come only with the producer's
  * transaction-level advisory lock (taken once, before the scan); an instance
- * that does not get it finds nothing this pass. The statement's snapshot
- * (the one the rows are seen in) comes with the rows. */
+ * that does not get it finds nothing this pass; rows another session holds
+ * are skipped, not waited for (decision 0021). The statement's snapshot (the
+ * one the rows are seen in) comes with the rows. Every column is text but the
+ * payload, and the result is asked for in binary: the payload arrives as its
+ * bytes, not hex-encoded by the server and decoded here (decision 0036). */
 static const pg_stmt_t outbox_lock = {
     "outbox_lock",
-    "SELECT id, topic, msg_key, payload, headers, "
+    "SELECT id::text AS id, topic, msg_key, payload, headers::text AS headers, "
     "(SELECT pg_snapshot_xmin(pg_current_snapshot()))::text AS snap_xmin, "
     "(SELECT pg_snapshot_xmax(pg_current_snapshot()))::text AS snap_xmax "
     "FROM outbox WHERE producer = $1 AND id > $3::bigint "
@@ -261,7 +264,6 @@ int outbox_relay_once(outbox_relay_t *r, char *errstr, size_t errstr_size)
 {
     PGresult *res = NULL;
     kafka_msg_t *msgs = NULL;
-    uint8_t **payloads = NULL;
     json_t **headers = NULL;
     int n = 0, rc = -1;
     char limit[16];
@@ -275,7 +277,8 @@ int outbox_relay_once(outbox_relay_t *r, char *errstr, size_t errstr_size)
     char after[24];
     snprintf(after, sizeof(after), "%lld", (long long)outbox_relay_from(r));
     const char *lv[3] = {r->producer, limit, after};
-    res = pg_exec_stmt(r->pg, &outbox_lock, lv, PGRES_TUPLES_OK, errstr, errstr_size);
+    res = pg_exec_stmt_bin(r->pg, &outbox_lock, lv, NULL, NULL, 1, PGRES_TUPLES_OK, errstr,
+                           errstr_size);
     if (!res)
         goto out;
     n = PQntuples(res);
@@ -292,22 +295,21 @@ int outbox_relay_once(outbox_relay_t *r, char *errstr, size_t errstr_size)
         goto out;
     }
     msgs = calloc((size_t)n, sizeof(*msgs));
-    payloads = calloc((size_t)n, sizeof(*payloads));
     headers = calloc((size_t)n, sizeof(*headers));
-    if (!msgs || !payloads || !headers) {
+    if (!msgs || !headers) {
         snprintf(errstr, errstr_size, "out of memory");
         goto out;
     }
+    int pcol = PQfnumber(res, "payload");
     for (int i = 0; i < n; i++) {
-        size_t len = 0;
-        payloads[i] = PQunescapeBytea((const unsigned char *)pg_get(res, i, "payload"), &len);
+        /* binary result: text columns are their bytes (libpq ends each with a NUL) */
         headers[i] = json_loads(pg_get(res, i, "headers"), 0, NULL);
         msgs[i].topic = pg_get(res, i, "topic");
         msgs[i].key = pg_get(res, i, "msg_key");
         if (!msgs[i].key[0])
             msgs[i].key = NULL;
-        msgs[i].payload = payloads[i];
-        msgs[i].len = len;
+        msgs[i].payload = PQgetvalue(res, i, pcol);
+        msgs[i].len = (size_t)PQgetlength(res, i, pcol);
         msgs[i].headers = headers[i];
     }
     delivered = kafka_produce_batch(r->rk, msgs, (size_t)n, 20000);
@@ -368,11 +370,8 @@ int outbox_relay_once(outbox_relay_t *r, char *errstr, size_t errstr_size)
 out:
     pg_rollback(r->pg);
 out_noroll:
-    for (int i = 0; payloads && i < n; i++)
-        PQfreemem(payloads[i]);
     for (int i = 0; headers && i < n; i++)
         json_decref(headers[i]);
-    free(payloads);
     free(headers);
     free(msgs);
     PQclear(res);

@@ -315,6 +315,60 @@ static void test_producer_warm(void **state)
     kafka_topics_set_prefix(getenv("KESU_TOPICS_PREFIX"));
 }
 
+typedef struct exact {
+    int n, bytes_ok, key_ok, header_ok;
+} exact_t;
+
+static const unsigned char odd_payload[] = {0x00, 0xff, 0x5c, 0x78, 0x00, 'k', 0x80, 0x0a, 0x00};
+
+static void on_exact(const rd_kafka_message_t *m, void *arg)
+{
+    exact_t *e = arg;
+    rd_kafka_headers_t *hdrs = NULL;
+    const void *v = NULL;
+    size_t vlen = 0;
+    e->n++;
+    e->bytes_ok = m->len == sizeof(odd_payload) && memcmp(m->payload, odd_payload, m->len) == 0;
+    e->key_ok = m->key_len == 5 && memcmp(m->key, "k-\xe8\xaf\x89", 5) == 0;
+    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        rd_kafka_header_get_last(hdrs, "trace", &v, &vlen) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        e->header_ok = vlen == 5 && memcmp(v, "t-\xe5\xae\xa2", 5) == 0;
+}
+
+/* the relay reads the payload in binary (not hex-encoded): bytes a text
+ * result would mangle (NUL, backslash-x, high bytes) arrive exactly, with
+ * the key and the headers */
+static void test_payload_bytes_exact(void **state)
+{
+    char err[512], t[128], prod[64], uuid[37];
+    (void)state;
+    util_uuid(uuid);
+    snprintf(prod, sizeof(prod), "itest-outbin-%.8s", uuid + 28);
+    assert_int_equal(itest_topic_create("kesu.itest.outbin", 1, t, sizeof(t)), 0);
+    pg_t *pg = pg_new(itest_pg());
+    assert_int_equal(pg_connect(pg, 5000, err, sizeof(err)), 0);
+    json_t *h = json_pack("{s:s}", "trace", "t-\xe5\xae\xa2");
+    assert_int_equal(pg_begin(pg, err, sizeof(err)), 0);
+    assert_int_equal(outbox_append(pg, prod, t, "k-\xe8\xaf\x89", odd_payload, sizeof(odd_payload), h,
+                                   err, sizeof(err)),
+                     0);
+    assert_int_equal(pg_commit(pg, err, sizeof(err)), 0);
+    json_decref(h);
+
+    outbox_relay_t *r = outbox_relay_new(itest_pg(), prod, rk, 100, 20, err, sizeof(err));
+    assert_non_null(r);
+    assert_int_equal(outbox_relay_once(r, err, sizeof(err)), 1);
+    outbox_relay_stop(r, 0);
+    exact_t e = {0};
+    itest_consume_all(t, 3000, on_exact, &e);
+    assert_int_equal(e.n, 1);
+    assert_true(e.bytes_ok);
+    assert_true(e.key_ok);
+    assert_true(e.header_ok);
+    itest_topic_delete(t);
+    pg_destroy(pg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -324,6 +378,7 @@ int main(void)
         cmocka_unit_test(test_broker_unreachable_keeps_rows),
         cmocka_unit_test(test_one_relay_per_producer),
         cmocka_unit_test(test_producer_warm),
+        cmocka_unit_test(test_payload_bytes_exact),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
