@@ -565,6 +565,40 @@ static const pg_stmt_t cs_write_many = {
     "ORDER BY ord",
     13};
 
+int casestore_append_first(pg_t *pg, casestore_event_t *ev, size_t n, char *errstr,
+                           size_t errstr_size)
+{
+    cs_rows_t rows;
+    int rc = CASESTORE_ERROR;
+    if (n == 0)
+        return CASESTORE_OK;
+    if (pg->defer && casestore_defer_flush(pg, errstr, errstr_size) != CASESTORE_OK)
+        return CASESTORE_ERROR;
+    if (cs_rows_init(&rows) != 0) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return CASESTORE_ERROR;
+    }
+    for (size_t i = 0; i < n; i++) {
+        casestore_result_t *o = &ev[i].out;
+        memset(o, 0, sizeof(*o));
+        snprintf(o->status_before, sizeof(o->status_before), "%s", CASESTORE_FIRST_STATUS);
+        snprintf(o->status_after, sizeof(o->status_after), "%s", CASESTORE_FIRST_STATUS);
+        o->version = CASESTORE_FIRST_VERSION;
+        o->seq = CASESTORE_FIRST_SEQ;
+        ev[i].pe->env.case_version = o->version;
+        ev[i].pe->env.case_seq = o->seq;
+        if (cs_rows_add(&rows, ev[i].case_id, o->status_after, ev[i].producer, ev[i].actor,
+                        ev[i].topic, ev[i].pe) != 0) {
+            snprintf(errstr, errstr_size, "out of memory packing %s", ev[i].pe->event_type);
+            goto out;
+        }
+    }
+    rc = cs_rows_write(pg, &rows, errstr, errstr_size);
+out:
+    cs_rows_free(&rows);
+    return rc;
+}
+
 /* the bump's row for a case id, or -1 */
 static int cs_row_of(PGresult *res, const char *case_id)
 {

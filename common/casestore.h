@@ -122,6 +122,26 @@ typedef struct casestore_event {
 int casestore_append_many(pg_t *pg, casestore_event_t *ev, size_t n, char *errstr,
                           size_t errstr_size);
 
+/** A new case as its insert writes it: the status the schema allows first
+ *  (cases_check_initial), the version the column starts at, and the number
+ *  of events its row counts (event_seq) with its first event written. */
+#define CASESTORE_FIRST_STATUS "received"
+#define CASESTORE_FIRST_VERSION 1
+#define CASESTORE_FIRST_SEQ 1
+
+/**
+ * @brief The first event of each of n cases this transaction has just
+ *        inserted with event_seq = CASESTORE_FIRST_SEQ (intake): the case
+ *        rows already count the events, so none is read, locked or changed
+ *        (casestore_append_many would bump each one: a second version of a
+ *        new row) - one INSERT writes the history and outbox rows. Each
+ *        ev[i].pe carries its case already (proto_env_set_case: id, number,
+ *        trace); one event per case; out is filled as append's.
+ * @returns CASESTORE_OK or CASESTORE_ERROR.
+ */
+int casestore_append_first(pg_t *pg, casestore_event_t *ev, size_t n, char *errstr,
+                           size_t errstr_size);
+
 /**
  * Gathering a batch's appends (decision 0026). Between casestore_defer_begin
  * and casestore_defer_flush, casestore_apply and casestore_append on pg change

@@ -59,14 +59,17 @@ static const pg_stmt_t st_scope = {
  * cut); nextval() in the inner SELECT's list runs once per row, in the
  * group's order.
  */
+/* each row counts its CaseReceived already (event_seq 1): the event is
+ * written by casestore_append_first, which changes no case row */
+_Static_assert(CASESTORE_FIRST_SEQ == 1, "intake_case_insert writes event_seq 1");
 static const pg_stmt_t st_case_insert = {
     "intake_case_insert",
     "INSERT INTO cases (id, case_no, access_code_hash, access_code_enc, channel, external_ref, "
     "title, body, language, address, district_code, lat, lon, anonymous, confidential, "
-    "complainant_id, trace_id, channel_data, attachments) "
+    "complainant_id, trace_id, channel_data, attachments, event_seq) "
     "SELECT id, $1 || to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDD') || '-' || "
     "lpad(v::text, greatest(7, length(v::text)), '0'), code_hash, code_enc, channel, ext, title, "
-    "body, lang, addr, district, lat, lon, anon, conf, cid, trace, cd, att "
+    "body, lang, addr, district, lat, lon, anon, conf, cid, trace, cd, att, 1 "
     "FROM (SELECT r.*, nextval('case_no_seq') AS v FROM unnest($2::uuid[], $3::bytea[], "
     "$4::bytea[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], "
     "$11::text[], $12::double precision[], $13::double precision[], $14::boolean[], "
@@ -782,7 +785,7 @@ static void create_event(create_row_t *e, const intake_complaint_t *c)
 /*
  * The inserts of k new cases inside the open transaction, a statement per
  * table for all of them (complainants, cases, then their CaseReceived events
- * by one casestore_append_many; idempotency keys one by one, as they are
+ * by one casestore_append_first; idempotency keys one by one, as they are
  * few). 0: created (every q[i]->res filled), -1: a statement failed (errstr
  * and w->pg->sqlstate; 23505: a unique constraint, someone else got there
  * first; no res touched).
@@ -873,17 +876,18 @@ static int create_insert(intake_worker_t *w, intake_create_req_t *const *q, size
             pr = NULL;
         }
         create_event(&row[i], q[i]->c);
+        proto_env_set_case(&row[i].pe, row[i].d.case_id, row[i].case_no, row[i].d.trace_id);
         ev[i] = (casestore_event_t){.case_id = row[i].d.case_id,
                                     .producer = INTAKE_PRODUCER,
                                     .actor = q[i]->tok->id,
                                     .topic = KAFKA_TOPIC_INTAKE,
                                     .pe = &row[i].pe};
     }
-    if (casestore_append_many(w->pg, ev, k, errstr, errstr_size) != CASESTORE_OK)
+    if (casestore_append_first(w->pg, ev, k, errstr, errstr_size) != CASESTORE_OK)
         goto out;
     for (i = 0; i < k; i++) {
         create_answer(&q[i]->res, 201, row[i].d.case_id, row[i].case_no, row[i].d.access_code,
-                      "received", 1, row[i].created_at, 0);
+                      CASESTORE_FIRST_STATUS, CASESTORE_FIRST_VERSION, row[i].created_at, 0);
         q[i]->res.outcome = "created";
     }
     rc = 0;

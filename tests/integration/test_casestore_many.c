@@ -25,6 +25,9 @@
  * and explains itself; after an append the case stays known; the history
  * rows carry the seqs, versions and statuses decided.
  *
+ * First events (casestore_append_first, intake's new cases): history and
+ * outbox rows at seq 1, version 1, the case rows not touched (same ctid).
+ *
  * Everything runs in one transaction that is rolled back at the end.
  */
 #include <setjmp.h>
@@ -362,6 +365,65 @@ static void test_kept(void **state)
     PQclear(h);
 }
 
+static void ctid_of(const char *id, char *out, size_t n)
+{
+    PGresult *res = itest_q(pg, "SELECT ctid::text FROM cases WHERE id = $1", id);
+    assert_int_equal(PQntuples(res), 1);
+    snprintf(out, n, "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+}
+
+/* the first events of new cases (intake): written without touching the case
+ * rows, which count them already; the next append goes on from there */
+static void test_first(void **state)
+{
+    (void)state;
+    char err[512], c[2][37], before[2][32], after[32];
+    proto_env_t pe[2], next;
+    Kesu__V1__NotificationFailed nf[2], nf2;
+    casestore_event_t ev[2];
+    casestore_result_t r;
+    long long outbox_before = q("SELECT count(*) FROM outbox WHERE topic = $1", TOPIC);
+    for (int i = 0; i < 2; i++) {
+        util_uuid(c[i]);
+        assert_int_equal(insert_case(c[i]), 0);
+        assert_int_equal(q("UPDATE cases SET event_seq = 1 WHERE id = $1 RETURNING 1", c[i]), 1);
+        ctid_of(c[i], before[i], sizeof(before[i]));
+        failed_event(&pe[i], &nf[i], i ? "second" : "first");
+        proto_env_set_case(&pe[i], c[i], i ? "ITF-2" : "ITF-1", "itest-trace");
+        ev[i] = (casestore_event_t){.case_id = c[i], .producer = "itest", .actor = "itest",
+                                    .topic = i ? NULL : TOPIC, .pe = &pe[i]};
+    }
+    assert_int_equal(casestore_append_first(pg, ev, 2, err, sizeof(err)), CASESTORE_OK);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(ev[i].out.seq, 1);
+        assert_int_equal(ev[i].out.version, 1);
+        assert_string_equal(ev[i].out.status_after, "received");
+        assert_int_equal(pe[i].env.case_seq, 1);
+        assert_int_equal(pe[i].env.case_version, 1);
+        ctid_of(c[i], after, sizeof(after));
+        assert_string_equal(after, before[i]); /* the case row is as it was */
+        PGresult *h = itest_q(pg,
+                              "SELECT seq || ':' || version || ':' || status || ':' || "
+                              "event_type || ':' || event_id FROM case_events WHERE case_id = $1",
+                              c[i]);
+        assert_int_equal(PQntuples(h), 1);
+        char want[128];
+        snprintf(want, sizeof(want), "1:1:received:NotificationFailed:%s", pe[i].event_id);
+        assert_string_equal(PQgetvalue(h, 0, 0), want);
+        PQclear(h);
+    }
+    /* one outbox row, for the event with a topic, carrying its case */
+    assert_int_equal(q("SELECT count(*) FROM outbox WHERE topic = $1", TOPIC), outbox_before + 1);
+    assert_int_equal(q("SELECT count(*) FROM outbox WHERE msg_key = $1", c[0]), 1);
+    assert_int_equal(q("SELECT count(*) FROM outbox WHERE msg_key = $1", c[1]), 0);
+    failed_event(&next, &nf2, "later");
+    assert_int_equal(casestore_append(pg, c[0], "itest", "itest", NULL, &next, &r, err,
+                                      sizeof(err)),
+                     CASESTORE_OK);
+    assert_int_equal(r.seq, 2);
+}
+
 static int insert_case(const char *id)
 {
     char no[48];
@@ -401,6 +463,7 @@ int main(void)
         cmocka_unit_test(test_missing_case),
         cmocka_unit_test(test_deferred),
         cmocka_unit_test(test_kept),
+        cmocka_unit_test(test_first),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
