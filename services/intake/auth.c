@@ -58,8 +58,38 @@ int intake_auth_bearer(const char *header, const char **token, size_t *len)
     return 0;
 }
 
-int intake_auth_lookup(pg_t *pg, const char *authorization, intake_token_t *tok, char *errstr,
-                       size_t errstr_size)
+/* the fresh entry for this hash, or NULL */
+static const intake_token_t *auth_cached(intake_token_cache_t *c, const uint8_t *sum, int64_t now)
+{
+    for (int i = 0; c && c->ttl_ms > 0 && i < INTAKE_TOKEN_CACHE_SLOTS; i++)
+        if (c->slot[i].until_ms > now && memcmp(c->slot[i].sum, sum, 32) == 0)
+            return &c->slot[i].tok;
+    return NULL;
+}
+
+/* keep a token found valid: in an empty or expired slot (its own, if it had
+ * one, is expired: it was not found fresh), else the one that expires first */
+static void auth_keep(intake_token_cache_t *c, const uint8_t *sum, const intake_token_t *tok,
+                      int64_t now)
+{
+    int at = 0;
+    if (!c || c->ttl_ms <= 0)
+        return;
+    for (int i = 0; i < INTAKE_TOKEN_CACHE_SLOTS; i++) {
+        if (c->slot[i].until_ms <= now) {
+            at = i;
+            break;
+        }
+        if (c->slot[i].until_ms < c->slot[at].until_ms)
+            at = i;
+    }
+    memcpy(c->slot[at].sum, sum, 32);
+    c->slot[at].tok = *tok;
+    c->slot[at].until_ms = now + c->ttl_ms;
+}
+
+int intake_auth_lookup(pg_t *pg, intake_token_cache_t *cache, const char *authorization,
+                       intake_token_t *tok, char *errstr, size_t errstr_size)
 {
     const char *secret;
     size_t len;
@@ -73,6 +103,12 @@ int intake_auth_lookup(pg_t *pg, const char *authorization, intake_token_t *tok,
     if (intake_auth_bearer(authorization, &secret, &len) != 0)
         return INTAKE_AUTH_INVALID;
     crypto_sha256(secret, len, sum);
+    int64_t now = util_mono_ms();
+    const intake_token_t *kept = auth_cached(cache, sum, now);
+    if (kept) {
+        *tok = *kept;
+        return INTAKE_AUTH_OK;
+    }
     util_hex(sum, sizeof(sum), hex);
     const char *v[1] = {hex};
     PGresult *res = pg_exec_stmt(pg, &auth_token, v, PGRES_TUPLES_OK, errstr, errstr_size);
@@ -87,6 +123,8 @@ int intake_auth_lookup(pg_t *pg, const char *authorization, intake_token_t *tok,
         if (tok->role && !(tok->role == INTAKE_ROLE_HANDLER && !tok->department[0]))
             rc = INTAKE_AUTH_OK;
     }
+    if (rc == INTAKE_AUTH_OK)
+        auth_keep(cache, sum, tok, now);
     PQclear(res);
     return rc;
 }

@@ -1,14 +1,18 @@
 /*
  * auth: bearer API tokens. A token's secret is never stored: api_tokens
- * holds its SHA-256, looked up with a prepared statement on every request
- * (no cache yet). Each token has one role; a handler token also has the
- * department it may see and act on, which the queries put in their WHERE
+ * holds its SHA-256, looked up with a prepared statement. Each HTTP thread
+ * keeps the tokens it found valid for http.token_cache_ms (decision 0041):
+ * a request within that time of its token's last lookup asks the database
+ * nothing, so a revocation takes effect within that time; unknown and revoked
+ * tokens are never kept. Each token has one role; a handler token also has
+ * the department it may see and act on, which the queries put in their WHERE
  * clause.
  */
 #ifndef KESU_INTAKE_AUTH_H
 #define KESU_INTAKE_AUTH_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "pg.h"
 
@@ -41,6 +45,20 @@ typedef enum {
     INTAKE_AUTH_ERROR = -1,  /**< database trouble (pg->sqlstate tells) */
 } intake_auth_rc_t;
 
+/** How many tokens a thread keeps (a hotline centre's channels and staff
+ *  consoles use a few dozen; more than this only costs lookups). */
+#define INTAKE_TOKEN_CACHE_SLOTS 64
+
+/** The tokens one thread found valid lately, by the SHA-256 of the secret. */
+typedef struct intake_token_cache {
+    struct {
+        uint8_t sum[32];
+        int64_t until_ms; /**< util_mono_ms() it is trusted until; 0: empty */
+        intake_token_t tok;
+    } slot[INTAKE_TOKEN_CACHE_SLOTS];
+    int ttl_ms; /**< 0: keep nothing, every request asks the database */
+} intake_token_cache_t;
+
 /** @brief Role bit for a role name. @returns the bit, or 0 if unknown. */
 int intake_role_parse(const char *name);
 
@@ -52,11 +70,13 @@ int intake_role_parse(const char *name);
 int intake_auth_bearer(const char *header, const char **token, size_t *len);
 
 /**
- * @brief Authenticate a request by its Authorization header (may be NULL).
+ * @brief Authenticate a request by its Authorization header (may be NULL):
+ *        from the cache while its entry is fresh, else from api_tokens (a
+ *        valid token is then kept for cache->ttl_ms). cache may be NULL.
  * @returns an intake_auth_rc_t; errstr explains INTAKE_AUTH_ERROR.
  */
-int intake_auth_lookup(pg_t *pg, const char *authorization, intake_token_t *tok, char *errstr,
-                       size_t errstr_size);
+int intake_auth_lookup(pg_t *pg, intake_token_cache_t *cache, const char *authorization,
+                       intake_token_t *tok, char *errstr, size_t errstr_size);
 
 /** @brief The department a query must be scoped to: the handler's, or NULL (all). */
 const char *intake_token_scope(const intake_token_t *tok);

@@ -11,6 +11,7 @@
 
 #include <stdint.h>
 
+#include "auth.h"
 #include "crypto.h"
 #include "pg.h"
 
@@ -36,6 +37,7 @@ typedef struct intake_app {
     void (*wake)(
         void *arg); /**< wake the outbox relay after a commit that wrote rows; may be NULL */
     void *wake_arg; /**< its argument (the service) */
+    int token_cache_ms; /**< http.token_cache_ms: how long a thread trusts a token it found */
 } intake_app_t;
 
 struct event_base;
@@ -48,6 +50,7 @@ typedef struct intake_worker {
     struct api_group *group; /**< submissions waiting for the next group commit, or NULL */
     int64_t next_connect_ms; /**< monotonic ms before which no reconnect is tried */
     int id;                  /**< 0.. http.threads-1, for logs */
+    intake_token_cache_t tokens; /**< the tokens this thread found valid lately */
 } intake_worker_t;
 
 /**

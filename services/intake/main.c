@@ -30,6 +30,7 @@ static struct {
     int max_body;
     char *pii_key;
     char *prefix;
+    int token_cache_ms;
 } opt;
 
 static const config_key_t intake_keys[] = {
@@ -44,6 +45,10 @@ static const config_key_t intake_keys[] = {
      1},
     {"case_no.prefix", CONFIG_STR, &opt.prefix, "KS",
      "case number prefix (1-8 upper-case letters or digits)", 0},
+    {"http.token_cache_ms", CONFIG_INT, &opt.token_cache_ms, "1000",
+     "how long a thread trusts an API token it found valid before asking the database again "
+     "(a revocation takes effect within this; 0: ask on every request)",
+     0},
     {NULL, 0, NULL, NULL, NULL, 0},
 };
 
@@ -84,6 +89,11 @@ static int check_settings(intake_app_t *app)
         LOG_ERROR("http.threads must be between 1 and 64");
         return -1;
     }
+    if (opt.token_cache_ms < 0 || opt.token_cache_ms > 60000) {
+        LOG_ERROR("http.token_cache_ms must be between 0 and 60000");
+        return -1;
+    }
+    app->token_cache_ms = opt.token_cache_ms;
     if (opt.max_body < 1024 || opt.max_body > 64 * 1024 * 1024) {
         LOG_ERROR("http.max_body must be between 1024 and 67108864 bytes");
         return -1;

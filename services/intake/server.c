@@ -92,6 +92,7 @@ int intake_server_run(intake_app_t *app, evutil_socket_t fd, int threads, size_t
         t->run = run;
         t->worker.app = app;
         t->worker.id = i;
+        t->worker.tokens.ttl_ms = app->token_cache_ms;
         t->worker.pg = pg_new(app->conninfo);
         if (!t->worker.pg) {
             snprintf(errstr, errstr_size, "out of memory");
