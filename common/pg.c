@@ -611,7 +611,8 @@ int pg_keyed_set(pg_keyed_t *k, PGresult *res)
     return 0;
 }
 
-int pg_keyed_take(pg_keyed_t *k, const char *key)
+/* the place in k->rows of key's row (taken or not), or -1 */
+static int pg_keyed_slot(const pg_keyed_t *k, const char *key)
 {
     int lo = 0, hi = k->n;
     while (lo < hi) {
@@ -623,14 +624,26 @@ int pg_keyed_take(pg_keyed_t *k, const char *key)
             lo = mid + 1;
         else if (c > 0)
             hi = mid;
-        else if (r < 0)
-            return -1;
-        else {
-            k->rows[mid] = -r - 2;
-            return r;
-        }
+        else
+            return mid;
     }
     return -1;
+}
+
+int pg_keyed_take(pg_keyed_t *k, const char *key)
+{
+    int at = pg_keyed_slot(k, key);
+    int r = at < 0 ? -1 : k->rows[at];
+    if (r < 0)
+        return -1;
+    k->rows[at] = -r - 2;
+    return r;
+}
+
+int pg_keyed_find(const pg_keyed_t *k, const char *key)
+{
+    int at = pg_keyed_slot(k, key);
+    return at < 0 || k->rows[at] < 0 ? -1 : k->rows[at];
 }
 
 void pg_keyed_clear(pg_keyed_t *k)

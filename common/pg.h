@@ -167,6 +167,8 @@ typedef struct pg_keyed {
 int pg_keyed_set(pg_keyed_t *k, PGresult *res);
 /** @brief The row whose column 0 is key, marked taken, or -1 (none, or taken already). */
 int pg_keyed_take(pg_keyed_t *k, const char *key);
+/** @brief The same row without taking it: a look ahead. */
+int pg_keyed_find(const pg_keyed_t *k, const char *key);
 /** @brief Clear the result and the rows. */
 void pg_keyed_clear(pg_keyed_t *k);
 

@@ -151,6 +151,7 @@ CASES = [
  ('ev.dd_candidates', 'dd_candidates', ["?SELECT id FROM cases WHERE status = 'received' ORDER BY created_at DESC LIMIT 1", '110191', 12345, 86400000, 3, 'public_safety'], None),
  ('ev.nt_case', 'nt_case', ["?SELECT id FROM cases WHERE status = 'assigned' ORDER BY created_at DESC LIMIT 1", 'x'], None),
  ('ev.as_closed', 'as_closed', ["?SELECT id FROM cases WHERE status = 'assigned' ORDER BY created_at DESC LIMIT 1", now_ms], None),
+ ('ev.de_read_handlers', 'de_read_handlers', ['{d05,d07,d12}'], None),
  ('ev.de_record_return', 'de_record_return', ["?SELECT id FROM cases WHERE status = 'assigned' ORDER BY created_at DESC LIMIT 1", "?SELECT id FROM cases WHERE status = 'assigned' ORDER BY created_at DESC OFFSET 1 LIMIT 1", 1, 'd05', 'r', now_ms], None),
 ]
 

@@ -34,19 +34,17 @@ static const pg_stmt_t de_lock_cases = {
     "FROM cases WHERE id = ANY ($1::uuid[]) ORDER BY id FOR NO KEY UPDATE",
     1};
 
-/* $3: a handler to prefer (a reopened case's previous one), may be NULL;
- * $4/$5: the load changes the open batch has gathered ($4 ids, $5 deltas).
- * A plain read: the batch writes loads only at its end, in one lock order
- * (dispatch_batch), so instances never wait on each other here and never
- * deadlock (decision 0023). */
-static const pg_stmt_t de_pick_handler = {
-    "de_pick_handler",
-    "SELECT h.id FROM handlers h LEFT JOIN unnest($4::text[], $5::integer[]) AS p(id, n) "
-    "ON p.id = h.id WHERE h.department = $1 AND h.active "
-    "AND h.open_load + COALESCE(p.n, 0) < h.capacity "
-    "AND ($2 = ANY (h.skills) OR '*' = ANY (h.skills)) "
-    "ORDER BY (h.id = $3) IS TRUE DESC, h.open_load + COALESCE(p.n, 0), h.id LIMIT 1",
-    5};
+/* The active handlers of the departments $1, each department's in id order:
+ * read once per department and attempt, the pick is made from these rows and
+ * the loads the attempt has changed (de_pick, decision 0043). A plain read:
+ * the batch writes loads only at its end, in one lock order (dispatch_batch),
+ * so instances never wait on each other here and never deadlock (decision
+ * 0023). Skills are [A-Za-z0-9_.-] or "*": one space separates them. */
+static const pg_stmt_t de_read_handlers = {
+    "de_read_handlers",
+    "SELECT id, department, open_load, capacity, array_to_string(skills, ' ') AS skills "
+    "FROM handlers WHERE department = ANY ($1::text[]) AND active ORDER BY department, id",
+    1};
 
 /* the batch's handlers, locked in id order: every instance takes them in
  * the same order, so none holds one another waits for while it waits */
@@ -159,8 +157,24 @@ void dispatch_ctx_init(dispatch_ctx_t *ctx, const dispatch_catalogue_t *cat)
                                     NULL);
 }
 
+/* forget the handlers read (a new attempt reads them again) */
+static void de_handlers_clear(dispatch_ctx_t *ctx)
+{
+    for (size_t i = 0; i < ctx->nhres; i++)
+        PQclear(ctx->hres[i]);
+    ctx->nhres = ctx->nhs = ctx->nhdepts = 0;
+}
+
 void dispatch_ctx_free(dispatch_ctx_t *ctx)
 {
+    de_handlers_clear(ctx);
+    free(ctx->hres);
+    free(ctx->hs);
+    free(ctx->hdepts);
+    ctx->hres = NULL;
+    ctx->hs = NULL;
+    ctx->hdepts = NULL;
+    ctx->hres_cap = ctx->hs_cap = ctx->hdepts_cap = 0;
     dispatch_catalogue_free(ctx->owned);
     ctx->owned = NULL;
     free(ctx->loads);
@@ -199,6 +213,137 @@ static int de_load_add(dispatch_ctx_t *ctx, const char *handler, int delta)
     return 0;
 }
 
+static int de_handlers_known(const dispatch_ctx_t *ctx, const char *dept)
+{
+    for (size_t i = 0; i < ctx->nhdepts; i++)
+        if (strcmp(ctx->hdepts[i], dept) == 0)
+            return 1;
+    return 0;
+}
+
+/* read the handlers of the n departments not read yet in this attempt, in one
+ * statement. -1: errstr (a database failure: pg tells), or out of memory */
+static int de_handlers_read(dispatch_ctx_t *ctx, pg_t *pg, const char *const *depts, size_t n,
+                            char *errstr, size_t errstr_size)
+{
+    strbuf_t lit;
+    size_t want = 0;
+    pg_array_begin(&lit);
+    for (size_t i = 0; i < n; i++) {
+        if (de_handlers_known(ctx, depts[i]) || strlen(depts[i]) >= sizeof(ctx->hdepts[0]))
+            continue;
+        int again = 0; /* named twice in depts */
+        for (size_t j = 0; j < i && !again; j++)
+            again = strcmp(depts[j], depts[i]) == 0;
+        if (again)
+            continue;
+        char(*d)[64] = util_grow(ctx->hdepts, &ctx->hdepts_cap, ctx->nhdepts + 1,
+                                 sizeof(*ctx->hdepts), 16);
+        if (!d) {
+            strbuf_free(&lit);
+            snprintf(errstr, errstr_size, "out of memory");
+            return -1;
+        }
+        ctx->hdepts = d;
+        snprintf(ctx->hdepts[ctx->nhdepts++], sizeof(ctx->hdepts[0]), "%s", depts[i]);
+        pg_array_add(&lit, depts[i]);
+        want++;
+    }
+    pg_array_end(&lit);
+    if (want == 0) {
+        strbuf_free(&lit);
+        return 0;
+    }
+    const char *v[1] = {lit.s};
+    PGresult *res = pg_exec_stmt(pg, &de_read_handlers, v, PGRES_TUPLES_OK, errstr, errstr_size);
+    strbuf_free(&lit);
+    if (!res) {
+        ctx->nhdepts -= want; /* not read after all */
+        return -1;
+    }
+    int rows = PQntuples(res);
+    PGresult **r = util_grow(ctx->hres, &ctx->hres_cap, ctx->nhres + 1, sizeof(*r), 8);
+    dispatch_staff_t *h =
+        r ? util_grow(ctx->hs, &ctx->hs_cap, ctx->nhs + (size_t)rows, sizeof(*h), 64) : NULL;
+    if (r)
+        ctx->hres = r;
+    if (!h) {
+        PQclear(res);
+        ctx->nhdepts -= want;
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+    }
+    ctx->hs = h;
+    ctx->hres[ctx->nhres++] = res;
+    for (int i = 0; i < rows; i++)
+        ctx->hs[ctx->nhs++] = (dispatch_staff_t){
+            .id = pg_get(res, i, "id"),
+            .department = pg_get(res, i, "department"),
+            .skills = pg_get(res, i, "skills"),
+            .load = atoi(pg_get(res, i, "open_load")),
+            .capacity = atoi(pg_get(res, i, "capacity")),
+        };
+    return 0;
+}
+
+/* whether a space-separated skill list names the domain, or "*" */
+static int de_skilled(const char *skills, const char *domain)
+{
+    size_t dl = strlen(domain);
+    for (const char *p = skills; *p;) {
+        size_t l = strcspn(p, " ");
+        if ((l == 1 && *p == '*') || (l == dl && dl > 0 && memcmp(p, domain, l) == 0))
+            return 1;
+        p += l;
+        while (*p == ' ')
+            p++;
+    }
+    return 0;
+}
+
+/* the load the open attempt has changed a handler's by */
+static int de_load_delta(const dispatch_ctx_t *ctx, const char *id)
+{
+    for (size_t i = 0; i < ctx->nloads; i++)
+        if (strcmp(ctx->loads[i].id, id) == 0)
+            return ctx->loads[i].delta;
+    return 0;
+}
+
+/* The handler for a case of dept and domain (prefer: a reopened case's
+ * previous one, may be NULL): one of the department's active handlers with
+ * the domain among its skills (or "*") and room below capacity counting the
+ * attempt's own changes; the preferred one if it qualifies, else the least
+ * loaded, then the first by id. NULL: none has room (or a read failed:
+ * *failed set, errstr) */
+static const char *de_pick(dispatch_ctx_t *ctx, pg_t *pg, const char *dept, const char *domain,
+                           const char *prefer, int *failed, char *errstr, size_t errstr_size)
+{
+    const dispatch_staff_t *best = NULL;
+    int best_load = 0;
+    *failed = 0;
+    if (!de_handlers_known(ctx, dept) &&
+        de_handlers_read(ctx, pg, &dept, 1, errstr, errstr_size) != 0) {
+        *failed = 1;
+        return NULL;
+    }
+    for (size_t i = 0; i < ctx->nhs; i++) {
+        const dispatch_staff_t *h = &ctx->hs[i];
+        if (strcmp(h->department, dept) != 0 || !de_skilled(h->skills, domain ? domain : ""))
+            continue;
+        int load = h->load + de_load_delta(ctx, h->id);
+        if (load >= h->capacity)
+            continue;
+        if (prefer && strcmp(h->id, prefer) == 0)
+            return h->id;
+        if (!best || load < best_load) { /* rows are in id order: the first of equals stays */
+            best = h;
+            best_load = load;
+        }
+    }
+    return best ? best->id : NULL;
+}
+
 /* the batch's load changes as two array literals (ctx->lit_ids, lit_deltas);
  * changes that cancel out are left out. @returns how many are left */
 static size_t de_load_literals(dispatch_ctx_t *ctx)
@@ -226,8 +371,12 @@ static size_t de_load_literals(dispatch_ctx_t *ctx)
 typedef enum { DE_NONE, DE_DISPATCH, DE_RELEASE } de_route_t;
 static de_route_t de_route(Kesu__V1__Envelope__PayloadCase pc);
 
+static kc_result_t de_db_failure(pg_t *pg);
+static int de_handlers_ahead(dispatch_ctx_t *ctx, pg_t *pg, const kc_msg_t *msgs, size_t n,
+                             char *errstr, size_t errstr_size);
+
 /* KC_BATCH_CLAIMED: the cases of the batch's dispatches locked and read at once
- * (the releases read none) */
+ * (the releases read none), and the handlers of where they go */
 static kc_result_t de_cases_read(dispatch_ctx_t *ctx, pg_t *pg, const kc_msg_t *msgs, size_t n,
                                  char *errstr, size_t errstr_size)
 {
@@ -245,11 +394,11 @@ static kc_result_t de_cases_read(dispatch_ctx_t *ctx, pg_t *pg, const kc_msg_t *
         rc = kc_cases_read(pg, &de_lock_cases, d, k, &ctx->cases, errstr, errstr_size);
     else
         pg_keyed_clear(&ctx->cases);
+    if (rc == KC_OK && k && de_handlers_ahead(ctx, pg, d, k, errstr, errstr_size) != 0)
+        rc = pg->sqlstate[0] ? de_db_failure(pg) : KC_RETRY;
     free(d);
     return rc;
 }
-
-static kc_result_t de_db_failure(pg_t *pg);
 
 /* the assignment rows gathered so far, written (a re-dispatch's supersede
  * and the batch's end) */
@@ -275,6 +424,7 @@ kc_result_t dispatch_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, const
     pg_keyed_clear(&ctx->cases);
     if (phase != KC_BATCH_END) {
         ctx->nloads = 0;
+        de_handlers_clear(ctx);
         /* a fast attempt gathers its assignment rows for one statement at its end; a
          * careful one writes each event's own, so that a savepoint undoes them */
         ctx->gather = phase == KC_BATCH_BEGIN && pg_rows_ready(&ctx->assign, 8) == 0;
@@ -283,6 +433,7 @@ kc_result_t dispatch_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, const
     if (de_assignments_write(ctx, pg, errstr, errstr_size) != 0)
         return de_db_failure(pg);
     ctx->gather = 0;
+    de_handlers_clear(ctx);
     size_t n = de_load_literals(ctx);
     ctx->nloads = 0;
     if (n == 0)
@@ -369,7 +520,6 @@ static kc_result_t de_commit(dispatch_ctx_t *ctx, pg_t *pg, const Kesu__V1__Enve
                              const de_decision_t *d, const char *domain, char *errstr,
                              size_t errstr_size)
 {
-    PGresult *res = NULL;
     char handler[128] = "", co[1024], attempt_s[16] = "1", ver[24];
     int have_handler = 0;
     kc_result_t rc = KC_POISON;
@@ -378,18 +528,15 @@ static kc_result_t de_commit(dispatch_ctx_t *ctx, pg_t *pg, const Kesu__V1__Enve
      * first dispatch has no handler, no load and no assignment rows yet) */
     if (d->attempt > 0 && dispatch_release_load(ctx, pg, env->case_id, errstr, errstr_size) < 0)
         return de_db_failure(pg);
-    de_load_literals(ctx);
-    const char *pv[5] = {d->department, domain, d->prefer_handler, ctx->lit_ids.s,
-                         ctx->lit_deltas.s};
-    res = pg_exec_stmt(pg, &de_pick_handler, pv, PGRES_TUPLES_OK, errstr, errstr_size);
-    if (!res)
-        return de_db_failure(pg);
-    if (PQntuples(res) > 0) {
-        snprintf(handler, sizeof(handler), "%s", pg_get(res, 0, "id"));
+    int failed;
+    const char *picked =
+        de_pick(ctx, pg, d->department, domain, d->prefer_handler, &failed, errstr, errstr_size);
+    if (failed)
+        return pg->sqlstate[0] ? de_db_failure(pg) : KC_RETRY;
+    if (picked) {
+        snprintf(handler, sizeof(handler), "%s", picked);
         have_handler = 1;
     }
-    PQclear(res);
-    res = NULL;
     if (have_handler && de_load_add(ctx, handler, 1) != 0) {
         snprintf(errstr, errstr_size, "handler id too long or out of memory");
         return KC_RETRY;
@@ -510,6 +657,64 @@ static size_t de_parse_array(char *buf, const char **out, size_t max)
     return n;
 }
 
+/* what the catalogue routes a case on: its row, with the classification of
+ * a CaseClassified event (the row has it only once the event is applied),
+ * else the row's own; flags split into flags[16] from a copy in flagbuf */
+static void de_input(const Kesu__V1__Envelope *env, const PGresult *crow, int row,
+                     dispatch_input_t *in, char *flagbuf, size_t flagbuf_size, const char **flags)
+{
+    *in = (dispatch_input_t){
+        .district = pg_get(crow, row, "district_code"),
+        .title = pg_get(crow, row, "title"),
+        .body = pg_get(crow, row, "body"),
+    };
+    if (env->payload_case == KESU__V1__ENVELOPE__PAYLOAD_CASE_CLASSIFIED) {
+        const Kesu__V1__CaseClassified *cc = env->case_classified;
+        in->domain = cc->domain;
+        in->category = cc->category;
+        in->urgency = cc->urgency;
+        in->flags = (const char *const *)cc->flags;
+        in->nflags = cc->n_flags;
+    } else {
+        in->domain = pg_get(crow, row, "domain");
+        in->category = pg_get(crow, row, "category");
+        in->urgency = pg_get(crow, row, "urgency");
+        snprintf(flagbuf, flagbuf_size, "%s", pg_get(crow, row, "flags"));
+        in->nflags = (size_t)de_split_flags(flagbuf, flags, 16);
+        in->flags = flags;
+    }
+}
+
+/* KC_BATCH_CLAIMED, after the case rows: the departments the batch's
+ * CaseClassified events route to, their handlers read in one statement (a
+ * return's or a reopen's department is read at its pick, if not among them) */
+static int de_handlers_ahead(dispatch_ctx_t *ctx, pg_t *pg, const kc_msg_t *msgs, size_t n,
+                             char *errstr, size_t errstr_size)
+{
+    const char **depts = calloc(n ? n : 1, sizeof(*depts));
+    size_t k = 0;
+    if (!depts) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const Kesu__V1__Envelope *env = msgs[i].env;
+        int row = env->payload_case == KESU__V1__ENVELOPE__PAYLOAD_CASE_CLASSIFIED
+                      ? pg_keyed_find(&ctx->cases, env->case_id)
+                      : -1;
+        dispatch_input_t in;
+        dispatch_route_t route;
+        if (row < 0)
+            continue;
+        de_input(env, ctx->cases.res, row, &in, NULL, 0, NULL);
+        if (dispatch_route(ctx->cat, &in, &route) == 0 && route.department)
+            depts[k++] = route.department;
+    }
+    int rc = de_handlers_read(ctx, pg, depts, k, errstr, errstr_size);
+    free(depts);
+    return rc;
+}
+
 static kc_result_t de_dispatch(dispatch_ctx_t *ctx, pg_t *pg, const Kesu__V1__Envelope *env,
                                char *errstr, size_t errstr_size)
 {
@@ -546,26 +751,8 @@ static kc_result_t de_dispatch(dispatch_ctx_t *ctx, pg_t *pg, const Kesu__V1__En
     d.attempt = atoi(pg_get(crow, row, "dispatch_attempt"));
     snprintf(prev_dept, sizeof(prev_dept), "%s", pg_get(crow, row, "department"));
     snprintf(prev_handler, sizeof(prev_handler), "%s", pg_get(crow, row, "handler"));
-    dispatch_input_t in = {
-        .district = pg_get(crow, row, "district_code"),
-        .title = pg_get(crow, row, "title"),
-        .body = pg_get(crow, row, "body"),
-    };
-    if (env->payload_case == KESU__V1__ENVELOPE__PAYLOAD_CASE_CLASSIFIED) {
-        const Kesu__V1__CaseClassified *cc = env->case_classified;
-        in.domain = cc->domain;
-        in.category = cc->category;
-        in.urgency = cc->urgency;
-        in.flags = (const char *const *)cc->flags;
-        in.nflags = cc->n_flags;
-    } else {
-        in.domain = pg_get(crow, row, "domain");
-        in.category = pg_get(crow, row, "category");
-        in.urgency = pg_get(crow, row, "urgency");
-        snprintf(flagbuf, sizeof(flagbuf), "%s", pg_get(crow, row, "flags"));
-        in.nflags = (size_t)de_split_flags(flagbuf, flags, 16);
-        in.flags = flags;
-    }
+    dispatch_input_t in;
+    de_input(env, crow, row, &in, flagbuf, sizeof(flagbuf), flags);
     snprintf(domain, sizeof(domain), "%s", in.domain ? in.domain : "");
     if (dispatch_route(ctx->cat, &in, &route) != 0) {
         snprintf(errstr, errstr_size, "no catalogue rule matched (the default rule is missing)");

@@ -39,6 +39,16 @@ typedef struct dispatch_load {
     int delta;    /**< assignments taken minus given back */
 } dispatch_load_t;
 
+/** A handler as the open attempt read it (de_handlers_read; pointers into
+ *  the result that holds the row). */
+typedef struct dispatch_staff {
+    const char *id;
+    const char *department;
+    const char *skills; /**< domain codes or "*", separated by one space */
+    int load;           /**< open_load when read */
+    int capacity;
+} dispatch_staff_t;
+
 /** What the handler needs; set up once in main.c. */
 typedef struct dispatch_ctx {
     const dispatch_catalogue_t *cat; /**< the catalogue in use (the file's or owned) */
@@ -65,6 +75,14 @@ typedef struct dispatch_ctx {
     strbuf_t lit_ids, lit_deltas;    /**< loads as array literals for the statements */
     int gather;                      /**< a fast attempt: assignment rows wait for its end */
     pg_rows_t assign;                /**< those rows (de_add_assignments' 8 columns) */
+    /* the handlers of the departments the open attempt picks in, each
+     * department read once (decision 0043) */
+    PGresult **hres;                 /**< the reads' results (owned) */
+    size_t nhres, hres_cap;
+    dispatch_staff_t *hs;            /**< their rows: by department, then id */
+    size_t nhs, hs_cap;
+    char (*hdepts)[64];              /**< the departments read, with or without handlers */
+    size_t nhdepts, hdepts_cap;
 } dispatch_ctx_t;
 
 /** @brief Fill the metric handles of ctx (max_returns 2, version 0). */

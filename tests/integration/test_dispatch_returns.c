@@ -24,7 +24,9 @@
  * status change is kept for the batch's one statement (decision 0038).
  * test_returned_in_one_batch: a fast batch's assignment rows are written at
  * its end, but a return of the same case in the batch writes them first, so
- * that the re-dispatch supersedes them.
+ * that the re-dispatch supersedes them. test_picks_from_one_read: the
+ * handlers are read once at the claim; picks count the batch's own
+ * assignments; a capacity cut meanwhile is caught at the end (re-run).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -511,6 +513,91 @@ static void test_two_instances(void **state)
     pg_destroy(pg2);
 }
 
+/* a batch's CaseClassified cases, claimed and dispatched in it */
+static kc_result_t claimed_batch(char (*ids)[37], int n, const char *domain, pg_t *other_pg,
+                                 const char *between)
+{
+    char err[512] = "";
+    Kesu__V1__CaseClassified cc = KESU__V1__CASE_CLASSIFIED__INIT;
+    cc.domain = (char *)domain;
+    cc.category = "other";
+    cc.urgency = "normal";
+    cc.request_type = "complaint";
+    proto_env_t pe[8];
+    kc_msg_t m[8];
+    assert_true(n <= 8);
+    for (int i = 0; i < n; i++) {
+        proto_env_init(&pe[i], "itest");
+        proto_env_set_case(&pe[i], ids[i], "ITD", "itest");
+        proto_env_set_payload(&pe[i], KESU__V1__ENVELOPE__PAYLOAD_CASE_CLASSIFIED, &cc.base);
+        m[i] = (kc_msg_t){NULL, &pe[i].env, "kesu.itest"};
+    }
+    batch_begin(pg, &ctx);
+    assert_int_equal(dispatch_batch(&ctx, pg, KC_BATCH_CLAIMED, m, (size_t)n, err, sizeof(err)),
+                     KC_OK);
+    if (between) /* another session changes the handlers after the claim */
+        assert_int_equal(itest_sql(other_pg, between), 0);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(dispatch_handle(&ctx, pg, &m[i], err, sizeof(err)), KC_OK);
+    return batch_end(pg, &ctx);
+}
+
+static void handlers_of(char (*ids)[37], int n, char *out, size_t size)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        char h[64];
+        val("SELECT COALESCE(handler, '-') FROM cases WHERE id = $1", ids[i], h, sizeof(h));
+        used += (size_t)snprintf(out + used, size - used, "%s%s", i ? " " : "", h);
+    }
+}
+
+/* the handlers of where a batch's cases go are read once, at its claim
+ * (decision 0043): picks count the batch's own assignments (the least
+ * loaded, then the first by id, only below capacity), and a handler another
+ * session filled meanwhile is caught at the batch's end, which asks for a
+ * re-run that reads them again */
+static void test_picks_from_one_read(void **state)
+{
+    (void)state;
+    char c[4][37], got[256];
+    pg_t *other = itest_pg_connect();
+    assert_non_null(other);
+    sql1("UPDATE handlers SET active = id IN ('hs-01', 'hs-02'), open_load = 0, "
+         "capacity = CASE id WHEN 'hs-01' THEN 1 ELSE 2 END WHERE department = $1",
+         "housing");
+    for (int i = 0; i < 4; i++)
+        new_case(c[i], "房屋拆迁安置补偿不到位", "urban_construction");
+    assert_int_equal(claimed_batch(c, 4, "urban_construction", NULL, NULL), KC_OK);
+    handlers_of(c, 4, got, sizeof(got));
+    assert_string_equal(got, "hs-01 hs-02 hs-02 -");
+    assert_int_equal(scalar("SELECT open_load FROM handlers WHERE id = 'hs-01'"), 1);
+    assert_int_equal(scalar("SELECT open_load FROM handlers WHERE id = 'hs-02'"), 2);
+    for (int i = 0; i < 4; i++)
+        cleanup(c[i]);
+
+    /* hs-02 is cut to one case after the claim: the batch picked from its read */
+    sql1("UPDATE handlers SET open_load = 0, capacity = CASE id WHEN 'hs-01' THEN 1 ELSE 2 END "
+         "WHERE department = $1",
+         "housing");
+    for (int i = 0; i < 3; i++)
+        new_case(c[i], "房屋拆迁安置补偿不到位", "urban_construction");
+    assert_int_equal(claimed_batch(c, 3, "urban_construction", other,
+                                   "UPDATE handlers SET capacity = 1 WHERE id = 'hs-02'"),
+                     KC_RETRY);
+    assert_int_equal(scalar("SELECT open_load FROM handlers WHERE id = 'hs-02'"), 0);
+    assert_int_equal(claimed_batch(c, 3, "urban_construction", NULL, NULL), KC_OK);
+    handlers_of(c, 3, got, sizeof(got));
+    assert_string_equal(got, "hs-01 hs-02 -");
+    for (int i = 0; i < 3; i++)
+        cleanup(c[i]);
+    sql1("UPDATE handlers SET active = true, capacity = CASE id WHEN 'hs-03' THEN 60 ELSE 80 END, "
+         "open_load = 0 WHERE department = $1",
+         "housing");
+    pg_destroy(other);
+}
+
 static int setup(void **state)
 {
     char err[512], path[1024], dpath[1024];
@@ -555,6 +642,7 @@ int main(void)
         cmocka_unit_test(test_reopen),
         cmocka_unit_test(test_reload),
         cmocka_unit_test(test_two_instances),
+        cmocka_unit_test(test_picks_from_one_read),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

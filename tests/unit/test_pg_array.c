@@ -119,8 +119,13 @@ static void test_keyed(void **state)
     }
     assert_int_equal(pg_keyed_set(&k, res), 0);
     assert_int_equal(k.n, 5);
+    /* a look takes nothing */
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(pg_keyed_find(&k, keys[i]), i);
+    assert_int_equal(pg_keyed_find(&k, "b"), -1);
     for (int i = 4; i >= 0; i--)
         assert_int_equal(pg_keyed_take(&k, keys[i]), i);
+    assert_int_equal(pg_keyed_find(&k, "m"), -1); /* taken */
     for (int i = 0; i < 5; i++)
         assert_int_equal(pg_keyed_take(&k, keys[i]), -1); /* taken */
     assert_int_equal(pg_keyed_take(&k, "b"), -1);
