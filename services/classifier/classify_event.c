@@ -50,9 +50,9 @@ static const pg_stmt_t ce_bump_many = {
 
 void classify_ctx_init(classify_ctx_t *ctx, classify_t *cls, const dedup_opts_t *dedup)
 {
+    memset(ctx, 0, sizeof(*ctx));
     ctx->cls = cls;
     ctx->dedup = *dedup;
-    memset(&ctx->cases, 0, sizeof(ctx->cases));
     ctx->m_duplicates =
         metrics_counter("kesu_classifier_duplicates_total",
                         "Cases linked to an open master case (并单 candidates)", NULL);
@@ -79,12 +79,21 @@ void classify_ctx_free(classify_ctx_t *ctx)
     classify_free(ctx->cls);
     ctx->cls = NULL;
     pg_keyed_clear(&ctx->cases);
+    dedup_links_free(&ctx->links);
 }
+
+static kc_result_t ce_db_failure(pg_t *pg);
 
 kc_result_t classify_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, const kc_msg_t *msgs,
                            size_t n, char *errstr, size_t errstr_size)
 {
     classify_ctx_t *ctx = opaque;
+    if (phase == KC_BATCH_END && dedup_links_write(pg, &ctx->links, errstr, errstr_size) != 0)
+        return pg->sqlstate[0] ? ce_db_failure(pg) : KC_RETRY;
+    /* a fast attempt keeps its duplicate links for one statement at its end; a
+     * careful one writes each event's own, so that a savepoint undoes them */
+    if (phase == KC_BATCH_BEGIN || phase == KC_BATCH_BEGIN_CAREFUL || phase == KC_BATCH_END)
+        dedup_links_reset(&ctx->links, phase == KC_BATCH_BEGIN);
     return kc_cases_step(pg, phase, &ce_lock_many, msgs, n, &ctx->cases, errstr, errstr_size);
 }
 
@@ -167,7 +176,7 @@ kc_result_t classify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *err
     const char *district =
         cr->location && cr->location->district_code ? cr->location->district_code : "";
     dedup_result_t dr;
-    if (dedup_check(pg, &ctx->dedup, env->case_id, district, res.domain,
+    if (dedup_check(pg, &ctx->dedup, &ctx->links, env->case_id, district, res.domain,
                     dedup_simhash(cr->title, cr->body), &dr, errstr, errstr_size) != 0) {
         rc = ce_db_failure(pg);
         goto out;

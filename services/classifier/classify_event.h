@@ -29,6 +29,7 @@ typedef struct classify_ctx {
     metrics_counter_t *m_hotspots;   /**< hotspots raised */
     metrics_counter_t *m_emergency;  /**< cases classified as emergencies */
     pg_keyed_t cases;                /**< the batch's case rows, read at its claim */
+    dedup_links_t links;             /**< a fast attempt's duplicate links, for its end */
 } classify_ctx_t;
 
 /** @brief Set up ctx with a loaded classifier (ctx takes ownership) and metric handles. */

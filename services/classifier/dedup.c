@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "textfeat.h"
+#include "util.h"
 
 /* this case's fingerprint ($1, $2, $6 domain, $3 simhash), and the open cases
  * of the district within the window, nearest first, in one round trip (the
@@ -51,6 +52,12 @@ static const pg_stmt_t dd_link = {
     "dd_link",
     "INSERT INTO case_duplicates (case_id, master_id, distance) VALUES ($1::uuid, $2::uuid, "
     "$3::int) ON CONFLICT (case_id) DO NOTHING",
+    3};
+
+static const pg_stmt_t dd_link_many = {
+    "dd_link_many",
+    "INSERT INTO case_duplicates (case_id, master_id, distance) "
+    "SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[]) ON CONFLICT (case_id) DO NOTHING",
     3};
 
 /* the window is aligned to multiples of its length since the epoch, so every
@@ -110,9 +117,74 @@ int dedup_distance(uint64_t a, uint64_t b)
     return __builtin_popcountll(a ^ b);
 }
 
-int dedup_check(pg_t *pg, const dedup_opts_t *o, const char *case_id, const char *district,
-                const char *domain, uint64_t simhash, dedup_result_t *out, char *errstr,
-                size_t errstr_size)
+void dedup_links_reset(dedup_links_t *l, int gather)
+{
+    l->n = 0;
+    l->gather = gather;
+}
+
+void dedup_links_free(dedup_links_t *l)
+{
+    free(l->v);
+    memset(l, 0, sizeof(*l));
+}
+
+int dedup_links_write(pg_t *pg, dedup_links_t *l, char *errstr, size_t errstr_size)
+{
+    pg_rows_t rows;
+    int rc = -1;
+    if (l->n == 0)
+        return 0;
+    memset(&rows, 0, sizeof(rows));
+    if (pg_rows_init(&rows, 3) != 0) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < l->n; i++) {
+        char d[12];
+        snprintf(d, sizeof(d), "%d", l->v[i].distance);
+        pg_rows_text(&rows, 0, l->v[i].case_id);
+        pg_rows_text(&rows, 1, l->v[i].master);
+        pg_rows_text(&rows, 2, d);
+        rows.n++;
+    }
+    PGresult *res =
+        pg_rows_exec(pg, &dd_link_many, &rows, NULL, PGRES_COMMAND_OK, errstr, errstr_size);
+    if (res) {
+        PQclear(res);
+        l->n = 0;
+        rc = 0;
+    }
+    pg_rows_free(&rows);
+    return rc;
+}
+
+/* a candidate's master: a link the batch keeps for it, else the statement's */
+static const char *dd_master(const dedup_links_t *l, const PGresult *res, int i)
+{
+    const char *id = pg_get(res, i, "case_id");
+    for (size_t k = 0; l && k < l->n; k++)
+        if (strcmp(l->v[k].case_id, id) == 0)
+            return l->v[k].master;
+    return pg_get(res, i, "master");
+}
+
+/* keep this case's link for the batch's end. -1: out of memory */
+static int dd_keep(dedup_links_t *l, const char *case_id, const char *master, int distance)
+{
+    dedup_link_t *v = util_grow(l->v, &l->cap, l->n + 1, sizeof(*v), 16);
+    if (!v)
+        return -1;
+    l->v = v;
+    snprintf(v[l->n].case_id, sizeof(v[l->n].case_id), "%s", case_id);
+    snprintf(v[l->n].master, sizeof(v[l->n].master), "%s", master);
+    v[l->n++].distance = distance;
+    return 0;
+}
+
+int dedup_check(pg_t *pg, const dedup_opts_t *o, dedup_links_t *links, const char *case_id,
+                const char *district, const char *domain, uint64_t simhash, dedup_result_t *out,
+                char *errstr, size_t errstr_size)
 {
     char hs[24], win[24], maxd[8], cnt[12];
     PGresult *res = NULL;
@@ -148,16 +220,22 @@ int dedup_check(pg_t *pg, const dedup_opts_t *o, const char *case_id, const char
         if (i == 0)
             out->distance = dist;
         if (!out->duplicate_of[0] && dist <= o->dup_distance && age <= o->dup_window_ms)
-            snprintf(out->duplicate_of, sizeof(out->duplicate_of), "%s", pg_get(res, i, "master"));
+            snprintf(out->duplicate_of, sizeof(out->duplicate_of), "%s",
+                     dd_master(links, res, i));
         if (dist <= o->similar_distance && age <= o->hotspot_window_ms) {
             out->similar++;
             if (age > oldest_age) {
                 oldest_age = age;
-                oldest_similar = pg_get(res, i, "master");
+                oldest_similar = dd_master(links, res, i);
             }
         }
     }
-    if (out->duplicate_of[0]) {
+    if (out->duplicate_of[0] && links && links->gather) {
+        if (dd_keep(links, case_id, out->duplicate_of, out->distance) != 0) {
+            snprintf(errstr, errstr_size, "out of memory");
+            goto out;
+        }
+    } else if (out->duplicate_of[0]) {
         char d[8];
         snprintf(d, sizeof(d), "%d", out->distance);
         const char *lv[3] = {case_id, out->duplicate_of, d};

@@ -38,6 +38,32 @@ typedef struct dedup_result {
     int64_t window_start_ms; /**< start of the hotspot window */
 } dedup_result_t;
 
+/** A duplicate link decided in the open batch and not written yet. */
+typedef struct dedup_link {
+    char case_id[37];
+    char master[37];
+    int distance;
+} dedup_link_t;
+
+/**
+ * The duplicate links of a fast attempt, kept for one statement at its end
+ * (dedup_links_write; decision 0044). A later case of the batch whose
+ * nearest is one of those cases takes that case's master from here, as it
+ * would from case_duplicates. gather 0: dedup_check writes each link itself.
+ */
+typedef struct dedup_links {
+    dedup_link_t *v;
+    size_t n, cap;
+    int gather;
+} dedup_links_t;
+
+/** @brief Forget the kept links; gather from now on or not. */
+void dedup_links_reset(dedup_links_t *l, int gather);
+/** @brief Write the kept links in one statement and forget them. @returns 0 or -1 (errstr). */
+int dedup_links_write(pg_t *pg, dedup_links_t *l, char *errstr, size_t errstr_size);
+/** @brief Free the kept links' memory. */
+void dedup_links_free(dedup_links_t *l);
+
 /** @brief SimHash of title + body (either may be NULL). Allocates nothing. */
 uint64_t dedup_simhash(const char *title, const char *body);
 
@@ -46,12 +72,13 @@ int dedup_distance(uint64_t a, uint64_t b);
 
 /**
  * @brief Inside the caller's transaction: store the case's fingerprint,
- *        find its master among open cases, record the duplicate link, and
+ *        find its master among open cases, record the duplicate link (kept
+ *        in links when it gathers; links may be NULL: written now), and
  *        insert the hotspot row when this case completes one.
- * @returns 0 or -1 with errstr (pg->sqlstate set).
+ * @returns 0 or -1 with errstr (pg->sqlstate set; not set: out of memory).
  */
-int dedup_check(pg_t *pg, const dedup_opts_t *o, const char *case_id, const char *district,
-                const char *domain, uint64_t simhash, dedup_result_t *out, char *errstr,
-                size_t errstr_size);
+int dedup_check(pg_t *pg, const dedup_opts_t *o, dedup_links_t *links, const char *case_id,
+                const char *district, const char *domain, uint64_t simhash, dedup_result_t *out,
+                char *errstr, size_t errstr_size);
 
 #endif

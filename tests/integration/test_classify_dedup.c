@@ -189,6 +189,74 @@ static void test_duplicates_and_hotspot(void **state)
         1);
 }
 
+/* one CaseReceived into the open batch (no BEGIN/COMMIT) */
+static void receive_in(const char *title, const char *body, const char *dist, char *case_id)
+{
+    char err[1024], case_no[40];
+    util_uuid(case_id);
+    snprintf(case_no, sizeof(case_no), "IL-%.12s", case_id + 24);
+    assert_int_equal(itest_insert_case(pg, case_id, case_no, title, body), 0);
+    Kesu__V1__CaseReceived cr = KESU__V1__CASE_RECEIVED__INIT;
+    Kesu__V1__Location loc = KESU__V1__LOCATION__INIT;
+    loc.district_code = (char *)dist;
+    cr.channel = "web";
+    cr.title = (char *)title;
+    cr.body = (char *)body;
+    cr.location = &loc;
+    proto_env_t pe;
+    proto_env_init(&pe, "intake");
+    proto_env_set_case(&pe, case_id, case_no, "itest-trace");
+    proto_env_set_payload(&pe, KESU__V1__ENVELOPE__PAYLOAD_CASE_RECEIVED,
+                          (const ProtobufCMessage *)&cr);
+    kc_msg_t m = {NULL, &pe.env, KAFKA_TOPIC_INTAKE};
+    assert_int_equal(classify_handle(&ctx, pg, &m, err, sizeof(err)), KC_OK);
+}
+
+/* a fast batch keeps its duplicate links for one statement at its end
+ * (decision 0044); a later case of the batch whose nearest is one of them
+ * still links to that one's master, as case_duplicates would have said */
+static void test_links_at_batch_end(void **state)
+{
+    (void)state;
+    char err[1024], dist[32], m[37], x[37], y[37], dup[40];
+    static const char *const title = "桥下涵洞堵塞";
+    static const char *const base = "建设路铁路桥下的涵洞被垃圾堵塞，下雨天积水很深，行人无法通过";
+    static const char *const near =
+        "建设路铁路桥下的涵洞被垃圾堵塞，下雨天积水很深，行人无法通过，请处理";
+    snprintf(dist, sizeof(dist), "il-%.8s", district + 3);
+    assert_int_equal(receive(title, base, dist, m), KC_OK); /* the master, committed */
+
+    assert_int_equal(pg_begin(pg, err, sizeof(err)), 0);
+    assert_int_equal(classify_batch(&ctx, pg, KC_BATCH_BEGIN, NULL, 0, err, sizeof(err)), KC_OK);
+    casestore_defer_begin(pg); /* as the consumer loop's fast attempt */
+    receive_in(title, near, dist, x); /* a duplicate of m */
+    receive_in(title, near, dist, y); /* nearest: x (the same text) */
+    assert_int_equal(scalar1("SELECT count(*) FROM case_duplicates WHERE master_id = $1", m), 0);
+    assert_int_equal(casestore_defer_flush(pg, err, sizeof(err)), CASESTORE_OK);
+    assert_int_equal(classify_batch(&ctx, pg, KC_BATCH_END, NULL, 0, err, sizeof(err)), KC_OK);
+    assert_int_equal(pg_commit(pg, err, sizeof(err)), 0);
+
+    assert_int_equal(scalar1("SELECT count(*) FROM case_duplicates WHERE master_id = $1", m), 2);
+    assert_int_equal(scalar1("SELECT count(*) FROM case_duplicates WHERE case_id = $1 AND "
+                             "distance = 0",
+                             y),
+                     1);
+    classified_duplicate_of(x, dup, sizeof(dup));
+    assert_string_equal(dup, m);
+    classified_duplicate_of(y, dup, sizeof(dup));
+    assert_string_equal(dup, m);
+
+    /* a careful re-run writes each link with its event */
+    char z[37];
+    assert_int_equal(pg_begin(pg, err, sizeof(err)), 0);
+    assert_int_equal(
+        classify_batch(&ctx, pg, KC_BATCH_BEGIN_CAREFUL, NULL, 0, err, sizeof(err)), KC_OK);
+    receive_in(title, near, dist, z);
+    assert_int_equal(scalar1("SELECT count(*) FROM case_duplicates WHERE case_id = $1", z), 1);
+    assert_int_equal(classify_batch(&ctx, pg, KC_BATCH_END, NULL, 0, err, sizeof(err)), KC_OK);
+    assert_int_equal(pg_commit(pg, err, sizeof(err)), 0);
+}
+
 /* the cases of a batch locked and read at its claim (classify_batch): both
  * rows are locked before any handler runs, each handler takes its case's
  * row, and a second event of a case reads its own (now classified: skipped) */
@@ -311,6 +379,7 @@ int main(void)
         cmocka_unit_test(test_duplicates_and_hotspot),
         cmocka_unit_test(test_candidates_plan),
         cmocka_unit_test(test_batch_claimed_cases),
+        cmocka_unit_test(test_links_at_batch_end),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
