@@ -152,6 +152,18 @@ CASES = [
  ('ev.nt_case', 'nt_case', ["?SELECT id FROM cases WHERE status = 'assigned' ORDER BY created_at DESC LIMIT 1", 'x'], None),
  ('ev.as_closed', 'as_closed', ["?SELECT id FROM cases WHERE status = 'assigned' ORDER BY created_at DESC LIMIT 1", now_ms], None),
  ('ev.de_read_handlers', 'de_read_handlers', ['{d05,d07,d12}'], None),
+ # a CaseAssigned's two timers of the newest assigned case (cycle 7: new rows, so the settle
+ # look-up runs), as the SLA monitor's batch-end statement writes them (decision 0039)
+ ('ev.st_start', 'st_start', ['sla-monitor',
+     "?SELECT '{' || id || ',' || id || '}' FROM cases WHERE status = 'assigned' ORDER BY created_at DESC LIMIT 1",
+     '{%d,%d}' % (now_ms, now_ms), '{5,5}', '{complaint,complaint}', '{normal,normal}',
+     '{accept,resolve}', '{7,7}', '{%d,%d}' % (now_ms + 86400000, now_ms + 15 * 86400000),
+     '{24h,15wd}', '{false,true}', '{86400000,1296000000}', '{0,0}',
+     '{%d,%d}' % (now_ms + 86400000, now_ms + 15 * 86400000), '{d05,d05}', '{itest,itest}',
+     '{"{CaseAccepted}","{CaseResolved,CaseClosed}"}', '{false,true}',
+     '{CaseAssigned,CaseAssigned}'], None),
+ ('ev.dd_link_many', 'dd_link_many', ["?SELECT '{' || id || '}' FROM cases WHERE status = 'received' ORDER BY created_at DESC LIMIT 1",
+     "?SELECT '{' || id || '}' FROM cases WHERE status = 'assigned' ORDER BY created_at DESC LIMIT 1", '{3}'], None),
  ('ev.de_record_return', 'de_record_return', ["?SELECT id FROM cases WHERE status = 'assigned' ORDER BY created_at DESC LIMIT 1", "?SELECT id FROM cases WHERE status = 'assigned' ORDER BY created_at DESC OFFSET 1 LIMIT 1", 1, 'd05', 'r', now_ms], None),
 ]
 

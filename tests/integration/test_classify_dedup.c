@@ -70,10 +70,12 @@ static int teardown(void **state)
     return 0;
 }
 
-/* a case row in status received, and its CaseReceived envelope handled in one transaction */
-static kc_result_t receive(const char *title, const char *body, const char *dist, char *case_id)
+/* a case row in status received, and its CaseReceived envelope handled in the
+ * open transaction */
+static kc_result_t handle_new(const char *title, const char *body, const char *dist,
+                              char *case_id, char *err, size_t err_size)
 {
-    char err[1024], case_no[40];
+    char case_no[40];
     util_uuid(case_id);
     snprintf(case_no, sizeof(case_no), "IT-%.12s", case_id + 24);
     assert_int_equal(itest_insert_case(pg, case_id, case_no, title, body), 0);
@@ -91,8 +93,15 @@ static kc_result_t receive(const char *title, const char *body, const char *dist
     proto_env_set_payload(&pe, KESU__V1__ENVELOPE__PAYLOAD_CASE_RECEIVED,
                           (const ProtobufCMessage *)&cr);
     kc_msg_t m = {NULL, &pe.env, KAFKA_TOPIC_INTAKE};
+    return classify_handle(&ctx, pg, &m, err, err_size);
+}
+
+/* the same in a transaction of its own */
+static kc_result_t receive(const char *title, const char *body, const char *dist, char *case_id)
+{
+    char err[1024];
     assert_int_equal(pg_begin(pg, err, sizeof(err)), 0);
-    kc_result_t rc = classify_handle(&ctx, pg, &m, err, sizeof(err));
+    kc_result_t rc = handle_new(title, body, dist, case_id, err, sizeof(err));
     if (rc == KC_OK) {
         assert_int_equal(pg_commit(pg, err, sizeof(err)), 0);
     } else {
@@ -100,6 +109,13 @@ static kc_result_t receive(const char *title, const char *body, const char *dist
         pg_rollback(pg);
     }
     return rc;
+}
+
+/* the same into the open batch (no BEGIN/COMMIT) */
+static void receive_in(const char *title, const char *body, const char *dist, char *case_id)
+{
+    char err[1024];
+    assert_int_equal(handle_new(title, body, dist, case_id, err, sizeof(err)), KC_OK);
 }
 
 static long long scalar1(const char *sql, const char *arg)
@@ -187,29 +203,6 @@ static void test_duplicates_and_hotspot(void **state)
     assert_int_equal(
         scalar1("SELECT count(*) FROM cases WHERE id = $1 AND domain = 'education_culture'", far),
         1);
-}
-
-/* one CaseReceived into the open batch (no BEGIN/COMMIT) */
-static void receive_in(const char *title, const char *body, const char *dist, char *case_id)
-{
-    char err[1024], case_no[40];
-    util_uuid(case_id);
-    snprintf(case_no, sizeof(case_no), "IL-%.12s", case_id + 24);
-    assert_int_equal(itest_insert_case(pg, case_id, case_no, title, body), 0);
-    Kesu__V1__CaseReceived cr = KESU__V1__CASE_RECEIVED__INIT;
-    Kesu__V1__Location loc = KESU__V1__LOCATION__INIT;
-    loc.district_code = (char *)dist;
-    cr.channel = "web";
-    cr.title = (char *)title;
-    cr.body = (char *)body;
-    cr.location = &loc;
-    proto_env_t pe;
-    proto_env_init(&pe, "intake");
-    proto_env_set_case(&pe, case_id, case_no, "itest-trace");
-    proto_env_set_payload(&pe, KESU__V1__ENVELOPE__PAYLOAD_CASE_RECEIVED,
-                          (const ProtobufCMessage *)&cr);
-    kc_msg_t m = {NULL, &pe.env, KAFKA_TOPIC_INTAKE};
-    assert_int_equal(classify_handle(&ctx, pg, &m, err, sizeof(err)), KC_OK);
 }
 
 /* a fast batch keeps its duplicate links for one statement at its end
