@@ -162,6 +162,8 @@ static void de_handlers_clear(dispatch_ctx_t *ctx)
 {
     for (size_t i = 0; i < ctx->nhres; i++)
         PQclear(ctx->hres[i]);
+    for (size_t i = 0; i < ctx->nhdepts; i++)
+        free(ctx->hdepts[i]);
     ctx->nhres = ctx->nhs = ctx->nhdepts = 0;
 }
 
@@ -221,6 +223,13 @@ static int de_handlers_known(const dispatch_ctx_t *ctx, const char *dept)
     return 0;
 }
 
+/* drop the last n departments noted as read (their read failed) */
+static void de_handlers_forget(dispatch_ctx_t *ctx, size_t n)
+{
+    for (; n > 0 && ctx->nhdepts > 0; n--)
+        free(ctx->hdepts[--ctx->nhdepts]);
+}
+
 /* read the handlers of the n departments not read yet in this attempt, in one
  * statement. -1: errstr (a database failure: pg tells), or out of memory */
 static int de_handlers_read(dispatch_ctx_t *ctx, pg_t *pg, const char *const *depts, size_t n,
@@ -230,22 +239,25 @@ static int de_handlers_read(dispatch_ctx_t *ctx, pg_t *pg, const char *const *de
     size_t want = 0;
     pg_array_begin(&lit);
     for (size_t i = 0; i < n; i++) {
-        if (de_handlers_known(ctx, depts[i]) || strlen(depts[i]) >= sizeof(ctx->hdepts[0]))
+        if (de_handlers_known(ctx, depts[i]))
             continue;
         int again = 0; /* named twice in depts */
         for (size_t j = 0; j < i && !again; j++)
             again = strcmp(depts[j], depts[i]) == 0;
         if (again)
             continue;
-        char(*d)[64] = util_grow(ctx->hdepts, &ctx->hdepts_cap, ctx->nhdepts + 1,
-                                 sizeof(*ctx->hdepts), 16);
-        if (!d) {
+        char **d = util_grow(ctx->hdepts, &ctx->hdepts_cap, ctx->nhdepts + 1,
+                             sizeof(*ctx->hdepts), 16);
+        char *copy = d ? strdup(depts[i]) : NULL;
+        if (d)
+            ctx->hdepts = d;
+        if (!copy) {
             strbuf_free(&lit);
+            de_handlers_forget(ctx, want);
             snprintf(errstr, errstr_size, "out of memory");
             return -1;
         }
-        ctx->hdepts = d;
-        snprintf(ctx->hdepts[ctx->nhdepts++], sizeof(ctx->hdepts[0]), "%s", depts[i]);
+        ctx->hdepts[ctx->nhdepts++] = copy;
         pg_array_add(&lit, depts[i]);
         want++;
     }
@@ -258,7 +270,7 @@ static int de_handlers_read(dispatch_ctx_t *ctx, pg_t *pg, const char *const *de
     PGresult *res = pg_exec_stmt(pg, &de_read_handlers, v, PGRES_TUPLES_OK, errstr, errstr_size);
     strbuf_free(&lit);
     if (!res) {
-        ctx->nhdepts -= want; /* not read after all */
+        de_handlers_forget(ctx, want); /* not read after all */
         return -1;
     }
     int rows = PQntuples(res);
@@ -269,7 +281,7 @@ static int de_handlers_read(dispatch_ctx_t *ctx, pg_t *pg, const char *const *de
         ctx->hres = r;
     if (!h) {
         PQclear(res);
-        ctx->nhdepts -= want;
+        de_handlers_forget(ctx, want);
         snprintf(errstr, errstr_size, "out of memory");
         return -1;
     }

@@ -81,7 +81,7 @@ typedef struct dispatch_ctx {
     size_t nhres, hres_cap;
     dispatch_staff_t *hs;            /**< their rows: by department, then id */
     size_t nhs, hs_cap;
-    char (*hdepts)[64];              /**< the departments read, with or without handlers */
+    char **hdepts;                   /**< the departments read, with or without handlers */
     size_t nhdepts, hdepts_cap;
 } dispatch_ctx_t;
 
