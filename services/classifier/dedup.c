@@ -71,9 +71,51 @@ static const pg_stmt_t dd_hotspot = {
     "RETURNING (extract(epoch FROM window_start) * 1000)::bigint AS start_ms",
     5};
 
+/* the bits of each byte value, one per lane: a shingle hash's 64 bits are
+ * counted as eight rows of eight, which the compiler adds as vectors (3.5
+ * times faster than a loop over the 64 bits: decision 0045) */
+#define DD_B8(v)                                                                                 \
+    {(v)&1, (v) >> 1 & 1, (v) >> 2 & 1, (v) >> 3 & 1, (v) >> 4 & 1, (v) >> 5 & 1, (v) >> 6 & 1,  \
+     (v) >> 7 & 1}
+#define DD_B32(v)                                                                                \
+    DD_B8(v), DD_B8(v + 1), DD_B8(v + 2), DD_B8(v + 3), DD_B8(v + 4), DD_B8(v + 5),               \
+        DD_B8(v + 6), DD_B8(v + 7), DD_B8(v + 8), DD_B8(v + 9), DD_B8(v + 10), DD_B8(v + 11),     \
+        DD_B8(v + 12), DD_B8(v + 13), DD_B8(v + 14), DD_B8(v + 15), DD_B8(v + 16),               \
+        DD_B8(v + 17), DD_B8(v + 18), DD_B8(v + 19), DD_B8(v + 20), DD_B8(v + 21),               \
+        DD_B8(v + 22), DD_B8(v + 23), DD_B8(v + 24), DD_B8(v + 25), DD_B8(v + 26),               \
+        DD_B8(v + 27), DD_B8(v + 28), DD_B8(v + 29), DD_B8(v + 30), DD_B8(v + 31)
+static const uint8_t dd_bits[256][8] = {DD_B32(0),   DD_B32(32),  DD_B32(64),  DD_B32(96),
+                                        DD_B32(128), DD_B32(160), DD_B32(192), DD_B32(224)};
+
+/* per bit position, how many of the hashes so far have it set: 16-bit
+ * counters, folded into 32-bit ones before they could overflow */
+typedef struct dd_votes {
+    uint32_t ones[64];
+    uint16_t part[64];
+    uint32_t n, npart;
+} dd_votes_t;
+
+static void dd_vote(dd_votes_t *v, uint64_t h)
+{
+    for (int k = 0; k < 8; k++) {
+        const uint8_t *t = dd_bits[(h >> (8 * k)) & 0xff];
+        for (int j = 0; j < 8; j++)
+            v->part[8 * k + j] += t[j];
+    }
+    if (++v->npart == UINT16_MAX) {
+        for (int b = 0; b < 64; b++) {
+            v->ones[b] += v->part[b];
+            v->part[b] = 0;
+        }
+        v->n += v->npart;
+        v->npart = 0;
+    }
+}
+
 uint64_t dedup_simhash(const char *title, const char *body)
 {
-    int v[64] = {0};
+    dd_votes_t v;
+    memset(&v, 0, sizeof(v));
     const char *fields[2] = {title, body};
     for (int f = 0; f < 2; f++) {
         const unsigned char *s = (const unsigned char *)fields[f];
@@ -91,23 +133,18 @@ uint64_t dedup_simhash(const char *title, const char *body)
                 continue;
             }
             /* bigrams and trigrams: an inserted character changes few of them */
-            if (c1) {
-                uint64_t h = textfeat_mix64((uint64_t)cp | (uint64_t)c1 << 21 | 1ull << 63);
-                for (int b = 0; b < 64; b++)
-                    v[b] += (h >> b) & 1 ? 1 : -1;
-            }
-            if (c1 && c2) {
-                uint64_t h = textfeat_mix64((uint64_t)cp | (uint64_t)c1 << 21 | (uint64_t)c2 << 42);
-                for (int b = 0; b < 64; b++)
-                    v[b] += (h >> b) & 1 ? 1 : -1;
-            }
+            if (c1)
+                dd_vote(&v, textfeat_mix64((uint64_t)cp | (uint64_t)c1 << 21 | 1ull << 63));
+            if (c1 && c2)
+                dd_vote(&v, textfeat_mix64((uint64_t)cp | (uint64_t)c1 << 21 | (uint64_t)c2 << 42));
             c2 = c1;
             c1 = cp;
         }
     }
+    /* a bit is set where more hashes have it than not (a tie: not) */
     uint64_t out = 0;
     for (int b = 0; b < 64; b++)
-        if (v[b] > 0)
+        if (2 * (uint64_t)(v.ones[b] + v.part[b]) > (uint64_t)v.n + v.npart)
             out |= 1ull << b;
     return out;
 }
