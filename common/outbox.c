@@ -31,12 +31,13 @@ static const pg_stmt_t outbox_insert = {
  * bytes, not hex-encoded by the server and decoded here (decision 0036). */
 static const pg_stmt_t outbox_lock = {
     "outbox_lock",
-    "SELECT id::text AS id, topic, msg_key, payload, headers::text AS headers, "
+    "SELECT o.id::text AS id, o.topic, o.msg_key, o.payload, o.headers::text AS headers, "
     "(SELECT pg_snapshot_xmin(pg_current_snapshot()))::text AS snap_xmin, "
     "(SELECT pg_snapshot_xmax(pg_current_snapshot()))::text AS snap_xmax "
-    "FROM outbox WHERE producer = $1 AND id > $3::bigint "
+    "FROM outbox o WHERE o.producer = $1 AND o.id > $3::bigint "
     "AND (SELECT pg_try_advisory_xact_lock(hashtext('kesu-outbox:' || $1))) "
-    "ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+    /* o.id, the number: a bare `id` would name the text output column */
+    "ORDER BY o.id LIMIT $2 FOR UPDATE SKIP LOCKED",
     3};
 
 /* a full sweep (from the start of the producer's rows) this often, and after

@@ -315,6 +315,61 @@ static void test_producer_warm(void **state)
     kafka_topics_set_prefix(getenv("KESU_TOPICS_PREFIX"));
 }
 
+typedef struct ordered {
+    int idx[64];
+    int n;
+} ordered_t;
+
+static void on_ordered(const rd_kafka_message_t *m, void *arg)
+{
+    ordered_t *o = arg;
+    int i;
+    if (o->n < 64 && m->len == 9 && sscanf((const char *)m->payload, "msg-%05d", &i) == 1)
+        o->idx[o->n++] = i;
+}
+
+/* one pass whose ids cross a power of ten (…995 to …004): published in the
+ * order of the numbers, not of their text ("1000" sorts before "999") */
+static void test_ids_across_a_digit(void **state)
+{
+    char err[512], t[128], prod[64], uuid[37], sql[160];
+    (void)state;
+    util_uuid(uuid);
+    snprintf(prod, sizeof(prod), "itest-outdig-%.8s", uuid + 28);
+    assert_int_equal(itest_topic_create("kesu.itest.outdig", 1, t, sizeof(t)), 0);
+    pg_t *pg = pg_new(itest_pg());
+    assert_int_equal(pg_connect(pg, 5000, err, sizeof(err)), 0);
+    long long v = itest_scalar(pg, "SELECT last_value FROM outbox_id_seq"), b = 10;
+    while (b <= v + 10)
+        b *= 10;
+    snprintf(sql, sizeof(sql), "SELECT setval('outbox_id_seq', %lld)", b - 6); /* forward only */
+    PQclear(PQexec(pg->conn, sql));
+    assert_int_equal(pg_begin(pg, err, sizeof(err)), 0);
+    for (int i = 0; i < 10; i++) {
+        char payload[16];
+        snprintf(payload, sizeof(payload), "msg-%05d", i);
+        assert_int_equal(outbox_append(pg, prod, t, "k", payload, strlen(payload), NULL, err,
+                                       sizeof(err)),
+                         0);
+    }
+    assert_int_equal(pg_commit(pg, err, sizeof(err)), 0);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM outbox WHERE producer = '%s' AND id >= %lld",
+             prod, b);
+    assert_true(itest_scalar(pg, sql) >= 1); /* they do cross it */
+
+    outbox_relay_t *r = outbox_relay_new(itest_pg(), prod, rk, 100, 20, err, sizeof(err));
+    assert_non_null(r);
+    assert_int_equal(outbox_relay_once(r, err, sizeof(err)), 10);
+    outbox_relay_stop(r, 0);
+    ordered_t o = {{0}, 0};
+    itest_consume_all(t, 3000, on_ordered, &o);
+    assert_int_equal(o.n, 10);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(o.idx[i], i);
+    itest_topic_delete(t);
+    pg_destroy(pg);
+}
+
 typedef struct exact {
     int n, bytes_ok, key_ok, header_ok;
 } exact_t;
@@ -379,6 +434,7 @@ int main(void)
         cmocka_unit_test(test_one_relay_per_producer),
         cmocka_unit_test(test_producer_warm),
         cmocka_unit_test(test_payload_bytes_exact),
+        cmocka_unit_test(test_ids_across_a_digit),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
