@@ -565,31 +565,24 @@ static const pg_stmt_t cs_write_many = {
     "ORDER BY ord",
     13};
 
-int casestore_append_first(pg_t *pg, casestore_event_t *ev, size_t n, char *errstr,
+/* write events whose out (status, version, seq) and envelope case are
+ * decided: their history and outbox rows in one statement */
+static int cs_write_events(pg_t *pg, casestore_event_t *ev, size_t n, char *errstr,
                            size_t errstr_size)
 {
     cs_rows_t rows;
     int rc = CASESTORE_ERROR;
-    if (n == 0)
-        return CASESTORE_OK;
-    if (pg->defer && casestore_defer_flush(pg, errstr, errstr_size) != CASESTORE_OK)
-        return CASESTORE_ERROR;
     if (cs_rows_init(&rows) != 0) {
         snprintf(errstr, errstr_size, "out of memory");
         return CASESTORE_ERROR;
     }
     for (size_t i = 0; i < n; i++) {
-        casestore_result_t *o = &ev[i].out;
-        memset(o, 0, sizeof(*o));
-        snprintf(o->status_before, sizeof(o->status_before), "%s", CASESTORE_FIRST_STATUS);
-        snprintf(o->status_after, sizeof(o->status_after), "%s", CASESTORE_FIRST_STATUS);
-        o->version = CASESTORE_FIRST_VERSION;
-        o->seq = CASESTORE_FIRST_SEQ;
-        ev[i].pe->env.case_version = o->version;
-        ev[i].pe->env.case_seq = o->seq;
-        if (cs_rows_add(&rows, ev[i].case_id, o->status_after, ev[i].producer, ev[i].actor,
-                        ev[i].topic, ev[i].pe) != 0) {
-            snprintf(errstr, errstr_size, "out of memory packing %s", ev[i].pe->event_type);
+        proto_env_t *pe = ev[i].pe;
+        pe->env.case_version = ev[i].out.version;
+        pe->env.case_seq = ev[i].out.seq;
+        if (cs_rows_add(&rows, ev[i].case_id, ev[i].out.status_after, ev[i].producer,
+                        ev[i].actor, ev[i].topic, pe) != 0) {
+            snprintf(errstr, errstr_size, "out of memory packing %s", pe->event_type);
             goto out;
         }
     }
@@ -597,6 +590,24 @@ int casestore_append_first(pg_t *pg, casestore_event_t *ev, size_t n, char *errs
 out:
     cs_rows_free(&rows);
     return rc;
+}
+
+int casestore_append_first(pg_t *pg, casestore_event_t *ev, size_t n, char *errstr,
+                           size_t errstr_size)
+{
+    if (n == 0)
+        return CASESTORE_OK;
+    if (pg->defer && casestore_defer_flush(pg, errstr, errstr_size) != CASESTORE_OK)
+        return CASESTORE_ERROR;
+    for (size_t i = 0; i < n; i++) {
+        casestore_result_t *o = &ev[i].out;
+        memset(o, 0, sizeof(*o));
+        snprintf(o->status_before, sizeof(o->status_before), "%s", CASESTORE_FIRST_STATUS);
+        snprintf(o->status_after, sizeof(o->status_after), "%s", CASESTORE_FIRST_STATUS);
+        o->version = CASESTORE_FIRST_VERSION;
+        o->seq = CASESTORE_FIRST_SEQ;
+    }
+    return cs_write_events(pg, ev, n, errstr, errstr_size);
 }
 
 /* the bump's row for a case id, or -1 */
@@ -612,7 +623,6 @@ int casestore_append_many(pg_t *pg, casestore_event_t *ev, size_t n, char *errst
                           size_t errstr_size)
 {
     strbuf_t ids;
-    cs_rows_t rows_out;
     PGresult *res = NULL;
     int rc = CASESTORE_ERROR, *rows = NULL;
     int64_t *next = NULL;
@@ -621,10 +631,6 @@ int casestore_append_many(pg_t *pg, casestore_event_t *ev, size_t n, char *errst
     /* appends gathered earlier in the batch go first: outbox rows stay in order */
     if (pg->defer && casestore_defer_flush(pg, errstr, errstr_size) != CASESTORE_OK)
         return CASESTORE_ERROR;
-    if (cs_rows_init(&rows_out) != 0) {
-        snprintf(errstr, errstr_size, "out of memory");
-        return CASESTORE_ERROR;
-    }
     pg_array_begin(&ids);
     for (size_t i = 0; i < n; i++)
         pg_array_add(&ids, ev[i].case_id);
@@ -660,24 +666,12 @@ int casestore_append_many(pg_t *pg, casestore_event_t *ev, size_t n, char *errst
         o->version = strtoll(pg_get(res, r, "version"), NULL, 10);
         o->seq = ++next[r];
     }
-    for (size_t i = 0; i < n; i++) {
-        proto_env_t *pe = ev[i].pe;
-        proto_env_set_case(pe, ev[i].case_id, pg_get(res, rows[i], "case_no"),
+    for (size_t i = 0; i < n; i++)
+        proto_env_set_case(ev[i].pe, ev[i].case_id, pg_get(res, rows[i], "case_no"),
                            pg_get(res, rows[i], "trace_id"));
-        pe->env.case_version = ev[i].out.version;
-        pe->env.case_seq = ev[i].out.seq;
-        if (cs_rows_add(&rows_out, ev[i].case_id, ev[i].out.status_after, ev[i].producer,
-                        ev[i].actor, ev[i].topic, pe) != 0) {
-            snprintf(errstr, errstr_size, "out of memory packing %s", pe->event_type);
-            goto out;
-        }
-    }
-    PQclear(res);
-    res = NULL;
-    rc = cs_rows_write(pg, &rows_out, errstr, errstr_size);
+    rc = cs_write_events(pg, ev, n, errstr, errstr_size);
 out:
     strbuf_free(&ids);
-    cs_rows_free(&rows_out);
     free(rows);
     free(next);
     PQclear(res);

@@ -157,9 +157,17 @@ void dispatch_ctx_init(dispatch_ctx_t *ctx, const dispatch_catalogue_t *cat)
                                     NULL);
 }
 
-/* forget the handlers read (a new attempt reads them again) */
+/* a CaseClassified's route, worked out at the claim (de_handlers_ahead) so
+ * that its handler does not match the rules' keywords over the text again */
+struct dispatch_routed {
+    char event_id[40];
+    dispatch_route_t route;
+};
+
+/* forget the handlers read and the routes (a new attempt works them out again) */
 static void de_handlers_clear(dispatch_ctx_t *ctx)
 {
+    ctx->nrouted = 0;
     for (size_t i = 0; i < ctx->nhres; i++)
         PQclear(ctx->hres[i]);
     for (size_t i = 0; i < ctx->nhdepts; i++)
@@ -173,6 +181,9 @@ void dispatch_ctx_free(dispatch_ctx_t *ctx)
     free(ctx->hres);
     free(ctx->hs);
     free(ctx->hdepts);
+    free(ctx->routed);
+    ctx->routed = NULL;
+    ctx->routed_cap = 0;
     ctx->hres = NULL;
     ctx->hs = NULL;
     ctx->hdepts = NULL;
@@ -719,12 +730,33 @@ static int de_handlers_ahead(dispatch_ctx_t *ctx, pg_t *pg, const kc_msg_t *msgs
         if (row < 0)
             continue;
         de_input(env, ctx->cases.res, row, &in, NULL, 0, NULL);
-        if (dispatch_route(ctx->cat, &in, &route) == 0 && route.department)
+        if (dispatch_route(ctx->cat, &in, &route) != 0)
+            continue;
+        struct dispatch_routed *r = util_grow(ctx->routed, &ctx->routed_cap, ctx->nrouted + 1,
+                                              sizeof(*r), 16);
+        if (r) { /* else the handler works it out itself */
+            ctx->routed = r;
+            snprintf(r[ctx->nrouted].event_id, sizeof(r[0].event_id), "%s", env->event_id);
+            r[ctx->nrouted++].route = route;
+        }
+        if (route.department)
             depts[k++] = route.department;
     }
     int rc = de_handlers_read(ctx, pg, depts, k, errstr, errstr_size);
     free(depts);
     return rc;
+}
+
+/* the route the claim worked out for this event, if it did (one event, one use) */
+static int de_routed(dispatch_ctx_t *ctx, const Kesu__V1__Envelope *env, dispatch_route_t *out)
+{
+    for (size_t i = 0; i < ctx->nrouted; i++)
+        if (ctx->routed[i].event_id[0] && strcmp(ctx->routed[i].event_id, env->event_id) == 0) {
+            *out = ctx->routed[i].route;
+            ctx->routed[i].event_id[0] = '\0';
+            return 1;
+        }
+    return 0;
 }
 
 static kc_result_t de_dispatch(dispatch_ctx_t *ctx, pg_t *pg, const Kesu__V1__Envelope *env,
@@ -766,7 +798,7 @@ static kc_result_t de_dispatch(dispatch_ctx_t *ctx, pg_t *pg, const Kesu__V1__En
     dispatch_input_t in;
     de_input(env, crow, row, &in, flagbuf, sizeof(flagbuf), flags);
     snprintf(domain, sizeof(domain), "%s", in.domain ? in.domain : "");
-    if (dispatch_route(ctx->cat, &in, &route) != 0) {
+    if (!de_routed(ctx, env, &route) && dispatch_route(ctx->cat, &in, &route) != 0) {
         snprintf(errstr, errstr_size, "no catalogue rule matched (the default rule is missing)");
         goto out;
     }

@@ -83,6 +83,8 @@ typedef struct dispatch_ctx {
     size_t nhs, hs_cap;
     char **hdepts;                   /**< the departments read, with or without handlers */
     size_t nhdepts, hdepts_cap;
+    struct dispatch_routed *routed;  /**< routes worked out at the claim, by event id */
+    size_t nrouted, routed_cap;
 } dispatch_ctx_t;
 
 /** @brief Fill the metric handles of ctx (max_returns 2, version 0). */

@@ -169,14 +169,7 @@ int api_authenticate(intake_worker_t *w, http_req_t *r, int roles, intake_token_
     const char *authz = http_req_header(r, "Authorization");
     if (!intake_worker_db(w))
         return api_fail_db_down(r);
-    int rc = intake_auth_lookup(w->pg, &w->tokens, authz, tok, errstr, sizeof(errstr));
-    /*
-     * The first query of a request is where a dropped idle connection (server
-     * restart, idle timeout) shows; reconnect and ask once more rather than
-     * answer 503 for a database that is actually there.
-     */
-    if (rc == INTAKE_AUTH_ERROR && PQstatus(w->pg->conn) != CONNECTION_OK && intake_worker_db(w))
-        rc = intake_auth_lookup(w->pg, &w->tokens, authz, tok, errstr, sizeof(errstr));
+    int rc = intake_worker_auth(w, authz, tok, errstr, sizeof(errstr));
     errstr[strcspn(errstr, "\n")] = '\0'; /* libpq's hint lines stay out of the log */
     switch (rc) {
     case INTAKE_AUTH_OK:

@@ -61,4 +61,13 @@ typedef struct intake_worker {
  */
 int intake_worker_db(intake_worker_t *w);
 
+/**
+ * @brief Authenticate a request on the worker (intake_auth_lookup with its
+ *        token cache), asking once more after a reconnect when the
+ *        connection had dropped.
+ * @returns an intake_auth_rc_t; errstr explains INTAKE_AUTH_ERROR.
+ */
+int intake_worker_auth(intake_worker_t *w, const char *authorization, intake_token_t *tok,
+                       char *errstr, size_t errstr_size);
+
 #endif

@@ -209,10 +209,7 @@ static int o311_auth(intake_worker_t *w, http_req_t *r, open311_fmt_t fmt, const
         return o311_fail(r, fmt, 503, "the case store is unavailable; retry in %d seconds",
                          INTAKE_RETRY_AFTER_S);
     snprintf(authz, sizeof(authz), "Bearer %s", key);
-    int rc = intake_auth_lookup(w->pg, &w->tokens, authz, tok, errstr, sizeof(errstr));
-    /* a dropped idle connection shows on the first query: reconnect and ask once more */
-    if (rc == INTAKE_AUTH_ERROR && PQstatus(w->pg->conn) != CONNECTION_OK && intake_worker_db(w))
-        rc = intake_auth_lookup(w->pg, &w->tokens, authz, tok, errstr, sizeof(errstr));
+    int rc = intake_worker_auth(w, authz, tok, errstr, sizeof(errstr));
     if (rc == INTAKE_AUTH_ERROR)
         return o311_fail_db(w, r, fmt, "api_key lookup", errstr);
     if (rc != INTAKE_AUTH_OK)

@@ -45,6 +45,18 @@ int intake_worker_db(intake_worker_t *w)
     return 0;
 }
 
+int intake_worker_auth(intake_worker_t *w, const char *authorization, intake_token_t *tok,
+                       char *errstr, size_t errstr_size)
+{
+    int rc = intake_auth_lookup(w->pg, &w->tokens, authorization, tok, errstr, errstr_size);
+    /* the first query of a request is where a dropped idle connection (server
+     * restart, idle timeout) shows: reconnect and ask once more rather than
+     * answer 503 for a database that is actually there */
+    if (rc == INTAKE_AUTH_ERROR && PQstatus(w->pg->conn) != CONNECTION_OK && intake_worker_db(w))
+        rc = intake_auth_lookup(w->pg, &w->tokens, authorization, tok, errstr, errstr_size);
+    return rc;
+}
+
 static void server_tick(evutil_socket_t fd, short what, void *arg)
 {
     intake_thread_t *t = arg;

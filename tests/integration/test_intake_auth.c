@@ -55,6 +55,15 @@ static void set_revoked(const char *id, int revoked)
     PQclear(res);
 }
 
+/* an empty cache that keeps tokens for ttl_ms */
+static intake_token_cache_t *new_cache(int ttl_ms)
+{
+    intake_token_cache_t *c = calloc(1, sizeof(*c));
+    assert_non_null(c);
+    c->ttl_ms = ttl_ms;
+    return c;
+}
+
 static int lookup(intake_token_cache_t *c, const char *authz, intake_token_t *tok)
 {
     char err[256];
@@ -66,9 +75,7 @@ static void test_kept_until_time_is_up(void **state)
     (void)state;
     char id[37], authz[64];
     intake_token_t tok;
-    intake_token_cache_t *c = calloc(1, sizeof(*c));
-    assert_non_null(c);
-    c->ttl_ms = 400;
+    intake_token_cache_t *c = new_cache(400);
     make_token("agent", NULL, id, authz, sizeof(authz));
     assert_int_equal(lookup(c, authz, &tok), INTAKE_AUTH_OK);
     assert_string_equal(tok.id, id);
@@ -96,9 +103,7 @@ static void test_refusals_not_kept(void **state)
     (void)state;
     char id[37], authz[64];
     intake_token_t tok;
-    intake_token_cache_t *c = calloc(1, sizeof(*c));
-    assert_non_null(c);
-    c->ttl_ms = 60000;
+    intake_token_cache_t *c = new_cache(60000);
     make_token("supervisor", NULL, id, authz, sizeof(authz));
     set_revoked(id, 1);
     assert_int_equal(lookup(c, authz, &tok), INTAKE_AUTH_INVALID);
@@ -127,11 +132,9 @@ static void test_more_tokens_than_slots(void **state)
     char(*authz)[64] = calloc(N, sizeof(*authz));
     char dept[N][16];
     intake_token_t tok;
-    intake_token_cache_t *c = calloc(1, sizeof(*c));
+    intake_token_cache_t *c = new_cache(60000);
     assert_non_null(ids);
     assert_non_null(authz);
-    assert_non_null(c);
-    c->ttl_ms = 60000;
     for (int i = 0; i < N; i++) {
         snprintf(dept[i], sizeof(dept[i]), "d%02d", i);
         make_token("handler", dept[i], ids[i], authz[i], sizeof(authz[i]));
