@@ -12,7 +12,8 @@ the lowest the design's rows allow, to hold against cpu_ms_per_case.postgresql.
 Run: python3 scripts/bench_floor.py, with KESU_PG naming a database on the server to use
 (kesu_floor is made beside it). Settings: KESU_FLOOR_BATCH (cases per statement, 50),
 KESU_FLOOR_BATCHES (batches per client, 10,000 cases in all by default), KESU_FLOOR_CLIENTS
-(2), KESU_BIN_DIR (where kesuctl is; build-release/bin).
+(2), KESU_BIN_DIR (where kesuctl is; build-release/bin), KESU_FLOOR_NO_FK (1: drop every
+foreign key after the migration, to see what their checks cost).
 Prints one JSON line: cases, cases_per_s, pg_cpu_ms_per_case, wal_kb_per_case.
 """
 import json
@@ -30,6 +31,7 @@ BATCH = int(os.environ.get("KESU_FLOOR_BATCH", "50"))
 BATCHES = int(os.environ.get("KESU_FLOOR_BATCHES", str(10000 // BATCH)))
 CLIENTS = int(os.environ.get("KESU_FLOOR_CLIENTS", "2"))
 BIN = os.environ.get("KESU_BIN_DIR", os.path.join(ROOT, "build-release", "bin"))
+NO_FK = os.environ.get("KESU_FLOOR_NO_FK", "0") == "1"
 
 
 def psql(conn, *sql):
@@ -49,6 +51,10 @@ def main():
     psql(base, "DROP DATABASE IF EXISTS kesu_floor WITH (FORCE)", "CREATE DATABASE kesu_floor")
     subprocess.run([os.path.join(BIN, "kesuctl"), "migrate", "--pg", floor], check=True,
                    stdout=subprocess.DEVNULL)
+    if NO_FK:
+        fks = psql(floor, "SELECT format('ALTER TABLE %s DROP CONSTRAINT %I', conrelid::regclass, "
+                          "conname) FROM pg_constraint WHERE contype = 'f'").split("\n")
+        psql(floor, *[f for f in fks if f])
     psql(floor, "CREATE SEQUENCE floor_batch")
     # the ids of a batch b, time-ordered like the services' (version 7) ids; SQL
     # functions of one expression, inlined where bench_floor.sql uses them

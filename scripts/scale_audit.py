@@ -162,8 +162,15 @@ CASES = [
      '{%d,%d}' % (now_ms + 86400000, now_ms + 15 * 86400000), '{d05,d05}', '{itest,itest}',
      '{"{CaseAccepted}","{CaseResolved,CaseClosed}"}', '{false,true}',
      '{CaseAssigned,CaseAssigned}'], None),
- ('ev.dd_link_many', 'dd_link_many', ["?SELECT '{' || id || '}' FROM cases WHERE status = 'received' ORDER BY created_at DESC LIMIT 1",
+ # a batch's end: one fingerprint and one link (decision 0046)
+ ('ev.dd_write_many', 'dd_write_many', ["?SELECT '{' || id || '}' FROM cases WHERE status = 'received' ORDER BY created_at DESC LIMIT 1",
+     '{110191}', '{public_safety}', '{12345}',
+     "?SELECT '{' || id || '}' FROM cases WHERE status = 'received' ORDER BY created_at DESC LIMIT 1",
      "?SELECT '{' || id || '}' FROM cases WHERE status = 'assigned' ORDER BY created_at DESC LIMIT 1", '{3}'], None),
+ # a batch's search at its claim: three new cases in two districts (decision 0046)
+ ('ev.dd_candidates_many', 'dd_candidates_many', [
+     "?SELECT '{' || string_agg(id::text, ',') || '}' FROM (SELECT id FROM cases WHERE status = 'received' ORDER BY created_at DESC LIMIT 3) c",
+     '{110191,110191,110105}', '{12345,-98765,4242}', 86400000, 18], None),
  ('ev.de_record_return', 'de_record_return', ["?SELECT id FROM cases WHERE status = 'assigned' ORDER BY created_at DESC LIMIT 1", "?SELECT id FROM cases WHERE status = 'assigned' ORDER BY created_at DESC OFFSET 1 LIMIT 1", 1, 'd05', 'r', now_ms], None),
 ]
 

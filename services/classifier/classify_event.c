@@ -79,22 +79,61 @@ void classify_ctx_free(classify_ctx_t *ctx)
     classify_free(ctx->cls);
     ctx->cls = NULL;
     pg_keyed_clear(&ctx->cases);
-    dedup_links_free(&ctx->links);
+    dedup_batch_free(&ctx->dd);
 }
 
 static kc_result_t ce_db_failure(pg_t *pg);
+
+/* the fast attempt's new cases, searched for duplicates in one statement: the
+ * CaseReceived events whose case the claim found received (the others are
+ * skipped by their handlers), in the handlers' order */
+static kc_result_t ce_search(classify_ctx_t *ctx, pg_t *pg, const kc_msg_t *msgs, size_t n,
+                             char *errstr, size_t errstr_size)
+{
+    dedup_query_t *q = calloc(n ? n : 1, sizeof(*q));
+    size_t k = 0;
+    if (!q) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return KC_RETRY;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const Kesu__V1__Envelope *env = msgs[i].env;
+        if (!classify_wants(ctx, env))
+            continue;
+        int row = pg_keyed_find(&ctx->cases, env->case_id);
+        if (row < 0 || strcmp(pg_get(ctx->cases.res, row, "status"), "received") != 0)
+            continue;
+        const Kesu__V1__CaseReceived *cr = env->case_received;
+        q[k++] = (dedup_query_t){env->case_id,
+                                 cr->location ? cr->location->district_code : NULL, cr->title,
+                                 cr->body};
+    }
+    int rc = dedup_batch_search(pg, &ctx->dedup, &ctx->dd, q, k, errstr, errstr_size);
+    free(q);
+    if (rc == 0)
+        return KC_OK;
+    return pg->sqlstate[0] ? ce_db_failure(pg) : KC_RETRY;
+}
 
 kc_result_t classify_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, const kc_msg_t *msgs,
                            size_t n, char *errstr, size_t errstr_size)
 {
     classify_ctx_t *ctx = opaque;
-    if (phase == KC_BATCH_END && dedup_links_write(pg, &ctx->links, errstr, errstr_size) != 0)
+    if (phase == KC_BATCH_END && dedup_batch_write(pg, &ctx->dd, errstr, errstr_size) != 0)
         return pg->sqlstate[0] ? ce_db_failure(pg) : KC_RETRY;
-    /* a fast attempt keeps its duplicate links for one statement at its end; a
-     * careful one writes each event's own, so that a savepoint undoes them */
-    if (phase == KC_BATCH_BEGIN || phase == KC_BATCH_BEGIN_CAREFUL || phase == KC_BATCH_END)
-        dedup_links_reset(&ctx->links, phase == KC_BATCH_BEGIN);
-    return kc_cases_step(pg, phase, &ce_lock_many, msgs, n, &ctx->cases, errstr, errstr_size);
+    /* a fast attempt searches its cases at the claim and keeps their fingerprints and
+     * duplicate links for one statement at its end; a careful one searches and writes
+     * each event's own, so that a savepoint undoes them */
+    if ((phase == KC_BATCH_BEGIN || phase == KC_BATCH_BEGIN_CAREFUL || phase == KC_BATCH_END) &&
+        dedup_batch_reset(&ctx->dd, phase == KC_BATCH_BEGIN) != 0) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return KC_RETRY;
+    }
+    kc_result_t rc = kc_cases_step(pg, phase, &ce_lock_many, msgs, n, &ctx->cases, errstr,
+                                   errstr_size);
+    if (rc != KC_OK || phase != KC_BATCH_CLAIMED || !ctx->dd.gather)
+        return rc;
+    return ce_search(ctx, pg, msgs, n, errstr, errstr_size);
 }
 
 /* HotspotDetected in the master case's history (and on kesu.classifier.v1) */
@@ -176,8 +215,8 @@ kc_result_t classify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *err
     const char *district =
         cr->location && cr->location->district_code ? cr->location->district_code : "";
     dedup_result_t dr;
-    if (dedup_check(pg, &ctx->dedup, &ctx->links, env->case_id, district, res.domain,
-                    dedup_simhash(cr->title, cr->body), &dr, errstr, errstr_size) != 0) {
+    if (dedup_check(pg, &ctx->dedup, &ctx->dd, env->case_id, district, res.domain, cr->title,
+                    cr->body, &dr, errstr, errstr_size) != 0) {
         rc = ce_db_failure(pg);
         goto out;
     }

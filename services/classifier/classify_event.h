@@ -29,7 +29,7 @@ typedef struct classify_ctx {
     metrics_counter_t *m_hotspots;   /**< hotspots raised */
     metrics_counter_t *m_emergency;  /**< cases classified as emergencies */
     pg_keyed_t cases;                /**< the batch's case rows, read at its claim */
-    dedup_links_t links;             /**< a fast attempt's duplicate links, for its end */
+    dedup_batch_t dd;                /**< a fast attempt's duplicate search, kept for its end */
 } classify_ctx_t;
 
 /** @brief Set up ctx with a loaded classifier (ctx takes ownership) and metric handles. */
@@ -54,8 +54,11 @@ kc_result_t classify_handle(void *opaque, pg_t *pg, const kc_msg_t *m, char *err
 /**
  * @brief kc_batch_fn: at KC_BATCH_CLAIMED the batch's cases are locked in id
  *        order and their status read in one statement; the handler of a
- *        case's first event takes its row from there. Forgotten at every
- *        other phase. @returns KC_OK, KC_RETRY / KC_POISON (the read failed).
+ *        case's first event takes its row from there. The received ones are
+ *        then searched for duplicates in one statement (dedup_batch_search),
+ *        their fingerprints and links written at KC_BATCH_END. Forgotten at
+ *        every other phase. @returns KC_OK, KC_RETRY / KC_POISON (a statement
+ *        failed).
  */
 kc_result_t classify_batch(void *opaque, pg_t *pg, kc_batch_phase_t phase, const kc_msg_t *msgs,
                            size_t n, char *errstr, size_t errstr_size);

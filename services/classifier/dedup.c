@@ -34,10 +34,11 @@ static const pg_stmt_t dd_candidates = {
     "FROM (SELECT case_id, simhash, received_at FROM case_fingerprints "
     "WHERE district_code = $2 AND case_id <> $1::uuid "
     "AND received_at > now() - $4::bigint * interval '1 millisecond' "
-    "ORDER BY received_at DESC LIMIT 500) f JOIN cases c ON c.id = f.case_id "
-    "WHERE true "
-    "AND c.status NOT IN ('closed', 'merged', 'rejected', 'withdrawn') "
-    "AND bit_count((f.simhash # $3::bigint)::bit(64)) <= $5::int "
+    "ORDER BY received_at DESC LIMIT 500) f "
+    "WHERE bit_count((f.simhash # $3::bigint)::bit(64)) <= $5::int "
+    /* the status by its key too, whatever the plan cached while cases was small */
+    "AND (SELECT c.status FROM cases c WHERE c.id = f.case_id) "
+    "NOT IN ('closed', 'merged', 'rejected', 'withdrawn') "
     "ORDER BY dist, f.received_at, f.case_id LIMIT 1000",
     6};
 
@@ -54,11 +55,42 @@ static const pg_stmt_t dd_link = {
     "$3::int) ON CONFLICT (case_id) DO NOTHING",
     3};
 
-static const pg_stmt_t dd_link_many = {
-    "dd_link_many",
+/* a gathering batch's fingerprints ($1..$4) and duplicate links ($5..$7) at its end */
+static const pg_stmt_t dd_write_many = {
+    "dd_write_many",
+    "WITH fp AS (INSERT INTO case_fingerprints (case_id, district_code, domain, simhash) "
+    "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[]) "
+    "ON CONFLICT (case_id) DO NOTHING) "
     "INSERT INTO case_duplicates (case_id, master_id, distance) "
-    "SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[]) ON CONFLICT (case_id) DO NOTHING",
-    3};
+    "SELECT * FROM unnest($5::uuid[], $6::uuid[], $7::int[]) ON CONFLICT (case_id) DO NOTHING",
+    7};
+
+/* dd_candidates for a batch's cases at once ($1 ids, $2 districts, $3 fingerprints; $4
+ * window, $5 most bits): each case's scan as dd_candidates makes it, in one statement; the
+ * rows of a case (ord: its place in the arrays, from 1) nearest first, as dd_candidates
+ * orders them. (Reading each district's fingerprints once and joining the batch's cases
+ * to them was twice as slow: a batch's cases are mostly of different districts, and the
+ * rows went through a materialized CTE and a hash join.) The batch's own cases are not in
+ * the table yet: dedup_batch_search compares them in C */
+static const pg_stmt_t dd_candidates_many = {
+    "dd_candidates_many",
+    "SELECT i.ord, f.case_id, COALESCE((SELECT d.master_id FROM case_duplicates d "
+    "WHERE d.case_id = f.case_id), f.case_id) AS master, f.dist, "
+    "(extract(epoch FROM now() - f.received_at) * 1000)::bigint AS age_ms "
+    "FROM unnest($1::uuid[], $2::text[], $3::bigint[]) WITH ORDINALITY "
+    "AS i(case_id, district, simhash, ord) CROSS JOIN LATERAL "
+    "(SELECT f.case_id, f.received_at, bit_count((f.simhash # i.simhash)::bit(64)) AS dist "
+    "FROM (SELECT case_id, simhash, received_at FROM case_fingerprints "
+    "WHERE district_code = i.district AND case_id <> i.case_id "
+    "AND received_at > now() - $4::bigint * interval '1 millisecond' "
+    "ORDER BY received_at DESC LIMIT 500) f "
+    "WHERE bit_count((f.simhash # i.simhash)::bit(64)) <= $5::int "
+    /* the candidate's status by its key, not joined: a plan made while cases was small
+     * hashed all of it for every batch (2.8 ms a search in the benchmark) */
+    "AND (SELECT c.status FROM cases c WHERE c.id = f.case_id) "
+    "NOT IN ('closed', 'merged', 'rejected', 'withdrawn')) f "
+    "ORDER BY i.ord, f.dist, f.received_at, f.case_id",
+    5};
 
 /* the window is aligned to multiples of its length since the epoch, so every
  * instance computes the same window_start for the same moment */
@@ -154,121 +186,305 @@ int dedup_distance(uint64_t a, uint64_t b)
     return __builtin_popcountll(a ^ b);
 }
 
-void dedup_links_reset(dedup_links_t *l, int gather)
+int dedup_batch_reset(dedup_batch_t *b, int gather)
 {
-    l->n = 0;
-    l->gather = gather;
+    b->n = 0;
+    b->nj = 0;
+    b->next = 0;
+    b->gather = gather;
+    return pg_rows_ready(&b->fp, 7);
 }
 
-void dedup_links_free(dedup_links_t *l)
+void dedup_batch_free(dedup_batch_t *b)
 {
-    free(l->v);
-    memset(l, 0, sizeof(*l));
+    free(b->v);
+    free(b->j);
+    pg_rows_free(&b->fp);
+    memset(b, 0, sizeof(*b));
 }
 
-int dedup_links_write(pg_t *pg, dedup_links_t *l, char *errstr, size_t errstr_size)
+int dedup_batch_write(pg_t *pg, dedup_batch_t *b, char *errstr, size_t errstr_size)
 {
-    pg_rows_t rows;
-    int rc = -1;
-    if (l->n == 0)
+    if (b->n == 0 && b->fp.n == 0)
         return 0;
-    memset(&rows, 0, sizeof(rows));
-    if (pg_rows_init(&rows, 3) != 0) {
+    if (!b->fp.col) {
         snprintf(errstr, errstr_size, "out of memory");
         return -1;
     }
-    for (size_t i = 0; i < l->n; i++) {
+    for (size_t i = 0; i < b->n; i++) {
         char d[12];
-        snprintf(d, sizeof(d), "%d", l->v[i].distance);
-        pg_rows_text(&rows, 0, l->v[i].case_id);
-        pg_rows_text(&rows, 1, l->v[i].master);
-        pg_rows_text(&rows, 2, d);
-        rows.n++;
+        snprintf(d, sizeof(d), "%d", b->v[i].distance);
+        pg_rows_text(&b->fp, 4, b->v[i].case_id);
+        pg_rows_text(&b->fp, 5, b->v[i].master);
+        pg_rows_text(&b->fp, 6, d);
     }
     PGresult *res =
-        pg_rows_exec(pg, &dd_link_many, &rows, NULL, PGRES_COMMAND_OK, errstr, errstr_size);
-    if (res) {
-        PQclear(res);
-        l->n = 0;
-        rc = 0;
-    }
-    pg_rows_free(&rows);
-    return rc;
+        pg_rows_exec(pg, &dd_write_many, &b->fp, NULL, PGRES_COMMAND_OK, errstr, errstr_size);
+    if (!res)
+        return -1;
+    PQclear(res);
+    b->n = 0;
+    return 0;
 }
 
 /* a candidate's master: a link the batch keeps for it, else the statement's */
-static const char *dd_master(const dedup_links_t *l, const PGresult *res, int i)
+static const char *dd_master(const dedup_batch_t *b, const PGresult *res, int i)
 {
     const char *id = pg_get(res, i, "case_id");
-    for (size_t k = 0; l && k < l->n; k++)
-        if (strcmp(l->v[k].case_id, id) == 0)
-            return l->v[k].master;
+    for (size_t k = 0; b && k < b->n; k++)
+        if (strcmp(b->v[k].case_id, id) == 0)
+            return b->v[k].master;
     return pg_get(res, i, "master");
 }
 
 /* keep this case's link for the batch's end. -1: out of memory */
-static int dd_keep(dedup_links_t *l, const char *case_id, const char *master, int distance)
+static int dd_keep(dedup_batch_t *b, const char *case_id, const char *master, int distance)
 {
-    dedup_link_t *v = util_grow(l->v, &l->cap, l->n + 1, sizeof(*v), 16);
+    dedup_link_t *v = util_grow(b->v, &b->cap, b->n + 1, sizeof(*v), 16);
     if (!v)
         return -1;
-    l->v = v;
-    snprintf(v[l->n].case_id, sizeof(v[l->n].case_id), "%s", case_id);
-    snprintf(v[l->n].master, sizeof(v[l->n].master), "%s", master);
-    v[l->n++].distance = distance;
+    b->v = v;
+    snprintf(v[b->n].case_id, sizeof(v[b->n].case_id), "%s", case_id);
+    snprintf(v[b->n].master, sizeof(v[b->n].master), "%s", master);
+    v[b->n++].distance = distance;
     return 0;
 }
 
-int dedup_check(pg_t *pg, const dedup_opts_t *o, dedup_links_t *links, const char *case_id,
-                const char *district, const char *domain, uint64_t simhash, dedup_result_t *out,
-                char *errstr, size_t errstr_size)
+/* keep this case's fingerprint for the batch's end */
+static void dd_keep_fingerprint(dedup_batch_t *b, const char *case_id, const char *district,
+                                const char *domain, const char *simhash)
 {
-    char hs[24], win[24], maxd[8], cnt[12];
-    PGresult *res = NULL;
-    int rc = -1;
-    memset(out, 0, sizeof(*out));
-    out->distance = 65;
-    district = district ? district : "";
-    snprintf(hs, sizeof(hs), "%" PRId64, (int64_t)simhash);
-    int64_t window =
-        o->dup_window_ms > o->hotspot_window_ms ? o->dup_window_ms : o->hotspot_window_ms;
-    snprintf(win, sizeof(win), "%" PRId64, window);
-    snprintf(maxd, sizeof(maxd), "%d",
-             o->similar_distance > o->dup_distance ? o->similar_distance : o->dup_distance);
+    pg_rows_text(&b->fp, 0, case_id);
+    pg_rows_text(&b->fp, 1, district);
+    pg_rows_text(&b->fp, 2, domain);
+    pg_rows_text(&b->fp, 3, simhash);
+    b->fp.n++;
+}
 
-    if (!district[0]) {
-        /* without a district there is no "same place": no duplicate or hotspot
-         * judgement (and no scan of every case without one) */
-        const char *fv[4] = {case_id, district, domain, hs};
-        res = pg_exec_stmt(pg, &dd_fingerprint, fv, PGRES_COMMAND_OK, errstr, errstr_size);
-        rc = res ? 0 : -1;
-        goto out;
-    }
-    const char *cv[6] = {case_id, district, hs, win, maxd, domain};
-    res = pg_exec_stmt(pg, &dd_candidates, cv, PGRES_TUPLES_OK, errstr, errstr_size);
-    if (!res)
-        goto out;
-    const char *oldest_similar = NULL;
+/* a case near enough to compare with: a row of the search (tier 0, in the
+ * statement's order) or an earlier case of the batch (tier 1: received now,
+ * after every row of the table; by id) */
+typedef struct dd_cand {
+    int dist, tier;
+    int64_t age_ms;
+    size_t row;
+    const char *case_id, *master;
+} dd_cand_t;
+
+static int dd_cand_cmp(const void *pa, const void *pb)
+{
+    const dd_cand_t *a = pa, *b = pb;
+    if (a->dist != b->dist)
+        return a->dist < b->dist ? -1 : 1;
+    if (a->tier != b->tier)
+        return a->tier < b->tier ? -1 : 1;
+    if (a->tier == 0)
+        return a->row < b->row ? -1 : a->row > b->row;
+    return strcmp(a->case_id, b->case_id);
+}
+
+/* the judgement over the candidates, nearest first: the nearest within
+ * dup_distance and the duplicate window is the master, those within
+ * similar_distance and the hotspot window count for a hotspot (the oldest of
+ * them its master if there is no duplicate) */
+static void dd_judge(const dedup_opts_t *o, const dd_cand_t *c, size_t n, dedup_result_t *out,
+                     char *oldest, size_t oldest_size)
+{
     int64_t oldest_age = -1;
+    memset(out, 0, sizeof(*out));
+    out->distance = n ? c[0].dist : 65;
     out->similar = 1; /* this case */
-    for (int i = 0; i < PQntuples(res); i++) {
-        int dist = atoi(pg_get(res, i, "dist"));
-        int64_t age = strtoll(pg_get(res, i, "age_ms"), NULL, 10);
-        if (i == 0)
-            out->distance = dist;
-        if (!out->duplicate_of[0] && dist <= o->dup_distance && age <= o->dup_window_ms)
-            snprintf(out->duplicate_of, sizeof(out->duplicate_of), "%s",
-                     dd_master(links, res, i));
-        if (dist <= o->similar_distance && age <= o->hotspot_window_ms) {
+    oldest[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        if (!out->duplicate_of[0] && c[i].dist <= o->dup_distance &&
+            c[i].age_ms <= o->dup_window_ms)
+            snprintf(out->duplicate_of, sizeof(out->duplicate_of), "%s", c[i].master);
+        if (c[i].dist <= o->similar_distance && c[i].age_ms <= o->hotspot_window_ms) {
             out->similar++;
-            if (age > oldest_age) {
-                oldest_age = age;
-                oldest_similar = dd_master(links, res, i);
+            if (c[i].age_ms > oldest_age) {
+                oldest_age = c[i].age_ms;
+                snprintf(oldest, oldest_size, "%s", c[i].master);
             }
         }
     }
-    if (out->duplicate_of[0] && links && links->gather) {
-        if (dd_keep(links, case_id, out->duplicate_of, out->distance) != 0) {
+}
+
+/* the search's settings as parameters: the longer window, the larger distance */
+static void dd_params(const dedup_opts_t *o, char *win, size_t win_size, char *maxd,
+                      size_t maxd_size)
+{
+    int64_t window =
+        o->dup_window_ms > o->hotspot_window_ms ? o->dup_window_ms : o->hotspot_window_ms;
+    snprintf(win, win_size, "%" PRId64, window);
+    snprintf(maxd, maxd_size, "%d",
+             o->similar_distance > o->dup_distance ? o->similar_distance : o->dup_distance);
+}
+
+/* each searched case judged over its rows of res (ord: its place, from 1; the rows
+ * in ord order) and the batch's cases before it in its district; c has room for
+ * all rows and all cases */
+static void dd_batch_judge(const dedup_opts_t *o, dedup_batch_t *b, const PGresult *res,
+                           const char *const *district, dd_cand_t *c)
+{
+    int r = 0;
+    int maxd = o->similar_distance > o->dup_distance ? o->similar_distance : o->dup_distance;
+    for (size_t k = 0; k < b->nj; k++) {
+        size_t m = 0;
+        for (; r < PQntuples(res) && strtoull(PQgetvalue(res, r, 0), NULL, 10) == k + 1; r++)
+            c[m++] = (dd_cand_t){atoi(pg_get(res, r, "dist")), 0,
+                                 strtoll(pg_get(res, r, "age_ms"), NULL, 10), (size_t)r,
+                                 pg_get(res, r, "case_id"), pg_get(res, r, "master")};
+        for (size_t j = 0; j < k; j++) {
+            int d = dedup_distance(b->j[k].simhash, b->j[j].simhash);
+            if (d <= maxd && strcmp(district[j], district[k]) == 0)
+                c[m++] = (dd_cand_t){d, 1, 0, j, b->j[j].case_id,
+                                     b->j[j].r.duplicate_of[0] ? b->j[j].r.duplicate_of
+                                                               : b->j[j].case_id};
+        }
+        qsort(c, m, sizeof(*c), dd_cand_cmp);
+        dd_judge(o, c, m, &b->j[k].r, b->j[k].oldest_similar, sizeof(b->j[k].oldest_similar));
+    }
+}
+
+int dedup_batch_search(pg_t *pg, const dedup_opts_t *o, dedup_batch_t *b, const dedup_query_t *q,
+                       size_t n, char *errstr, size_t errstr_size)
+{
+    strbuf_t ids, dists, hashes;
+    const char **district = calloc(n ? n : 1, sizeof(*district));
+    dd_cand_t *c = NULL;
+    PGresult *res = NULL;
+    int rc = -1;
+    b->nj = 0;
+    b->next = 0;
+    pg_array_begin(&ids);
+    pg_array_begin(&dists);
+    pg_array_begin(&hashes);
+    if (!district)
+        goto oom;
+    for (size_t i = 0; i < n; i++) {
+        int seen = 0;
+        if (!q[i].district || !q[i].district[0])
+            continue;
+        for (size_t k = 0; k < b->nj && !seen; k++)
+            seen = strcmp(b->j[k].case_id, q[i].case_id) == 0;
+        if (seen) /* a second event of the case: its handler reads its own */
+            continue;
+        dedup_judged_t *j = util_grow(b->j, &b->capj, b->nj + 1, sizeof(*j), 16);
+        if (!j)
+            goto oom;
+        b->j = j;
+        j = &b->j[b->nj];
+        memset(j, 0, sizeof(*j));
+        snprintf(j->case_id, sizeof(j->case_id), "%s", q[i].case_id);
+        j->simhash = dedup_simhash(q[i].title, q[i].body);
+        district[b->nj++] = q[i].district;
+        char hs[24];
+        snprintf(hs, sizeof(hs), "%" PRId64, (int64_t)j->simhash);
+        pg_array_add(&ids, q[i].case_id);
+        pg_array_add(&dists, q[i].district);
+        pg_array_add(&hashes, hs);
+    }
+    if (b->nj == 0) {
+        rc = 0;
+        goto out;
+    }
+    pg_array_end(&ids);
+    pg_array_end(&dists);
+    pg_array_end(&hashes);
+    char win[24], maxd[8];
+    dd_params(o, win, sizeof(win), maxd, sizeof(maxd));
+    const char *v[5] = {ids.s, dists.s, hashes.s, win, maxd};
+    res = pg_exec_stmt(pg, &dd_candidates_many, v, PGRES_TUPLES_OK, errstr, errstr_size);
+    if (!res) {
+        b->nj = 0;
+        goto out;
+    }
+    c = malloc(((size_t)PQntuples(res) + b->nj) * sizeof(*c));
+    if (!c)
+        goto oom;
+    dd_batch_judge(o, b, res, district, c);
+    rc = 0;
+    goto out;
+oom:
+    b->nj = 0;
+    snprintf(errstr, errstr_size, "out of memory");
+out:
+    PQclear(res);
+    free(c);
+    free(district);
+    strbuf_free(&ids);
+    strbuf_free(&dists);
+    strbuf_free(&hashes);
+    return rc;
+}
+
+/* the case's search from the batch's claim, or NULL: the handlers run in
+ * the claim's order, so it is mostly the next one */
+static dedup_judged_t *dd_take(dedup_batch_t *b, const char *case_id)
+{
+    for (size_t k = 0; k < b->nj; k++) {
+        dedup_judged_t *j = &b->j[(b->next + k) % b->nj];
+        if (!j->taken && strcmp(j->case_id, case_id) == 0) {
+            j->taken = 1;
+            b->next = (size_t)(j - b->j) + 1;
+            return j;
+        }
+    }
+    return NULL;
+}
+
+int dedup_check(pg_t *pg, const dedup_opts_t *o, dedup_batch_t *b, const char *case_id,
+                const char *district, const char *domain, const char *title, const char *body,
+                dedup_result_t *out, char *errstr, size_t errstr_size)
+{
+    char hs[24], win[24], maxd[8], cnt[12], oldest[37];
+    PGresult *res = NULL;
+    int rc = -1;
+    int gather = b && b->gather && b->fp.col;
+    dedup_judged_t *jd = gather ? dd_take(b, case_id) : NULL;
+    memset(out, 0, sizeof(*out));
+    out->distance = 65;
+    district = district ? district : "";
+    snprintf(hs, sizeof(hs), "%" PRId64,
+             (int64_t)(jd ? jd->simhash : dedup_simhash(title, body)));
+
+    if (!district[0] || jd) {
+        /* without a district there is no "same place": no duplicate or hotspot
+         * judgement (and no scan of every case without one) */
+        if (gather) {
+            dd_keep_fingerprint(b, case_id, district, domain, hs);
+        } else {
+            const char *fv[4] = {case_id, district, domain, hs};
+            res = pg_exec_stmt(pg, &dd_fingerprint, fv, PGRES_COMMAND_OK, errstr, errstr_size);
+            if (!res)
+                goto out;
+        }
+        if (!district[0]) {
+            rc = 0;
+            goto out;
+        }
+        *out = jd->r;
+        snprintf(oldest, sizeof(oldest), "%s", jd->oldest_similar);
+    } else {
+        dd_params(o, win, sizeof(win), maxd, sizeof(maxd));
+        const char *cv[6] = {case_id, district, hs, win, maxd, domain};
+        res = pg_exec_stmt(pg, &dd_candidates, cv, PGRES_TUPLES_OK, errstr, errstr_size);
+        if (!res)
+            goto out;
+        dd_cand_t *c = malloc(((size_t)PQntuples(res) + 1) * sizeof(*c));
+        if (!c) {
+            snprintf(errstr, errstr_size, "out of memory");
+            goto out;
+        }
+        for (int i = 0; i < PQntuples(res); i++)
+            c[i] = (dd_cand_t){atoi(pg_get(res, i, "dist")), 0,
+                               strtoll(pg_get(res, i, "age_ms"), NULL, 10), (size_t)i,
+                               pg_get(res, i, "case_id"), dd_master(b, res, i)};
+        dd_judge(o, c, (size_t)PQntuples(res), out, oldest, sizeof(oldest));
+        free(c);
+    }
+    if (out->duplicate_of[0] && gather) {
+        if (dd_keep(b, case_id, out->duplicate_of, out->distance) != 0) {
             snprintf(errstr, errstr_size, "out of memory");
             goto out;
         }
@@ -281,11 +497,11 @@ int dedup_check(pg_t *pg, const dedup_opts_t *o, dedup_links_t *links, const cha
             goto out;
         PQclear(r2);
     }
-    if (o->hotspot_k > 0 && district[0] && out->similar >= o->hotspot_k && oldest_similar) {
+    if (o->hotspot_k > 0 && out->similar >= o->hotspot_k && oldest[0]) {
         /* the master of a hotspot: the duplicate master if there is one, else the oldest similar
          * case */
         snprintf(out->hotspot_master, sizeof(out->hotspot_master), "%s",
-                 out->duplicate_of[0] ? out->duplicate_of : oldest_similar);
+                 out->duplicate_of[0] ? out->duplicate_of : oldest);
         snprintf(win, sizeof(win), "%" PRId64, o->hotspot_window_ms);
         snprintf(cnt, sizeof(cnt), "%d", out->similar);
         const char *hv[5] = {district, domain, win, out->hotspot_master, cnt};

@@ -16,7 +16,11 @@
  *   its status changes are kept for one statement (decision 0038) and the
  *   fingerprint is written with the search;
  * - the search looks a candidate's master up per row, never reading all of
- *   case_duplicates (its plan).
+ *   case_duplicates (its plan);
+ * - a fast batch searches all its cases at the claim in one statement and
+ *   writes their fingerprints and links at its end (decision 0046), and
+ *   judges every case as the cases one by one are judged: the same masters,
+ *   distances and hotspot.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -250,9 +254,22 @@ static void test_links_at_batch_end(void **state)
     assert_int_equal(pg_commit(pg, err, sizeof(err)), 0);
 }
 
-/* the cases of a batch locked and read at its claim (classify_batch): both
- * rows are locked before any handler runs, each handler takes its case's
- * row, and a second event of a case reads its own (now classified: skipped) */
+/* the district's fingerprints can be read from the index alone (migration
+ * 0024): which plan a table this small gets is the planner's choice, so the
+ * other ways of reading it are turned off for the question */
+static void fingerprints_from_index(const char *what)
+{
+    char plan[8192];
+    PQclear(PQexec(pg->conn, "VACUUM case_fingerprints"));
+    PQclear(PQexec(pg->conn, "SET enable_seqscan = off"));
+    PQclear(PQexec(pg->conn, "SET enable_bitmapscan = off"));
+    itest_plan(pg, what, plan, sizeof(plan));
+    PQclear(PQexec(pg->conn, "RESET enable_seqscan"));
+    PQclear(PQexec(pg->conn, "RESET enable_bitmapscan"));
+    if (!strstr(plan, "Index Only Scan Backward using case_fingerprints_district_time"))
+        fail_msg("the fingerprint scan needs more than the index holds:\n%s", plan);
+}
+
 /* a candidate's master is looked up by its key for the rows near enough: the search
  * must not join (and so read) all of case_duplicates, which grows with every duplicate */
 static void test_candidates_plan(void **state)
@@ -267,19 +284,12 @@ static void test_candidates_plan(void **state)
     if (!sub || !dup || dup < sub)
         fail_msg("case_duplicates outside a per-row lookup:\n%s", plan);
 
-    /* the district's fingerprints can be read from the index alone (migration
-     * 0024): which plan a table this small gets is the planner's choice, so the
-     * other ways of reading it are turned off for the question */
-    PQclear(PQexec(pg->conn, "VACUUM case_fingerprints"));
-    PQclear(PQexec(pg->conn, "SET enable_seqscan = off"));
-    PQclear(PQexec(pg->conn, "SET enable_bitmapscan = off"));
-    itest_plan(pg, what, plan, sizeof(plan));
-    PQclear(PQexec(pg->conn, "RESET enable_seqscan"));
-    PQclear(PQexec(pg->conn, "RESET enable_bitmapscan"));
-    if (!strstr(plan, "Index Only Scan Backward using case_fingerprints_district_time"))
-        fail_msg("the fingerprint scan needs more than the index holds:\n%s", plan);
+    fingerprints_from_index(what);
 }
 
+/* the cases of a batch locked and read at its claim (classify_batch): both
+ * rows are locked before any handler runs, each handler takes its case's
+ * row, and a second event of a case reads its own (now classified: skipped) */
 static void test_batch_claimed_cases(void **state)
 {
     (void)state;
@@ -339,8 +349,7 @@ static void test_batch_claimed_cases(void **state)
                                  "event_type = 'CaseClassified' AND seq = 1 AND version = 2",
                                  ids[i]),
                          1);
-        /* the fingerprint written with the duplicate search (one statement), its domain the
-         * classification's */
+        /* the fingerprint written at the batch's end, its domain the classification's */
         const char *fp[2] = {ids[i], other_district};
         assert_int_equal(itest_scalarv(pg,
                                        "SELECT count(*) FROM case_fingerprints f JOIN cases c ON "
@@ -366,6 +375,174 @@ static void test_batch_claimed_cases(void **state)
     pg_destroy(other);
 }
 
+/* where a master is in a run: its place, -2 the run's seed case, -1 none */
+static int place_of(const char *id, const char *seed, char (*ids)[37], int n)
+{
+    if (!id[0])
+        return -1;
+    if (strcmp(id, seed) == 0)
+        return -2;
+    for (int i = 0; i < n; i++)
+        if (strcmp(id, ids[i]) == 0)
+            return i;
+    return -3;
+}
+
+/* what the run decided, by place: the master and distance of each case's link,
+ * the hotspots' counts and masters */
+typedef struct run_outcome {
+    int master[12], distance[12];
+    int hotspots;
+    char hotspot[256];
+} run_outcome_t;
+
+static void run_outcome(const char *dist, const char *seed, char (*ids)[37], int n,
+                        run_outcome_t *o)
+{
+    char dup[40];
+    memset(o, 0, sizeof(*o));
+    for (int i = 0; i < n; i++) {
+        classified_duplicate_of(ids[i], dup, sizeof(dup));
+        o->master[i] = place_of(dup, seed, ids, n);
+        o->distance[i] = (int)scalar1(
+            "SELECT COALESCE(max(distance), -1) FROM case_duplicates WHERE case_id = $1", ids[i]);
+        /* the link's row and the event agree */
+        const char *lv[2] = {ids[i], dup};
+        assert_int_equal(itest_scalarv(pg,
+                                       "SELECT count(*) FROM case_duplicates WHERE case_id = $1 "
+                                       "AND master_id::text = $2",
+                                       2, lv),
+                         dup[0] ? 1 : 0);
+    }
+    /* the hotspots (one per domain), each as domain:count:master's place */
+    PGresult *r = itest_q(pg,
+                          "SELECT domain, case_count, master_id FROM hotspots "
+                          "WHERE district_code = $1 ORDER BY domain",
+                          dist);
+    o->hotspots = PQntuples(r);
+    for (int i = 0; i < PQntuples(r); i++)
+        snprintf(o->hotspot + strlen(o->hotspot), sizeof(o->hotspot) - strlen(o->hotspot),
+                 "%s:%s:%d ", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
+                 place_of(PQgetvalue(r, i, 2), seed, ids, n));
+    PQclear(r);
+}
+
+static void test_batch_search_as_one_by_one(void **state)
+{
+    (void)state;
+    static const char *const title = "人民路隧道积水";
+    static const char *const texts[] = {
+        "人民路下穿隧道暴雨后严重积水，水深过膝，车辆无法通行，请尽快派人排水！",
+        "孩子所在小学的食堂饭菜质量很差，经常有剩饭，希望教育局检查",
+        "人民路下穿隧道暴雨后严重积水，水深过膝，车辆无法通行，请尽快派人来排水",
+        "孩子所在小学的食堂饭菜质量很差，经常有剩饭，希望教育局检查一下",
+        "小区门口的路灯坏了三天了，晚上很黑，老人出门不安全",
+        "人民路下穿隧道暴雨后严重积水，水深过膝，车辆都无法通行，请尽快派人排水",
+        "孩子所在小学的食堂饭菜质量很差，经常有剩饭，希望教育局尽快检查",
+        "人民路下穿隧道暴雨后严重积水，水深过膝，车辆无法通行，请尽快派人排水。",
+        "楼下工地夜间施工噪音很大，凌晨两点还在打桩，无法休息",
+        "人民路下穿隧道暴雨后积水严重，水深过膝，车辆无法通行，请尽快派人排水",
+    };
+    enum { N = sizeof(texts) / sizeof(texts[0]) };
+    static const char *const seed_text =
+        "人民路下穿隧道暴雨后严重积水，水深过膝，车辆无法通行，请尽快派人排水";
+    char err[1024], one[32], many[32], seed1[37], seed2[37], ids1[N][37], ids2[N][37];
+    char nos[N][40];
+    snprintf(one, sizeof(one), "i1-%.8s", district + 3);
+    snprintf(many, sizeof(many), "i2-%.8s", district + 3);
+
+    /* one by one: each case in a transaction of its own, after a committed seed */
+    assert_int_equal(receive(title, seed_text, one, seed1), KC_OK);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(receive(title, texts[i], one, ids1[i]), KC_OK);
+
+    /* the same cases as one fast batch */
+    assert_int_equal(receive(title, seed_text, many, seed2), KC_OK);
+    Kesu__V1__CaseReceived cr[N];
+    Kesu__V1__Location loc[N];
+    proto_env_t pe[N];
+    kc_msg_t m[N];
+    for (int i = 0; i < N; i++) {
+        util_uuid(ids2[i]);
+        snprintf(nos[i], sizeof(nos[i]), "IS-%.12s", ids2[i] + 24);
+        assert_int_equal(itest_insert_case(pg, ids2[i], nos[i], title, texts[i]), 0);
+        cr[i] = (Kesu__V1__CaseReceived)KESU__V1__CASE_RECEIVED__INIT;
+        loc[i] = (Kesu__V1__Location)KESU__V1__LOCATION__INIT;
+        loc[i].district_code = many;
+        cr[i].channel = "web";
+        cr[i].title = (char *)title;
+        cr[i].body = (char *)texts[i];
+        cr[i].location = &loc[i];
+        proto_env_init(&pe[i], "intake");
+        proto_env_set_case(&pe[i], ids2[i], nos[i], "itest-trace");
+        proto_env_set_payload(&pe[i], KESU__V1__ENVELOPE__PAYLOAD_CASE_RECEIVED,
+                              (const ProtobufCMessage *)&cr[i]);
+        m[i] = (kc_msg_t){NULL, &pe[i].env, KAFKA_TOPIC_INTAKE};
+    }
+    assert_int_equal(pg_begin(pg, err, sizeof(err)), 0);
+    assert_int_equal(classify_batch(&ctx, pg, KC_BATCH_BEGIN, NULL, 0, err, sizeof(err)), KC_OK);
+    casestore_defer_begin(pg); /* as the consumer loop's fast attempt */
+    assert_int_equal(classify_batch(&ctx, pg, KC_BATCH_CLAIMED, m, N, err, sizeof(err)), KC_OK);
+    assert_int_equal((int)ctx.dd.nj, N); /* every case searched at the claim */
+    for (int i = 0; i < N; i++)
+        assert_int_equal(classify_handle(&ctx, pg, &m[i], err, sizeof(err)), KC_OK);
+    /* fingerprints and links kept for the batch's end */
+    assert_int_equal(scalar1("SELECT count(*) FROM case_fingerprints WHERE district_code = $1",
+                             many),
+                     1);
+    assert_int_equal(scalar1("SELECT count(*) FROM case_duplicates d JOIN case_fingerprints f "
+                             "ON f.case_id = d.master_id WHERE f.district_code = $1",
+                             many),
+                     0);
+    assert_int_equal(casestore_defer_flush(pg, err, sizeof(err)), CASESTORE_OK);
+    assert_int_equal(classify_batch(&ctx, pg, KC_BATCH_END, NULL, 0, err, sizeof(err)), KC_OK);
+    assert_int_equal(pg_commit(pg, err, sizeof(err)), 0);
+    assert_int_equal(scalar1("SELECT count(*) FROM case_fingerprints f JOIN cases c ON "
+                             "c.id = f.case_id WHERE f.district_code = $1 AND f.domain = c.domain",
+                             many),
+                     N + 1);
+
+    run_outcome_t a, b;
+    run_outcome(one, seed1, ids1, N, &a);
+    run_outcome(many, seed2, ids2, N, &b);
+    for (int i = 0; i < N; i++) {
+        if (a.master[i] != b.master[i] || a.distance[i] != b.distance[i])
+            fail_msg("case %d: one by one master %d distance %d, in a batch master %d "
+                     "distance %d",
+                     i, a.master[i], a.distance[i], b.master[i], b.distance[i]);
+    }
+    /* the floods link to the seed, the later canteen reports to the first one, the
+     * others to nothing */
+    static const int want[N] = {-2, -1, -2, 1, -1, -2, 1, -2, -1, -1};
+    for (int i = 0; i < N; i++)
+        if (a.master[i] != want[i])
+            fail_msg("case %d: master %d, want %d", i, a.master[i], want[i]);
+    /* a hotspot each: the floods' (the seed its master) and the canteen's */
+    assert_int_equal(a.hotspots, 2);
+    assert_string_equal(a.hotspot, b.hotspot);
+    assert_non_null(strstr(a.hotspot, ":-2 "));
+
+    /* the batch's search (prepared by the claim above): a district's newest
+     * fingerprints per case from the index alone, a candidate's master by its key */
+    char plan[8192], what[256];
+    snprintf(what, sizeof(what),
+             "EXECUTE dd_candidates_many('{%s,%s}', '{%s,%s}', '{0,1}', 86400000, 18)", ids2[0],
+             ids2[1], many, one);
+    /* the candidates' status by their key, in the generic plan made on this small
+     * database too: a join hashed all of cases (read in full for every batch as
+     * the table grew) */
+    PQclear(PQexec(pg->conn, "SET plan_cache_mode = force_generic_plan"));
+    itest_plan(pg, what, plan, sizeof(plan));
+    PQclear(PQexec(pg->conn, "RESET plan_cache_mode"));
+    const char *sub = strstr(plan, "SubPlan"), *cs = strstr(plan, " on cases c");
+    if (!sub || !cs || cs < sub || strstr(plan, "Seq Scan on cases"))
+        fail_msg("the batch's search reads cases other than by key per row:\n%s", plan);
+    const char *dup = strstr(plan, "case_duplicates");
+    if (!dup || dup < sub)
+        fail_msg("case_duplicates outside a per-row lookup:\n%s", plan);
+    fingerprints_from_index(what);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -373,6 +550,7 @@ int main(void)
         cmocka_unit_test(test_candidates_plan),
         cmocka_unit_test(test_batch_claimed_cases),
         cmocka_unit_test(test_links_at_batch_end),
+        cmocka_unit_test(test_batch_search_as_one_by_one),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
