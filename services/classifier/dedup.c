@@ -309,6 +309,12 @@ static void dd_judge(const dedup_opts_t *o, const dd_cand_t *c, size_t n, dedup_
     }
 }
 
+/* the most bits a candidate may differ by: the larger of the two distances */
+static int dd_max_distance(const dedup_opts_t *o)
+{
+    return o->similar_distance > o->dup_distance ? o->similar_distance : o->dup_distance;
+}
+
 /* the search's settings as parameters: the longer window, the larger distance */
 static void dd_params(const dedup_opts_t *o, char *win, size_t win_size, char *maxd,
                       size_t maxd_size)
@@ -316,8 +322,15 @@ static void dd_params(const dedup_opts_t *o, char *win, size_t win_size, char *m
     int64_t window =
         o->dup_window_ms > o->hotspot_window_ms ? o->dup_window_ms : o->hotspot_window_ms;
     snprintf(win, win_size, "%" PRId64, window);
-    snprintf(maxd, maxd_size, "%d",
-             o->similar_distance > o->dup_distance ? o->similar_distance : o->dup_distance);
+    snprintf(maxd, maxd_size, "%d", dd_max_distance(o));
+}
+
+/* row r of a search's result as a candidate (tier 0), with its master */
+static dd_cand_t dd_row(const PGresult *res, int r, const char *master)
+{
+    return (dd_cand_t){atoi(pg_get(res, r, "dist")), 0,
+                       strtoll(pg_get(res, r, "age_ms"), NULL, 10), (size_t)r,
+                       pg_get(res, r, "case_id"), master};
 }
 
 /* each searched case judged over its rows of res (ord: its place, from 1; the rows
@@ -326,14 +339,11 @@ static void dd_params(const dedup_opts_t *o, char *win, size_t win_size, char *m
 static void dd_batch_judge(const dedup_opts_t *o, dedup_batch_t *b, const PGresult *res,
                            const char *const *district, dd_cand_t *c)
 {
-    int r = 0;
-    int maxd = o->similar_distance > o->dup_distance ? o->similar_distance : o->dup_distance;
+    int r = 0, maxd = dd_max_distance(o);
     for (size_t k = 0; k < b->nj; k++) {
         size_t m = 0;
         for (; r < PQntuples(res) && strtoull(PQgetvalue(res, r, 0), NULL, 10) == k + 1; r++)
-            c[m++] = (dd_cand_t){atoi(pg_get(res, r, "dist")), 0,
-                                 strtoll(pg_get(res, r, "age_ms"), NULL, 10), (size_t)r,
-                                 pg_get(res, r, "case_id"), pg_get(res, r, "master")};
+            c[m++] = dd_row(res, r, pg_get(res, r, "master"));
         for (size_t j = 0; j < k; j++) {
             int d = dedup_distance(b->j[k].simhash, b->j[j].simhash);
             if (d <= maxd && strcmp(district[j], district[k]) == 0)
@@ -449,8 +459,9 @@ int dedup_check(pg_t *pg, const dedup_opts_t *o, dedup_batch_t *b, const char *c
              (int64_t)(jd ? jd->simhash : dedup_simhash(title, body)));
 
     if (!district[0] || jd) {
-        /* without a district there is no "same place": no duplicate or hotspot
-         * judgement (and no scan of every case without one) */
+        /* the search at the claim, or none: without a district there is no "same
+         * place", no duplicate or hotspot judgement (and no scan of every case
+         * without one). The fingerprint is kept for the batch's end or written now */
         if (gather) {
             dd_keep_fingerprint(b, case_id, district, domain, hs);
         } else {
@@ -459,13 +470,14 @@ int dedup_check(pg_t *pg, const dedup_opts_t *o, dedup_batch_t *b, const char *c
             if (!res)
                 goto out;
         }
-        if (!district[0]) {
+        if (!jd) {
             rc = 0;
             goto out;
         }
         *out = jd->r;
         snprintf(oldest, sizeof(oldest), "%s", jd->oldest_similar);
     } else {
+        /* searched now, the fingerprint written by the same statement */
         dd_params(o, win, sizeof(win), maxd, sizeof(maxd));
         const char *cv[6] = {case_id, district, hs, win, maxd, domain};
         res = pg_exec_stmt(pg, &dd_candidates, cv, PGRES_TUPLES_OK, errstr, errstr_size);
@@ -477,9 +489,7 @@ int dedup_check(pg_t *pg, const dedup_opts_t *o, dedup_batch_t *b, const char *c
             goto out;
         }
         for (int i = 0; i < PQntuples(res); i++)
-            c[i] = (dd_cand_t){atoi(pg_get(res, i, "dist")), 0,
-                               strtoll(pg_get(res, i, "age_ms"), NULL, 10), (size_t)i,
-                               pg_get(res, i, "case_id"), dd_master(b, res, i)};
+            c[i] = dd_row(res, i, dd_master(b, res, i));
         dd_judge(o, c, (size_t)PQntuples(res), out, oldest, sizeof(oldest));
         free(c);
     }

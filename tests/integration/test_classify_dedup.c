@@ -74,30 +74,44 @@ static int teardown(void **state)
     return 0;
 }
 
+/* a CaseReceived envelope as the consumer loop hands it over; kept in place
+ * while the message is used (the envelope points into it) */
+typedef struct received {
+    Kesu__V1__CaseReceived cr;
+    Kesu__V1__Location loc;
+    proto_env_t pe;
+    kc_msg_t m;
+} received_t;
+
+static void received_msg(received_t *r, const char *case_id, const char *case_no,
+                         const char *title, const char *body, const char *dist)
+{
+    r->cr = (Kesu__V1__CaseReceived)KESU__V1__CASE_RECEIVED__INIT;
+    r->loc = (Kesu__V1__Location)KESU__V1__LOCATION__INIT;
+    r->loc.district_code = (char *)dist;
+    r->cr.channel = "web";
+    r->cr.title = (char *)title;
+    r->cr.body = (char *)body;
+    r->cr.location = &r->loc;
+    proto_env_init(&r->pe, "intake");
+    proto_env_set_case(&r->pe, case_id, case_no, "itest-trace");
+    proto_env_set_payload(&r->pe, KESU__V1__ENVELOPE__PAYLOAD_CASE_RECEIVED,
+                          (const ProtobufCMessage *)&r->cr);
+    r->m = (kc_msg_t){NULL, &r->pe.env, KAFKA_TOPIC_INTAKE};
+}
+
 /* a case row in status received, and its CaseReceived envelope handled in the
  * open transaction */
 static kc_result_t handle_new(const char *title, const char *body, const char *dist,
                               char *case_id, char *err, size_t err_size)
 {
     char case_no[40];
+    received_t r;
     util_uuid(case_id);
     snprintf(case_no, sizeof(case_no), "IT-%.12s", case_id + 24);
     assert_int_equal(itest_insert_case(pg, case_id, case_no, title, body), 0);
-
-    Kesu__V1__CaseReceived cr = KESU__V1__CASE_RECEIVED__INIT;
-    Kesu__V1__Location loc = KESU__V1__LOCATION__INIT;
-    loc.district_code = (char *)dist;
-    cr.channel = "web";
-    cr.title = (char *)title;
-    cr.body = (char *)body;
-    cr.location = &loc;
-    proto_env_t pe;
-    proto_env_init(&pe, "intake");
-    proto_env_set_case(&pe, case_id, case_no, "itest-trace");
-    proto_env_set_payload(&pe, KESU__V1__ENVELOPE__PAYLOAD_CASE_RECEIVED,
-                          (const ProtobufCMessage *)&cr);
-    kc_msg_t m = {NULL, &pe.env, KAFKA_TOPIC_INTAKE};
-    return classify_handle(&ctx, pg, &m, err, err_size);
+    received_msg(&r, case_id, case_no, title, body, dist);
+    return classify_handle(&ctx, pg, &r.m, err, err_size);
 }
 
 /* the same in a transaction of its own */
@@ -294,26 +308,15 @@ static void test_batch_claimed_cases(void **state)
 {
     (void)state;
     char err[1024], ids[2][37], nos[2][40];
-    Kesu__V1__CaseReceived cr[2];
-    Kesu__V1__Location loc[2];
-    proto_env_t pe[2];
+    received_t rm[2];
     kc_msg_t m[2];
     for (int i = 0; i < 2; i++) {
         util_uuid(ids[i]);
         snprintf(nos[i], sizeof(nos[i]), "IB-%.12s", ids[i] + 24);
         assert_int_equal(itest_insert_case(pg, ids[i], nos[i], "路灯不亮", "小区门口路灯坏了"), 0);
-        cr[i] = (Kesu__V1__CaseReceived)KESU__V1__CASE_RECEIVED__INIT;
-        loc[i] = (Kesu__V1__Location)KESU__V1__LOCATION__INIT;
-        loc[i].district_code = other_district;
-        cr[i].channel = "web";
-        cr[i].title = i ? "路灯不亮" : "噪音扰民";
-        cr[i].body = i ? "小区门口路灯坏了三天" : "楼下工地夜间施工";
-        cr[i].location = &loc[i];
-        proto_env_init(&pe[i], "intake");
-        proto_env_set_case(&pe[i], ids[i], nos[i], "itest-trace");
-        proto_env_set_payload(&pe[i], KESU__V1__ENVELOPE__PAYLOAD_CASE_RECEIVED,
-                              (const ProtobufCMessage *)&cr[i]);
-        m[i] = (kc_msg_t){NULL, &pe[i].env, KAFKA_TOPIC_INTAKE};
+        received_msg(&rm[i], ids[i], nos[i], i ? "路灯不亮" : "噪音扰民",
+                     i ? "小区门口路灯坏了三天" : "楼下工地夜间施工", other_district);
+        m[i] = rm[i].m;
     }
     pg_t *other = itest_pg_connect();
     assert_non_null(other);
@@ -458,26 +461,14 @@ static void test_batch_search_as_one_by_one(void **state)
 
     /* the same cases as one fast batch */
     assert_int_equal(receive(title, seed_text, many, seed2), KC_OK);
-    Kesu__V1__CaseReceived cr[N];
-    Kesu__V1__Location loc[N];
-    proto_env_t pe[N];
+    received_t rm[N];
     kc_msg_t m[N];
     for (int i = 0; i < N; i++) {
         util_uuid(ids2[i]);
         snprintf(nos[i], sizeof(nos[i]), "IS-%.12s", ids2[i] + 24);
         assert_int_equal(itest_insert_case(pg, ids2[i], nos[i], title, texts[i]), 0);
-        cr[i] = (Kesu__V1__CaseReceived)KESU__V1__CASE_RECEIVED__INIT;
-        loc[i] = (Kesu__V1__Location)KESU__V1__LOCATION__INIT;
-        loc[i].district_code = many;
-        cr[i].channel = "web";
-        cr[i].title = (char *)title;
-        cr[i].body = (char *)texts[i];
-        cr[i].location = &loc[i];
-        proto_env_init(&pe[i], "intake");
-        proto_env_set_case(&pe[i], ids2[i], nos[i], "itest-trace");
-        proto_env_set_payload(&pe[i], KESU__V1__ENVELOPE__PAYLOAD_CASE_RECEIVED,
-                              (const ProtobufCMessage *)&cr[i]);
-        m[i] = (kc_msg_t){NULL, &pe[i].env, KAFKA_TOPIC_INTAKE};
+        received_msg(&rm[i], ids2[i], nos[i], title, texts[i], many);
+        m[i] = rm[i].m;
     }
     assert_int_equal(pg_begin(pg, err, sizeof(err)), 0);
     assert_int_equal(classify_batch(&ctx, pg, KC_BATCH_BEGIN, NULL, 0, err, sizeof(err)), KC_OK);
