@@ -2,6 +2,8 @@
 # The benchmark: build (Release), start PostgreSQL and Kafka, run the six
 # services on their own topics, warm up, measure, and print ONE JSON line:
 #   e2e_cases_per_s   sustained cases/s through all stages (assigned + acknowledged)
+#   all_stages_cases_per_s  the same run until every stage caught up (handlers'
+#                     notices, timers, public feed), drain_after_complete_s
 #   intake_p99_ms     intake answer time at KESU_BENCH_RATE (default 1000/s)
 #   assign_p99_ms     submit -> assigned at that rate
 #   classifier_per_s  the classifier's classifications/s on one core
@@ -20,7 +22,7 @@
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-[[ "${1:-}" == -h || "${1:-}" == --help ]] && { sed -n '2,19p' "$0"; exit 0; }
+[[ "${1:-}" == -h || "${1:-}" == --help ]] && { sed -n '2,21p' "$0"; exit 0; }
 
 kesu_install_packages >&2
 KESU_BUILD_DIR="${KESU_BENCH_BUILD_DIR:-$KESU_ROOT/build-release}" \
