@@ -235,6 +235,8 @@ def soak(stack, token, seconds, rate):
             back = round(time.time() - t1, 1)
             break
         time.sleep(1)
+    # and until every stage has done the burst's work (notices, timers, the feed)
+    caught_up = round(drained(stack) - t1, 1)
     first, last = windows[0]["rss_mb"], windows[-1]["rss_mb"]
     return {
         "soak_seconds": round(time.time() - t0),
@@ -248,6 +250,7 @@ def soak(stack, token, seconds, rate):
         "burst_rate": 5 * rate,
         "burst_submitted": burst.get("accepted"),
         "lag_zero_after_burst_s": back,
+        "caught_up_after_burst_s": caught_up,
     }
 
 
