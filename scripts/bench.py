@@ -157,6 +157,31 @@ def total_lag(stack):
     return lag
 
 
+def batch_counts(stack):
+    """Per consumer service (first instance): events acted on (consumed less those of
+    types it ignores) and batches that wrote, from its /metrics (kesu_events_in_total,
+    kesu_events_ignored_total, kesu_batch_apply_seconds_count)."""
+    out = {}
+    for name in stack.procs:
+        if name == "intake" or "#" in name:
+            continue
+        try:
+            with urllib.request.urlopen(stack.ops_url(name, "/metrics"), timeout=2) as r:
+                text = r.read().decode()
+        except OSError:
+            continue
+        ev = bt = 0.0
+        for line in text.splitlines():
+            if line.startswith("kesu_events_in_total"):
+                ev += float(line.split()[-1])
+            elif line.startswith("kesu_events_ignored_total"):
+                ev -= float(line.split()[-1])
+            elif line.startswith("kesu_batch_apply_seconds_count"):
+                bt += float(line.split()[-1])
+        out[name] = (ev, bt)
+    return out
+
+
 def drained(stack, timeout=300):
     """Wait until every stage has finished the work the cases so far caused - no
     consumer lag, no outbox row unpublished, no public-feed event held, no notice
@@ -301,6 +326,7 @@ def main():
         subprocess.run(["psql", kc.PG, "-Xqc", "ANALYZE"], check=True)
         before, infra_before = cpu_snapshot(stack)
         wal_before = wal_lsn()
+        batches_before = batch_counts(stack)
         sys.stderr.write("bench: measured run, as fast as possible (%d cases)\n" % COUNT)
         t0 = time.time()
         full = load(stack, token, "--count", str(COUNT))
@@ -310,6 +336,7 @@ def main():
         t2 = drained(stack)
         after, infra_after = cpu_snapshot(stack)
         wal_after = wal_lsn()
+        batches_after = batch_counts(stack)
         sys.stderr.write("bench: every stage caught up %.1f s after the last case completed\n"
                          % max(t2 - t1, 0))
         sys.stderr.write("bench: %d cases/s for %d s (latency)\n" % (RATE, RATE_S))
@@ -360,6 +387,13 @@ def main():
             "services": round(sum(cpu.values()) * 1000.0 / done, 2),
         },
         "wal_kb_per_case": round((wal_after - wal_before) / 1024.0 / done, 1),
+        # the consumer batches of the measured run: events acted on per batch that wrote
+        # (one transaction), of each stage's first instance (the fewer, the more each case pays for the
+        # batch's statements and commit)
+        "events_per_batch": {
+            n: round((batches_after[n][0] - batches_before[n][0])
+                     / max(batches_after[n][1] - batches_before[n][1], 1), 1)
+            for n in batches_after if n in batches_before},
         # CPU seconds per second of the idle stack, before any load
         "idle_cpu_s_per_s": idle,
         "peak_rss_mb": rss,

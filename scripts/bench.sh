@@ -8,7 +8,8 @@
 #   assign_p99_ms     submit -> assigned at that rate
 #   classifier_per_s  the classifier's classifications/s on one core
 #   cpu_s_per_1000_cases, peak_rss_mb per service; cpu_ms_per_case of PostgreSQL,
-#   the broker and the services; wal_kb_per_case
+#   the broker and the services; wal_kb_per_case; events_per_batch (events each
+#   consumer stage acted on per transaction in the measured run)
 # It runs on a fresh database, kesu_bench (KESU_BENCH_PG: another, used as is), so
 # one run's cases do not slow the next and the demo's database stays as it was;
 # pg_stat_statements is reset there, so afterwards it shows this run's statements.
@@ -22,7 +23,7 @@
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-[[ "${1:-}" == -h || "${1:-}" == --help ]] && { sed -n '2,21p' "$0"; exit 0; }
+[[ "${1:-}" == -h || "${1:-}" == --help ]] && { sed -n '2,22p' "$0"; exit 0; }
 
 kesu_install_packages >&2
 KESU_BUILD_DIR="${KESU_BENCH_BUILD_DIR:-$KESU_ROOT/build-release}" \
