@@ -157,6 +157,49 @@ def total_lag(stack):
     return lag
 
 
+STATEMENTS_FILE = os.environ.get("KESU_BENCH_STATEMENTS") or os.path.join(
+    kc.ROOT, ".run", "bench-statements.txt")
+
+
+def statements_reset():
+    """Start pg_stat_statements afresh (False when the extension is not there)."""
+    out = subprocess.run(["psql", kc.PG, "-XAtc", "SELECT pg_stat_statements_reset()"],
+                         capture_output=True, text=True, check=False)
+    return out.returncode == 0
+
+
+def statements_report(cases):
+    """The measured run's statements, the costliest first, to STATEMENTS_FILE; returns
+    their execution time per case in ms (None without pg_stat_statements). Execution
+    time is the backends' time in the statements - CPU, and waits for locks and reads;
+    not the commits' WAL flushes."""
+    q = ("SELECT round(total_exec_time::numeric / %d, 4), round(calls::numeric / %d, 3), "
+         "round((total_exec_time / calls)::numeric, 3), round(rows::numeric / %d, 2), "
+         "CASE WHEN toplevel THEN '' ELSE '(nested) ' END || "
+         "left(regexp_replace(query, '\\s+', ' ', 'g'), 160) FROM pg_stat_statements "
+         "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+         "ORDER BY total_exec_time DESC" % (cases, cases, cases))
+    out = subprocess.run(["psql", kc.PG, "-XAt", "-F", "\t", "-c", q],
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        return None
+    rows = [line.split("\t") for line in out.stdout.splitlines() if line]
+    # a nested statement's time (a trigger's, a foreign key check's) is its caller's too
+    total = sum(float(r[0]) for r in rows if not r[4].startswith("(nested) "))
+    os.makedirs(os.path.dirname(STATEMENTS_FILE), exist_ok=True)
+    with open(STATEMENTS_FILE, "w") as f:
+        f.write("# the measured run's statements (%d cases), pg_stat_statements; per case:\n"
+                "# exec_ms  calls  ms_per_call  rows  statement\n" % cases)
+        for r in rows[:40]:
+            f.write("%8s %6s %8s %7s  %s\n" % tuple(r[:5]))
+        f.write("# %.3f ms of statement execution per case in all (%d statements)\n"
+                % (total, len(rows)))
+        f.write("# (nested): run inside another statement (trigger, foreign key check), "
+                "whose time includes it\n")
+    sys.stderr.write("bench: the measured run's statements in %s\n" % STATEMENTS_FILE)
+    return round(total, 3)
+
+
 def batch_counts(stack):
     """Per consumer service (first instance): events acted on (consumed less those of
     types it ignores) and batches that wrote, from its /metrics (kesu_events_in_total,
@@ -327,6 +370,7 @@ def main():
         before, infra_before = cpu_snapshot(stack)
         wal_before = wal_lsn()
         batches_before = batch_counts(stack)
+        have_statements = statements_reset()
         sys.stderr.write("bench: measured run, as fast as possible (%d cases)\n" % COUNT)
         t0 = time.time()
         full = load(stack, token, "--count", str(COUNT))
@@ -337,6 +381,8 @@ def main():
         after, infra_after = cpu_snapshot(stack)
         wal_after = wal_lsn()
         batches_after = batch_counts(stack)
+        pg_exec = (statements_report(max(full.get("complete_measured", 0), 1))
+                   if have_statements else None)
         sys.stderr.write("bench: every stage caught up %.1f s after the last case completed\n"
                          % max(t2 - t1, 0))
         sys.stderr.write("bench: %d cases/s for %d s (latency)\n" % (RATE, RATE_S))
@@ -386,6 +432,9 @@ def main():
             "kafka": round((infra_after["kafka"] - infra_before["kafka"]) * 1000.0 / done, 2),
             "services": round(sum(cpu.values()) * 1000.0 / done, 2),
         },
+        # the measured run's statement execution per case (pg_stat_statements; the
+        # statements themselves in STATEMENTS_FILE)
+        "pg_exec_ms_per_case": pg_exec,
         "wal_kb_per_case": round((wal_after - wal_before) / 1024.0 / done, 1),
         # the consumer batches of the measured run: events acted on per batch that wrote
         # (one transaction), of each stage's first instance (the fewer, the more each case pays for the

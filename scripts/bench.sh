@@ -9,10 +9,12 @@
 #   classifier_per_s  the classifier's classifications/s on one core
 #   cpu_s_per_1000_cases, peak_rss_mb per service; cpu_ms_per_case of PostgreSQL,
 #   the broker and the services; wal_kb_per_case; events_per_batch (events each
-#   consumer stage acted on per transaction in the measured run)
+#   consumer stage acted on per transaction in the measured run); pg_exec_ms_per_case
+#   (statement execution; the statements themselves in .run/bench-statements.txt,
+#   KESU_BENCH_STATEMENTS: another file)
 # It runs on a fresh database, kesu_bench (KESU_BENCH_PG: another, used as is), so
 # one run's cases do not slow the next and the demo's database stays as it was;
-# pg_stat_statements is reset there, so afterwards it shows this run's statements.
+# pg_stat_statements is reset there, and again before the measured run.
 # Settings: KESU_BENCH_COUNT (20000), KESU_BENCH_WARMUP (2000), KESU_BENCH_RATE (1000),
 # KESU_BENCH_RATE_SECONDS (20), KESU_BENCH_CONNECTIONS (64), KESU_BENCH_DISTRICTS (16: district
 # codes the messages are spread over, so duplicates are searched; 0: none), KESU_BENCH_WRK
@@ -23,7 +25,7 @@
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-[[ "${1:-}" == -h || "${1:-}" == --help ]] && { sed -n '2,22p' "$0"; exit 0; }
+[[ "${1:-}" == -h || "${1:-}" == --help ]] && { sed -n '2,24p' "$0"; exit 0; }
 
 kesu_install_packages >&2
 KESU_BUILD_DIR="${KESU_BENCH_BUILD_DIR:-$KESU_ROOT/build-release}" \
